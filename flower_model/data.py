@@ -1,0 +1,353 @@
+"""Find, download, scan and split a dataset laid out one sub-folder per class."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from flower_model import workspace
+from flower_model.errors import DatasetError, ImageError
+from flower_model.images import IMAGE_SUFFIXES, inspect, read_bytes
+
+# Kaggle "Flowers Recognition": daisy, dandelion, rose, sunflower, tulip (4,317 photos).
+DEFAULT_HANDLE = "alxmamaev/flowers-recognition"
+# How deep below the given folder the class folders may sit (kagglehub nests them).
+MAX_ROOT_DEPTH = 2
+# Bump when the scan's record format changes, so old cached scans are not read.
+SCAN_VERSION = 1
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One usable photo: where it is, its class, and what its content hashes to."""
+
+    path: str  # relative to the class root, with forward slashes
+    label: int
+    sha256: str
+    width: int
+    height: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file in a class folder that is not used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A scanned dataset: class names in model output order, usable photos, skipped files."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    records: tuple[ImageRecord, ...]
+    skipped: tuple[SkippedFile, ...]
+    fingerprint: str
+
+    def path_of(self, record: ImageRecord) -> Path:
+        """Return the absolute path of a record's file."""
+        return self.root / record.path
+
+    def counts(self) -> dict[str, int]:
+        """Return the number of usable photos per class, in class order."""
+        per_label = Counter(record.label for record in self.records)
+        return {name: per_label[i] for i, name in enumerate(self.class_names)}
+
+
+@dataclass(frozen=True)
+class Split:
+    """A deterministic stratified train/validation split, as relative paths."""
+
+    seed: int
+    val_fraction: float
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        """Return the split as plain JSON values, for a run's metadata."""
+        return {
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "train": list(self.train),
+            "val": list(self.val),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict) -> Split:
+        """Rebuild a split stored in a run's metadata."""
+        return cls(
+            seed=int(value["seed"]),
+            val_fraction=float(value["val_fraction"]),
+            train=tuple(value["train"]),
+            val=tuple(value["val"]),
+        )
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "__"))
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+    except OSError:
+        return []
+
+
+def _image_count(folder: Path) -> int:
+    try:
+        return sum(
+            1
+            for p in folder.iterdir()
+            if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+    except OSError:
+        return 0
+
+
+def _class_image_count(folder: Path) -> int:
+    """Return the images in a folder's class folders, or 0 unless two or more have images."""
+    counts = [_image_count(sub) for sub in _subdirs(folder)]
+    return sum(counts) if sum(1 for c in counts if c) >= 2 else 0
+
+
+def find_class_root(path: Path) -> Path:
+    """Return the folder whose sub-folders are the classes, searching up to two levels down."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist: give a folder with one sub-folder per class")
+    if not path.is_dir():
+        raise DatasetError(f"{path} is not a folder: give a folder with one sub-folder per class")
+    level = [path]
+    for _ in range(MAX_ROOT_DEPTH + 1):
+        found = [(count, folder) for folder in level if (count := _class_image_count(folder))]
+        if found:
+            # Several candidates at one depth (say train/ and test/): take the largest.
+            return max(found, key=lambda pair: pair[0])[1]
+        level = [sub for folder in level for sub in _subdirs(folder)]
+    raise DatasetError(
+        f"no class folders with images found in {path} (looked {MAX_ROOT_DEPTH} levels down): "
+        "lay it out as <folder>/<class name>/<photo>.jpg with at least two classes"
+    )
+
+
+def _listing(root: Path) -> tuple[list[tuple[str, Path]], list[SkippedFile]]:
+    """Return (class name, file) for each candidate image, and the files passed over."""
+    candidates: list[tuple[str, Path]] = []
+    skipped: list[SkippedFile] = []
+    for class_dir in _subdirs(root):
+        for entry in sorted(class_dir.iterdir()):
+            rel = entry.relative_to(root).as_posix()
+            if not _visible(entry):
+                skipped.append(SkippedFile(rel, "hidden file"))
+            elif entry.is_dir():
+                skipped.append(SkippedFile(rel, "folder inside a class folder (not read)"))
+            elif entry.suffix.lower() not in IMAGE_SUFFIXES:
+                kind = entry.suffix.lower() or "no extension"
+                skipped.append(SkippedFile(rel, f"not an image file type ({kind})"))
+            else:
+                candidates.append((class_dir.name, entry))
+    return candidates, skipped
+
+
+def _listing_key(root: Path, candidates: list[tuple[str, Path]], skipped: list) -> str:
+    """Return a cheap key of a folder's state: names, sizes and modification times."""
+    digest = hashlib.sha256(f"v{SCAN_VERSION}:{root.resolve()}".encode())
+    for _, path in candidates:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for item in skipped:
+        digest.update(f"{item.path}\0{item.reason}\n".encode())
+    return digest.hexdigest()
+
+
+def _inspect_file(root: Path, class_name: str, path: Path) -> tuple[dict | None, str | None]:
+    rel = path.relative_to(root).as_posix()
+    try:
+        data = read_bytes(path)
+        info = inspect(data, path.name)
+    except ImageError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        return None, reason
+    return {
+        "path": rel,
+        "class_name": class_name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "width": info.width,
+        "height": info.height,
+        "size_bytes": len(data),
+    }, None
+
+
+def _content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecord, ...]) -> str:
+    digest = hashlib.sha256("\n".join(class_names).encode())
+    for record in sorted(records, key=lambda r: r.path):
+        digest.update(f"{record.path}\0{record.label}\0{record.sha256}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _write_json_atomic(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+def scan_dataset(path: Path, progress: Progress | None = None, use_cache: bool = True) -> Dataset:
+    """Return the dataset under a folder: every photo decoded once to find the unusable ones."""
+    root = find_class_root(Path(path))
+    candidates, skipped = _listing(root)
+    key = _listing_key(root, candidates, skipped)
+    cache_file = workspace.scans_dir() / f"{key}.json"
+    rows: list[tuple[dict | None, str | None]] | None = None
+    if use_cache and cache_file.exists():
+        try:
+            rows = [tuple(row) for row in json.loads(cache_file.read_text())]
+            if len(rows) != len(candidates):
+                rows = None
+        except (OSError, ValueError):
+            rows = None
+    if rows is None:
+        rows = []
+        total = len(candidates)
+        # Pillow releases the GIL while decoding, so threads use every core.
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            for done, row in enumerate(
+                pool.map(lambda c: _inspect_file(root, c[0], c[1]), candidates), start=1
+            ):
+                rows.append(row)
+                if progress is not None and (done % 50 == 0 or done == total):
+                    progress(done, total)
+        _write_json_atomic(cache_file, rows)
+    found = [row for row, _ in rows if row is not None]
+    class_names = tuple(sorted({row["class_name"] for row in found}))
+    if len(class_names) < 2:
+        raise DatasetError(
+            f"{root} has usable photos in {len(class_names)} class folder(s); at least two are "
+            "needed to train a classifier"
+        )
+    label_of = {name: i for i, name in enumerate(class_names)}
+    records = tuple(
+        ImageRecord(
+            path=row["path"],
+            label=label_of[row["class_name"]],
+            sha256=row["sha256"],
+            width=row["width"],
+            height=row["height"],
+            size_bytes=row["size_bytes"],
+        )
+        for row in found
+    )
+    bad = [
+        SkippedFile(candidate[1].relative_to(root).as_posix(), reason)
+        for candidate, (row, reason) in zip(candidates, rows, strict=True)
+        if row is None
+    ]
+    return Dataset(
+        root=root,
+        class_names=class_names,
+        records=records,
+        skipped=tuple(skipped + bad),
+        fingerprint=_content_fingerprint(class_names, records),
+    )
+
+
+def _split_order(seed: int, path: str) -> str:
+    return hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
+
+
+def split_dataset(dataset: Dataset, val_fraction: float = 0.2, seed: int = 42) -> Split:
+    """Return a stratified split: the same seed and files give the same split on any machine."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetError(f"the validation share must be between 0 and 1, not {val_fraction}")
+    train: list[str] = []
+    val: list[str] = []
+    for label, name in enumerate(dataset.class_names):
+        paths = sorted(
+            (r.path for r in dataset.records if r.label == label),
+            key=lambda p: _split_order(seed, p),
+        )
+        if len(paths) < 2:
+            raise DatasetError(
+                f"class '{name}' has {len(paths)} usable photo(s); each class needs at least two "
+                "so that one can be held out for validation"
+            )
+        n_val = min(len(paths) - 1, max(1, round(len(paths) * val_fraction)))
+        val.extend(paths[:n_val])
+        train.extend(paths[n_val:])
+    return Split(
+        seed=seed, val_fraction=val_fraction, train=tuple(sorted(train)), val=tuple(sorted(val))
+    )
+
+
+def records_for(dataset: Dataset, paths: tuple[str, ...]) -> tuple[ImageRecord, ...]:
+    """Return the dataset's records for relative paths, refusing paths it does not hold."""
+    by_path = {record.path: record for record in dataset.records}
+    missing = [p for p in paths if p not in by_path]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} photo(s) of the stored split are no longer in {dataset.root} "
+            f"(first: {missing[0]}); evaluate on the dataset the run was trained on"
+        )
+    return tuple(by_path[p] for p in paths)
+
+
+def dataset_summary(dataset: Dataset) -> dict:
+    """Return the dataset report as plain JSON values: counts, image sizes, skipped files."""
+    widths = [r.width for r in dataset.records]
+    heights = [r.height for r in dataset.records]
+    return {
+        "root": str(dataset.root),
+        "fingerprint": dataset.fingerprint,
+        "classes": dataset.counts(),
+        "images": len(dataset.records),
+        "width": {"min": min(widths), "max": max(widths)},
+        "height": {"min": min(heights), "max": max(heights)},
+        "sizes": Counter(f"{r.width}x{r.height}" for r in dataset.records).most_common(5),
+        "skipped": [asdict(item) for item in dataset.skipped],
+    }
+
+
+def download_dataset(handle: str = DEFAULT_HANDLE) -> Path:
+    """Return the local folder of a Kaggle dataset, downloading it with kagglehub (with progress)."""
+    try:
+        import kagglehub
+    except ImportError as exc:  # pragma: no cover - kagglehub is in requirements.txt
+        raise DatasetError("kagglehub is not installed: pip install kagglehub") from exc
+    try:
+        folder = kagglehub.dataset_download(handle)
+    except Exception as exc:  # kagglehub raises network, HTTP and auth errors of many types
+        raise DatasetError(
+            f"could not download '{handle}' from Kaggle: {_download_failure(exc)}. Without "
+            "internet, point at a local folder with one sub-folder per class instead (--data DIR)"
+        ) from exc
+    return Path(folder)
+
+
+def _download_failure(exc: Exception) -> str:
+    """Return in a few words why a kagglehub download failed."""
+    text = f"{type(exc).__name__}: {exc}"
+    if any(
+        word in text for word in ("NameResolution", "Max retries", "ConnectionError", "timed out")
+    ):
+        return "no connection to Kaggle (offline?)"
+    if any(code in text for code in ("401", "403", "Unauthorized", "Forbidden")):
+        return (
+            "Kaggle refused the request; sign in with kagglehub.login() or set "
+            "KAGGLE_USERNAME and KAGGLE_KEY"
+        )
+    if "404" in text or "NotFound" in text:
+        return "Kaggle has no dataset with that handle"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first[:160]

@@ -1,0 +1,25 @@
+"""Errors a user can cause, each with a message a person can act on."""
+
+
+class FlowerLensError(Exception):
+    """Base class: the CLI and the pages show these as one line, never a traceback."""
+
+
+class DatasetError(FlowerLensError):
+    """The dataset cannot be found, downloaded or used."""
+
+
+class ImageError(FlowerLensError):
+    """One image file cannot be read."""
+
+
+class WeightsError(FlowerLensError):
+    """The ImageNet weights for ResNet50 cannot be had."""
+
+
+class RunError(FlowerLensError):
+    """A training run cannot be found, loaded or used."""
+
+
+class TrainingCancelled(FlowerLensError):
+    """Training was stopped by the user before any epoch completed."""

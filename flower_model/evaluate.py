@@ -1,0 +1,154 @@
+"""Metrics on the held-out split: accuracy, per-class precision/recall/F1, confusion, mistakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from flower_model.data import Dataset, Split, records_for
+
+# How many confidently wrong photos an evaluation keeps.
+WORST_MISTAKES = 12
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Precision, recall and F1 of one class, and how many held-out photos it has."""
+
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A held-out photo the model got wrong, with the probability it gave the wrong class."""
+
+    path: str
+    true_class: str
+    predicted_class: str
+    probability: float
+    probabilities: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How a run does on photos it never trained on."""
+
+    class_names: tuple[str, ...]
+    count: int
+    accuracy: float
+    loss: float
+    per_class: tuple[ClassMetrics, ...]
+    confusion: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
+    mistakes: tuple[Mistake, ...]
+
+    def to_json(self) -> dict:
+        """Return the evaluation as plain JSON values."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict) -> Evaluation:
+        """Rebuild an evaluation stored in a run's metadata."""
+        return cls(
+            class_names=tuple(value["class_names"]),
+            count=int(value["count"]),
+            accuracy=float(value["accuracy"]),
+            loss=float(value["loss"]),
+            per_class=tuple(ClassMetrics(**m) for m in value["per_class"]),
+            confusion=tuple(tuple(int(c) for c in row) for row in value["confusion"]),
+            mistakes=tuple(
+                Mistake(**{**m, "probabilities": tuple(m["probabilities"])})
+                for m in value["mistakes"]
+            ),
+        )
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Return counts[true, predicted]."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    return counts
+
+
+def class_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> tuple[ClassMetrics, ...]:
+    """Return precision, recall and F1 per class from a confusion matrix (0 where undefined)."""
+    hits = np.diag(confusion).astype(np.float64)
+    predicted = confusion.sum(axis=0)
+    actual = confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+    return tuple(
+        ClassMetrics(name, float(p), float(r), float(f), int(s))
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, actual, strict=True)
+    )
+
+
+def evaluate_predictions(
+    labels: Sequence[int],
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    paths: Sequence[str],
+    worst: int = WORST_MISTAKES,
+) -> Evaluation:
+    """Return the metrics of predicted probabilities against true labels."""
+    labels = np.asarray(labels, dtype=np.int64)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if len(labels) == 0:
+        raise ValueError("no held-out photos to evaluate on")
+    predicted = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(labels, predicted, len(class_names))
+    true_probability = probabilities[np.arange(len(labels)), labels]
+    loss = float(-np.mean(np.log(np.clip(true_probability, 1e-7, 1.0))))
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:worst]
+    mistakes = tuple(
+        Mistake(
+            path=paths[i],
+            true_class=class_names[labels[i]],
+            predicted_class=class_names[predicted[i]],
+            probability=float(probabilities[i, predicted[i]]),
+            probabilities=tuple(round(float(p), 6) for p in probabilities[i]),
+        )
+        for i in wrong
+    )
+    return Evaluation(
+        class_names=tuple(class_names),
+        count=len(labels),
+        accuracy=float(np.mean(predicted == labels)),
+        loss=loss,
+        per_class=class_metrics(confusion, class_names),
+        confusion=tuple(tuple(int(c) for c in row) for row in confusion),
+        mistakes=mistakes,
+    )
+
+
+def evaluate_run(
+    run_id: str,
+    dataset: Dataset,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Return a saved run's metrics on its own held-out split of the dataset."""
+    from flower_model.errors import RunError
+    from flower_model.predict import Classifier
+    from flower_model.runs import get_run
+
+    info = get_run(run_id)
+    if tuple(dataset.class_names) != info.class_names:
+        raise RunError(
+            f"the dataset's classes {list(dataset.class_names)} are not the run's "
+            f"{list(info.class_names)}"
+        )
+    split = Split.from_json(info.metadata["split"])
+    records = records_for(dataset, split.val)
+    classifier = Classifier.load(info.run_id)
+    probabilities = classifier.probabilities_of_records(dataset, records, progress=progress)
+    return evaluate_predictions(
+        [r.label for r in records], probabilities, info.class_names, [r.path for r in records]
+    )

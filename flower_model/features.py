@@ -1,0 +1,146 @@
+"""Extract ResNet50's pooled features once per image and cache them on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flower_model import workspace
+from flower_model.backbone import FEATURE_DIM, INPUT_SIZE, PREPROCESSING, preprocess
+from flower_model.errors import TrainingCancelled
+
+if TYPE_CHECKING:
+    import keras
+
+# float16 halves the cache; values this large would not survive it (random weights can make them).
+FLOAT16_LIMIT = 60000.0
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ExtractionStats:
+    """How many features were asked for, read from the cache, and computed by ResNet50."""
+
+    total: int
+    cached: int
+    computed: int
+    seconds: float
+
+
+def cache_key(weights_identity: str) -> str:
+    """Return the cache namespace for one set of backbone weights and one preprocessing."""
+    text = f"resnet50|{weights_identity}|{INPUT_SIZE}|{PREPROCESSING}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class FeatureCache:
+    """Pooled features on disk, one small .npy per image content hash; writes are atomic."""
+
+    def __init__(self, key: str, root: Path | None = None) -> None:
+        self.folder = (root or workspace.features_dir()) / key
+
+    def _path(self, sha256: str) -> Path:
+        return self.folder / sha256[:2] / f"{sha256}.npy"
+
+    def get(self, sha256: str) -> np.ndarray | None:
+        """Return the cached features of an image, or None if missing, stale or corrupt."""
+        path = self._path(sha256)
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, EOFError):
+            path.unlink(missing_ok=True)  # corrupt: rebuilt by the caller
+            return None
+        if vector.shape != (FEATURE_DIM,) or not np.all(np.isfinite(vector)):
+            path.unlink(missing_ok=True)
+            return None
+        return vector.astype(np.float32)
+
+    def put(self, sha256: str, vector: np.ndarray) -> np.ndarray:
+        """Store an image's features atomically; return them as a later `get` will."""
+        path = self._path(sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        small = np.all(np.abs(vector) < FLOAT16_LIMIT)
+        stored = vector.astype(np.float16 if small else np.float32)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, stored, allow_pickle=False)
+        os.replace(tmp, path)
+        return stored.astype(np.float32)
+
+    def bytes_used(self) -> int:
+        """Return the bytes the cache takes on disk."""
+        if not self.folder.exists():
+            return 0
+        return sum(p.stat().st_size for p in self.folder.rglob("*.npy"))
+
+
+class Backbone:
+    """The frozen feature extractor, compiled once: a uint8 image batch in, pooled features out."""
+
+    def __init__(self, extractor: keras.Model) -> None:
+        import tensorflow as tf
+
+        self.model = extractor
+        self._call = tf.function(
+            lambda images: extractor(preprocess(images), training=False),
+            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
+            reduce_retracing=True,
+        )
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Return the 2048-d pooled features of a uint8 batch of 224×224 RGB images."""
+        return self._call(images).numpy()
+
+
+def extract_features(
+    paths: Sequence[Path],
+    hashes: Sequence[str],
+    backbone: Backbone,
+    cache: FeatureCache,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, ExtractionStats]:
+    """Return features for every image, computing only those not in the cache."""
+    from flower_model.pipeline import image_dataset
+
+    start = time.perf_counter()
+    found = {sha: vector for sha in set(hashes) if (vector := cache.get(sha)) is not None}
+    todo: dict[str, Path] = {}
+    for path, sha in zip(paths, hashes, strict=True):
+        if sha not in found:
+            todo.setdefault(sha, Path(path))
+    total = len(set(hashes))
+    if progress is not None:
+        progress(len(found), total)
+    if todo:
+        shas = list(todo)
+        batches = image_dataset([todo[s] for s in shas], batch_size=batch_size)
+        done = 0
+        for images in batches:
+            if cancelled is not None and cancelled():
+                raise TrainingCancelled("stopped while extracting features")
+            vectors = backbone.run(images)
+            for sha, vector in zip(shas[done : done + len(vectors)], vectors, strict=True):
+                # Keep what the cache holds, so a first and a second run see the same numbers.
+                found[sha] = cache.put(sha, vector)
+            done += len(vectors)
+            if progress is not None:
+                progress(total - len(todo) + done, total)
+    features = np.stack([found[sha] for sha in hashes]).astype(np.float32)
+    stats = ExtractionStats(
+        total=len(hashes),
+        cached=len(hashes) - sum(1 for sha in hashes if sha in todo),
+        computed=len(todo),
+        seconds=time.perf_counter() - start,
+    )
+    return features, stats

@@ -1,0 +1,161 @@
+"""Classify photos with a loaded run: probabilities per class, in class order, and the top class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flower_model.backbone import INPUT_SIZE, preprocess, weights_identity
+from flower_model.errors import ImageError
+from flower_model.features import Backbone, FeatureCache, cache_key, extract_features
+from flower_model.head import Networks, backbone_of, networks_of
+from flower_model.images import load_rgb
+from flower_model.runs import RunInfo, get_run, load_model
+
+if TYPE_CHECKING:
+    from flower_model.data import Dataset, ImageRecord
+
+# Below this top probability a photo may not be one of the classes at all.
+CONFIDENT = 0.6
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one photo."""
+
+    name: str
+    class_names: tuple[str, ...]
+    probabilities: tuple[float, ...]  # in class order, summing to 1
+
+    @property
+    def top_class(self) -> str:
+        """Return the most probable class."""
+        return self.class_names[int(np.argmax(self.probabilities))]
+
+    @property
+    def top_probability(self) -> float:
+        """Return the probability of the most probable class."""
+        return float(max(self.probabilities))
+
+    @property
+    def confident(self) -> bool:
+        """Return whether the top class is probable enough to trust."""
+        return self.top_probability >= CONFIDENT
+
+    def ranked(self) -> list[tuple[str, float]]:
+        """Return (class, probability) pairs, most probable first."""
+        return sorted(zip(self.class_names, self.probabilities, strict=True), key=lambda p: -p[1])
+
+    def to_json(self) -> dict:
+        """Return the prediction as plain JSON values."""
+        return {
+            "file": self.name,
+            "top_class": self.top_class,
+            "top_probability": round(self.top_probability, 6),
+            "confident": self.confident,
+            "probabilities": {
+                c: round(p, 6) for c, p in zip(self.class_names, self.probabilities, strict=True)
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A photo that could not be classified, and why."""
+
+    name: str
+    message: str
+
+    def to_json(self) -> dict:
+        """Return the failure as plain JSON values."""
+        return {"file": self.name, "error": self.message}
+
+
+Source = Path | tuple[str, bytes]
+
+
+class Classifier:
+    """A run's model, loaded once and compiled once, ready for photos."""
+
+    def __init__(self, networks: Networks, class_names: Sequence[str], run: RunInfo | None = None):
+        import tensorflow as tf
+
+        self.networks = networks
+        self.class_names = tuple(class_names)
+        self.run = run
+        model = networks.classifier
+        self._probabilities = tf.function(
+            lambda images: model(preprocess(images), training=False),
+            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
+            reduce_retracing=True,
+        )
+
+    @classmethod
+    def load(cls, run_id: str = "latest") -> Classifier:
+        """Return the classifier of a saved run ('latest' by default)."""
+        info = get_run(run_id)
+        return cls(networks_of(load_model(info)), info.class_names, info)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Return class probabilities for a uint8 batch of 224×224 RGB images."""
+        return self._probabilities(images).numpy()
+
+    def classify_one(self, source: Source) -> Prediction:
+        """Return the prediction for one photo; raise ImageError if it cannot be read."""
+        name, image = _load(source)
+        row = self.probabilities(image[np.newaxis])[0].astype(np.float64)
+        return Prediction(name, self.class_names, tuple(float(p) for p in row))
+
+    def classify(
+        self, sources: Sequence[Source], batch_size: int = 16
+    ) -> list[Prediction | Failure]:
+        """Return one result per photo, in order: a bad photo gives a Failure, not an exception."""
+        loaded: list[tuple[int, str, np.ndarray]] = []
+        results: list[Prediction | Failure | None] = [None] * len(sources)
+        for i, source in enumerate(sources):
+            try:
+                name, image = _load(source)
+            except ImageError as exc:
+                results[i] = Failure(_name(source), str(exc))
+                continue
+            loaded.append((i, name, image))
+        for start in range(0, len(loaded), batch_size):
+            chunk = loaded[start : start + batch_size]
+            rows = self.probabilities(np.stack([image for _, _, image in chunk]))
+            for (i, name, _), row in zip(chunk, rows, strict=True):
+                probs = row.astype(np.float64)
+                results[i] = Prediction(name, self.class_names, tuple(float(p) for p in probs))
+        return [r for r in results if r is not None]
+
+    def probabilities_of_records(
+        self,
+        dataset: Dataset,
+        records: Sequence[ImageRecord],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Return probabilities for dataset photos, through the feature cache of this backbone."""
+        cache = FeatureCache(cache_key(weights_identity(backbone_of(self.networks.classifier))))
+        features, _ = extract_features(
+            [dataset.path_of(r) for r in records],
+            [r.sha256 for r in records],
+            Backbone(self.networks.extractor),
+            cache,
+            progress=progress,
+        )
+        return self.networks.head.predict(features, verbose=0)
+
+
+def _name(source: Source) -> str:
+    return source[0] if isinstance(source, tuple) else Path(source).name
+
+
+def _load(source: Source) -> tuple[str, np.ndarray]:
+    if isinstance(source, tuple):
+        name, data = source
+        return name, load_rgb(data, size=INPUT_SIZE, name=name)
+    path = Path(source)
+    return path.name, load_rgb(path, size=INPUT_SIZE)
