@@ -73,7 +73,7 @@ def networks_of(classifier: keras.Model) -> Networks:
     return Networks(
         classifier=classifier,
         head=head,
-        extractor=keras.Model(classifier.inputs, pooling.output),
+        extractor=keras.Model(classifier.input, pooling.output),
     )
 
 

@@ -1,0 +1,85 @@
+"""Which weights are used, where they are looked for, and what is said when there are none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flower_model import backbone as bb
+from flower_model.backbone import WeightsChoice, build_backbone, resolve_weights, weights_status
+from flower_model.errors import WeightsError
+
+
+@pytest.fixture
+def keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path / "keras" / "models" / bb.WEIGHTS_FILE
+
+
+def test_none_means_no_transfer_learning() -> None:
+    choice = resolve_weights("none")
+    assert choice == WeightsChoice("none")
+    assert not choice.transfer_learning and "no transfer learning" in choice.label
+
+
+def test_imagenet_uses_the_keras_cache_file_when_present(keras_home: Path) -> None:
+    assert resolve_weights("imagenet") == WeightsChoice("imagenet", None)
+    assert not weights_status().available
+    keras_home.parent.mkdir(parents=True)
+    keras_home.write_bytes(b"h5")
+    assert resolve_weights("imagenet") == WeightsChoice("imagenet", keras_home)
+    assert weights_status().available
+
+
+def test_environment_variable_names_a_file(tmp_path: Path, keras_home: Path, monkeypatch) -> None:
+    named = tmp_path / "w.h5"
+    named.write_bytes(b"h5")
+    monkeypatch.setenv(bb.WEIGHTS_ENV, str(named))
+    assert resolve_weights("imagenet").path == named
+    monkeypatch.setenv(bb.WEIGHTS_ENV, str(tmp_path / "missing.h5"))
+    with pytest.raises(WeightsError, match="not a file"):
+        resolve_weights("imagenet")
+    monkeypatch.setenv(bb.WEIGHTS_ENV, "none")
+    assert resolve_weights("imagenet").kind == "none"
+
+
+def test_missing_weights_file_says_where_it_goes(tmp_path: Path, keras_home: Path) -> None:
+    with pytest.raises(WeightsError) as caught:
+        resolve_weights(tmp_path / "nope.h5")
+    assert str(keras_home) in str(caught.value) and "none" in str(caught.value)
+
+
+def test_offline_imagenet_download_fails_with_directions(keras_home: Path, monkeypatch) -> None:
+    import keras.src.applications.resnet as resnet
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(resnet.file_utils, "get_file", offline)
+    status = weights_status()
+    assert not status.available and str(keras_home) in status.message
+    with pytest.raises(WeightsError) as caught:
+        build_backbone(resolve_weights("imagenet"))
+    message = str(caught.value)
+    assert "could not be downloaded" in message
+    assert str(keras_home) in message and "--weights" in message and "'none'" in message
+
+
+def test_weights_file_is_loaded(tmp_path: Path) -> None:
+    first = build_backbone(WeightsChoice("none"), seed=3)
+    path = tmp_path / "resnet.weights.h5"
+    first.save_weights(path)
+    loaded = build_backbone(WeightsChoice("imagenet", path))
+    assert bb.weights_identity(loaded) == bb.weights_identity(first)
+    assert bb.weights_identity(
+        build_backbone(WeightsChoice("none"), seed=4)
+    ) != bb.weights_identity(first)
+    assert not loaded.trainable
+
+
+def test_a_file_that_is_not_resnet_weights_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(WeightsError, match="cannot load ResNet50 weights"):
+        build_backbone(WeightsChoice("imagenet", bad))

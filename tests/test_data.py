@@ -1,0 +1,200 @@
+"""Finding, scanning, splitting and downloading datasets."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from flower_model import data
+from flower_model.data import (
+    dataset_summary,
+    download_dataset,
+    find_class_root,
+    scan_dataset,
+    split_dataset,
+)
+from flower_model.errors import DatasetError
+from tests.conftest import COLOURS, make_photo
+
+
+def make_dataset(root: Path, per_class: int = 3, classes=("daisy", "rose", "tulip")) -> Path:
+    for name in classes:
+        for i in range(per_class):
+            make_photo(root / name / f"{name}{i}.jpg", COLOURS[name], seed=hash(name) % 1000 + i)
+    return root
+
+
+@pytest.mark.parametrize("nesting", ["", "flowers", "flowers/flowers"])
+def test_class_root_is_found_up_to_two_levels_down(tmp_path: Path, nesting: str) -> None:
+    root = make_dataset(tmp_path / nesting if nesting else tmp_path)
+    assert find_class_root(tmp_path) == root
+
+
+def test_tensorflow_flower_photos_layout(tmp_path: Path) -> None:
+    root = tmp_path / "flower_photos"
+    make_dataset(root, classes=("daisy", "rose", "tulip"))
+    (root / "LICENSE.txt").write_text("CC-BY")
+    assert find_class_root(tmp_path) == root
+
+
+def test_missing_folder_and_empty_folder_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        find_class_root(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="no class folders with images"):
+        find_class_root(tmp_path)
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(DatasetError, match="is not a folder"):
+        find_class_root(tmp_path / "file.txt")
+
+
+def test_scan_skips_unusable_files_with_reasons(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path)
+    (root / "daisy" / ".DS_Store").write_bytes(b"\0\0")
+    (root / "daisy" / "notes.txt").write_text("hello")
+    (root / "rose" / "empty.jpg").touch()
+    good = (root / "tulip" / "tulip0.jpg").read_bytes()
+    (root / "tulip" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (root / "tulip" / "fake.png").write_text("not a png")
+    (root / "rose" / "extra").mkdir()
+    dataset = scan_dataset(tmp_path)
+    assert dataset.class_names == ("daisy", "rose", "tulip")
+    assert dataset.counts() == {"daisy": 3, "rose": 3, "tulip": 3}
+    reasons = {item.path: item.reason for item in dataset.skipped}
+    assert reasons["daisy/.DS_Store"] == "hidden file"
+    assert reasons["daisy/notes.txt"] == "not an image file type (.txt)"
+    assert reasons["rose/empty.jpg"] == "the file is empty (0 bytes)"
+    assert reasons["tulip/cut.jpg"] == "the file is truncated"
+    assert reasons["tulip/fake.png"].startswith("not an image")
+    assert "folder inside" in reasons["rose/extra"]
+    summary = dataset_summary(dataset)
+    assert summary["images"] == 9 and len(summary["skipped"]) == 6
+    assert summary["width"] == {"min": 160, "max": 160}
+
+
+def test_class_order_is_sorted_folder_names(tmp_path: Path) -> None:
+    make_dataset(tmp_path, classes=("tulip", "daisy", "rose"))
+    dataset = scan_dataset(tmp_path)
+    assert dataset.class_names == ("daisy", "rose", "tulip")
+    assert {r.label for r in dataset.records if r.path.startswith("tulip/")} == {2}
+
+
+def test_one_class_is_not_a_dataset(tmp_path: Path) -> None:
+    make_dataset(tmp_path, classes=("daisy", "rose"))
+    for photo in (tmp_path / "rose").iterdir():
+        photo.write_bytes(b"broken")
+    with pytest.raises(DatasetError, match="at least two"):
+        scan_dataset(tmp_path)
+
+
+def test_second_scan_reads_the_cache_and_notices_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_dataset(tmp_path)
+    first = scan_dataset(tmp_path)
+    calls = []
+    real_inspect = data.inspect
+    monkeypatch.setattr(data, "inspect", lambda *a: calls.append(a) or real_inspect(*a))
+    again = scan_dataset(tmp_path)
+    assert calls == [] and again == first
+    make_photo(tmp_path / "rose" / "new.jpg", (1, 2, 3), seed=99)
+    changed = scan_dataset(tmp_path)
+    assert len(calls) == 10 and changed.fingerprint != first.fingerprint
+    assert changed.counts()["rose"] == 4
+
+
+def test_fingerprint_follows_content_not_location(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "a")
+    make_dataset(tmp_path / "b")
+    assert scan_dataset(tmp_path / "a").fingerprint == scan_dataset(tmp_path / "b").fingerprint
+    make_photo(tmp_path / "b" / "rose" / "rose0.jpg", (9, 9, 9), seed=5)
+    assert scan_dataset(tmp_path / "a").fingerprint != scan_dataset(tmp_path / "b").fingerprint
+
+
+def test_split_is_stratified_disjoint_and_deterministic(sample) -> None:
+    split = split_dataset(sample, val_fraction=0.25, seed=7)
+    assert set(split.train).isdisjoint(split.val)
+    assert len(split.train) + len(split.val) == len(sample.records)
+    for name in sample.class_names:
+        assert sum(p.startswith(f"{name}/") for p in split.val) == 2  # 25% of 8
+    assert split == split_dataset(sample, val_fraction=0.25, seed=7)
+    assert split.val != split_dataset(sample, val_fraction=0.25, seed=8).val
+    assert type(split).from_json(split.to_json()) == split
+
+
+def test_split_keeps_old_assignments_when_photos_are_added(tmp_path: Path) -> None:
+    make_dataset(tmp_path, per_class=10)
+    before = split_dataset(scan_dataset(tmp_path), 0.2, seed=1)
+    make_photo(tmp_path / "daisy" / "zz.jpg", (1, 1, 1), seed=3)
+    after = split_dataset(scan_dataset(tmp_path), 0.2, seed=1)
+    assert len(set(before.val) & set(after.val)) >= len(before.val) - 1
+
+
+def test_split_refuses_bad_fraction_and_tiny_classes(tmp_path: Path, sample) -> None:
+    with pytest.raises(DatasetError, match="between 0 and 1"):
+        split_dataset(sample, val_fraction=1.5)
+    make_dataset(tmp_path, per_class=1)
+    with pytest.raises(DatasetError, match="at least two"):
+        split_dataset(scan_dataset(tmp_path))
+
+
+def fake_kagglehub(monkeypatch: pytest.MonkeyPatch, download) -> list[str]:
+    calls: list[str] = []
+
+    def dataset_download(handle: str, *args, **kwargs) -> str:
+        calls.append(handle)
+        return str(download(handle))
+
+    monkeypatch.setitem(
+        sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=dataset_download)
+    )
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("handle", "layout", "classes"),
+    [
+        (data.DEFAULT_HANDLE, "flowers", ("daisy", "dandelion", "rose", "sunflower", "tulip")),
+        (
+            "someone/flower-photos",
+            "flower_photos",
+            ("daisy", "dandelion", "roses", "sunflowers", "tulips"),
+        ),
+    ],
+)
+def test_download_uses_kagglehub_and_finds_the_classes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handle: str, layout: str, classes
+) -> None:
+    cache = tmp_path / "kagglehub" / "datasets" / handle / "versions" / "1"
+    for name in classes:
+        make_photo(cache / layout / name / "a.jpg", (200, 10, 10), seed=1)
+        make_photo(cache / layout / name / "b.jpg", (10, 200, 10), seed=2)
+    calls = fake_kagglehub(monkeypatch, lambda h: cache)
+    folder = download_dataset(handle)
+    assert calls == [handle]
+    dataset = scan_dataset(folder)
+    assert dataset.root == cache / layout
+    assert dataset.class_names == tuple(sorted(classes))
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionError("Max retries exceeded (NameResolutionError)"), "no connection to Kaggle"),
+        (RuntimeError("403 Client Error: Forbidden"), "refused the request"),
+        (RuntimeError("404 Client Error: Not Found"), "no dataset with that handle"),
+    ],
+)
+def test_download_failure_is_one_clear_sentence(
+    monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
+) -> None:
+    def fail(handle):
+        raise error
+
+    fake_kagglehub(monkeypatch, fail)
+    with pytest.raises(DatasetError) as caught:
+        download_dataset("owner/flowers")
+    message = str(caught.value)
+    assert expected in message and "local folder" in message and "\n" not in message
