@@ -122,7 +122,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             bars["train"].write(
                 f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f} "
                 f"acc {event.accuracy:.3f}  val_loss {event.val_loss:.4f} "
-                f"val_acc {event.val_accuracy:.3f}"
+                f"val_acc {event.val_accuracy:.3f}",
+                file=sys.stderr,
             )
 
     try:

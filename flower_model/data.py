@@ -320,7 +320,7 @@ def dataset_summary(dataset: Dataset) -> dict:
 
 
 def download_dataset(handle: str = DEFAULT_HANDLE) -> Path:
-    """Return the local folder of a Kaggle dataset, downloading it with kagglehub (with progress)."""
+    """Return the local folder of a Kaggle dataset, downloaded with kagglehub (progress shown)."""
     try:
         import kagglehub
     except ImportError as exc:  # pragma: no cover - kagglehub is in requirements.txt

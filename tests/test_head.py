@@ -30,9 +30,9 @@ def test_architecture_matches_the_seed_layer_by_layer(resnet) -> None:
     assert base.name == "resnet50" and not base.trainable
     assert tuple(base.output.shape) == (None, 7, 7, 2048)  # include_top=False, no pooling
     assert all(not w.trainable for w in base.weights)
-    dense = [(l.units, l.activation.__name__) for l in layers if isinstance(l, keras.layers.Dense)]
+    dense = [(x.units, x.activation.__name__) for x in layers if isinstance(x, keras.layers.Dense)]
     assert dense == [(256, "relu"), (128, "relu"), (64, "relu"), (5, "softmax")]
-    assert [l.rate for l in layers if isinstance(l, keras.layers.Dropout)] == [0.2, 0.2, 0.2]
+    assert [x.rate for x in layers if isinstance(x, keras.layers.Dropout)] == [0.2, 0.2, 0.2]
     head_params = (2048 * 256 + 256) + (256 * 128 + 128) + (128 * 64 + 64) + (64 * 5 + 5)
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == head_params
     assert tuple(model.output.shape) == (None, 5)

@@ -1,0 +1,118 @@
+"""The command line, as a user runs it: a separate process, train -> evaluate -> predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+COMMANDS = ("download", "info", "train", "evaluate", "predict", "runs")
+
+
+def cli(*args: str, home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FLOWER_LENS_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "flower_model", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, tmp_path: Path) -> None:
+    result = cli(command, "--help", home=tmp_path)
+    assert result.returncode == 0 and "usage: python -m flower_model" in result.stdout
+
+
+def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> None:
+    train = cli(
+        "train",
+        "--data",
+        str(sample_dir),
+        "--weights",
+        "none",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        home=tmp_path,
+    )
+    assert train.returncode == 0, train.stderr
+    run_id = train.stdout.strip().splitlines()[-1]
+    assert "0 from cache, 40 computed" in train.stderr
+    assert "no transfer learning" in train.stderr and "epoch 3/3" in train.stderr
+
+    again = cli(
+        "train",
+        "--data",
+        str(sample_dir),
+        "--weights",
+        "none",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        home=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "40 from cache, 0 computed" in again.stderr
+
+    runs = cli("runs", "--json", home=tmp_path)
+    listed = json.loads(runs.stdout)
+    assert [r["run_id"] for r in listed][1] == run_id
+
+    evaluate = cli("evaluate", "--run", run_id, "--json", home=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr
+    report = json.loads(evaluate.stdout)
+    assert report["run"] == run_id and report["count"] == 10
+    assert report["accuracy"] == pytest.approx(listed[1]["evaluation"]["accuracy"])
+
+    photo = next((sample_dir / "flowers" / "rose").iterdir())
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("nope")
+    predict = cli("predict", "--run", "latest", "--json", str(photo), str(broken), home=tmp_path)
+    assert predict.returncode == 0, predict.stderr
+    first, second = json.loads(predict.stdout)
+    assert first["file"] == photo.name
+    assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert list(first["probabilities"]) == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    assert second == {"file": "broken.jpg", "error": "broken.jpg: not an image Pillow can read"}
+
+    text = cli("evaluate", home=tmp_path)
+    assert text.returncode == 0 and "accuracy" in text.stdout and "confusion" in text.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    result = cli("train", "--weights", "none", home=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: no dataset given") and "Traceback" not in result.stderr
+    missing = cli("info", "--data", str(tmp_path / "nowhere"), home=tmp_path)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    no_runs = cli("predict", "x.jpg", home=tmp_path)
+    assert no_runs.returncode == 1 and "no trained model yet" in no_runs.stderr
+    debug = cli("--debug", "info", "--data", str(tmp_path / "nowhere"), home=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_offline_download_says_what_to_do(tmp_path: Path) -> None:
+    # A handle kagglehub rejects before any network access keeps this test offline.
+    result = cli("download", "--handle", "not a handle", home=tmp_path)
+    assert result.returncode == 1 and "local folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_info_reports_the_dataset(sample_dir: Path, tmp_path: Path) -> None:
+    result = cli("info", "--data", str(sample_dir), "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == 40 and report["classes"]["tulip"] == 8 and report["skipped"] == []

@@ -1,0 +1,66 @@
+"""Classifying photos with a saved run."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flower_model.backbone import INPUT_SIZE, preprocess
+from flower_model.errors import ImageError
+from flower_model.images import load_rgb
+from flower_model.predict import Classifier, Failure, Prediction
+
+
+@pytest.fixture(scope="module")
+def classifier(sample, tmp_path_factory):
+    from flower_model.train import TrainConfig, train
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWER_LENS_HOME", str(tmp_path_factory.mktemp("predict-home")))
+        train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
+        yield Classifier.load("latest")
+
+
+def test_probabilities_are_in_class_order_and_sum_to_one(classifier, sample) -> None:
+    path = sample.path_of(sample.records[0])
+    prediction = classifier.classify_one(path)
+    assert prediction.class_names == sample.class_names
+    assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+    image = load_rgb(path, size=INPUT_SIZE)[np.newaxis].astype("float32")
+    expected = classifier.networks.classifier(preprocess(image)).numpy()[0]
+    np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-4, atol=1e-6)
+    assert prediction.top_class == sample.class_names[int(np.argmax(expected))]
+    assert prediction.ranked()[0] == (prediction.top_class, prediction.top_probability)
+
+
+def test_a_bad_photo_in_a_batch_does_not_stop_the_others(classifier, sample, tmp_path) -> None:
+    good = sample.path_of(sample.records[1])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    buffer = io.BytesIO()
+    Image.new("RGBA", (50, 40), (255, 0, 0, 128)).save(buffer, "PNG")
+    results = classifier.classify([good, bad, ("upload.png", buffer.getvalue()), tmp_path / "nope"])
+    assert [type(r) for r in results] == [Prediction, Failure, Prediction, Failure]
+    assert results[1].name == "broken.jpg" and "broken.jpg" in results[1].message
+    assert results[2].name == "upload.png"
+    assert results[0].probabilities == pytest.approx(
+        classifier.classify_one(good).probabilities, rel=1e-4
+    )
+
+
+def test_classify_one_raises_for_an_unreadable_photo(classifier, tmp_path: Path) -> None:
+    path = tmp_path / "empty.png"
+    path.touch()
+    with pytest.raises(ImageError, match="empty.png"):
+        classifier.classify_one(path)
+
+
+def test_low_confidence_is_flagged() -> None:
+    flat = Prediction("x.jpg", ("a", "b", "c"), (0.4, 0.35, 0.25))
+    sure = Prediction("y.jpg", ("a", "b", "c"), (0.05, 0.9, 0.05))
+    assert not flat.confident and sure.confident
+    assert sure.to_json()["top_class"] == "b"

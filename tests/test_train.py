@@ -1,0 +1,172 @@
+"""Training: events, the feature cache across runs, cancellation, best epoch, failures."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+import pytest
+
+from flower_model import runs
+from flower_model.data import Split
+from flower_model.errors import TrainingCancelled, WeightsError
+from flower_model.features import Backbone
+from flower_model.train import CancelToken, TrainConfig, request_stop, train
+
+FAST = TrainConfig(epochs=3, batch_size=8, weights="none", patience=0)
+
+
+def test_training_saves_a_complete_run(sample, fresh_home) -> None:
+    events = []
+    info = train(sample, FAST, on_event=events.append)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert {"phase", "extract", "batch", "epoch"} <= set(kinds)
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert all(e.val_loss is not None and e.eta is not None for e in epochs)
+    assert epochs[-1].eta == 0
+    batch = next(e for e in events if e.kind == "batch")
+    assert batch.batches == 4 and batch.loss > 0  # 30 training photos in batches of 8
+
+    meta = info.metadata
+    assert meta["class_names"] == list(sample.class_names)
+    assert meta["weights"]["label"] == "none (no transfer learning)"
+    assert meta["weights"]["transfer_learning"] is False
+    assert meta["dataset"]["fingerprint"] == sample.fingerprint
+    assert meta["input_size"] == [224, 224, 3] and "preprocess_input" in meta["preprocessing"]
+    assert meta["epochs_completed"] == 3 and len(meta["history"]["val_loss"]) == 3
+    assert meta["config"]["learning_rate"] == 1e-3
+    assert {"tensorflow", "keras", "python"} <= set(meta["versions"])
+    split = Split.from_json(meta["split"])
+    assert len(split.val) == 10 and set(split.train).isdisjoint(split.val)
+    assert meta["evaluation"]["count"] == 10
+    # Saved, listed, and the event log kept with it.
+    assert [r.run_id for r in runs.list_runs()] == [info.run_id]
+    logged = runs.read_events(info.path)
+    assert logged[0]["kind"] == "start" and logged[-1]["kind"] == "end"
+    assert runs.partial_runs() == []
+
+
+def test_second_identical_run_computes_no_features(sample, fresh_home, monkeypatch) -> None:
+    first = train(sample, FAST)
+    assert first.metadata["features"]["computed"] == len(sample.records)
+    calls: list[int] = []
+    real_run = Backbone.run
+    monkeypatch.setattr(Backbone, "run", lambda self, x: calls.append(len(x)) or real_run(self, x))
+    second = train(sample, FAST)
+    assert calls == []
+    assert second.metadata["features"] == {
+        **second.metadata["features"],
+        "cached": len(sample.records),
+        "computed": 0,
+    }
+    # Same data, same seed, same features: the same model.
+    assert second.metadata["history"] == first.metadata["history"]
+
+
+def test_best_completed_epoch_is_kept(sample, fresh_home) -> None:
+    info = train(
+        sample, TrainConfig(epochs=6, batch_size=8, weights="none", patience=0, learning_rate=0.05)
+    )
+    history = info.metadata["history"]["val_loss"]
+    best = info.metadata["best_epoch"]
+    assert history[best - 1] == min(history)
+    # The saved model is the best epoch's: its held-out loss is that epoch's val_loss.
+    assert info.metadata["evaluation"]["loss"] == pytest.approx(min(history), rel=1e-3)
+
+
+def test_cancel_from_another_thread_keeps_completed_epochs(sample, fresh_home) -> None:
+    cancel = CancelToken()
+    events: queue.Queue = queue.Queue()
+    result: dict = {}
+    config = TrainConfig(epochs=200, batch_size=2, weights="none", patience=0)
+
+    def run() -> None:
+        result["info"] = train(sample, config, on_event=events.put, cancel=cancel)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    seen = []
+    while True:
+        event = events.get(timeout=120)
+        seen.append(event)
+        if event.kind == "epoch" and event.epoch == 2:
+            cancel.cancel()
+            break
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    while not events.empty():
+        seen.append(events.get())
+    after_cancel = seen[seen.index(event) + 1 :]
+    # Stopped within one batch of the request: no further epoch completed.
+    assert not [e for e in after_cancel if e.kind == "epoch"]
+    info = result["info"]
+    assert info.metadata["stopped"] == "stopped by the user"
+    assert info.metadata["epochs_completed"] == 2
+
+
+def test_stop_file_stops_before_first_epoch_and_saves_nothing(sample, fresh_home) -> None:
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if event.kind == "batch":
+            # What another process does: the stop file in the run's partial folder.
+            request_stop(runs.partial_runs()[0])
+
+    config = TrainConfig(epochs=5, batch_size=2, weights="none")
+    with pytest.raises(TrainingCancelled, match="nothing was saved"):
+        train(sample, config, on_event=on_event)
+    assert sum(e.kind == "batch" for e in events) == 1
+    assert events[-1].kind == "cancelled"
+    assert runs.list_runs() == [] and runs.partial_runs() == []
+
+
+def test_failure_is_reported_and_leaves_no_run(sample, fresh_home, tmp_path) -> None:
+    events = []
+    config = TrainConfig(epochs=1, weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(WeightsError):
+        train(sample, config, on_event=events.append)
+    assert events[-1].kind == "error" and "does not exist" in events[-1].message
+    assert runs.list_runs() == [] and runs.partial_runs() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs"),
+        ("batch_size", 0, "batch size"),
+        ("learning_rate", -1.0, "learning rate"),
+        ("mode", "magic", "mode"),
+        ("val_fraction", 1.0, "validation share"),
+        ("patience", -1, "patience"),
+    ],
+)
+def test_bad_config_is_refused(field: str, value, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_fine_tune_trains_conv5_and_keeps_earlier_layers(sample, fresh_home) -> None:
+    from flower_model.runs import load_model
+
+    config = TrainConfig(
+        epochs=1, batch_size=8, weights="none", mode="finetune", learning_rate=1e-3
+    )
+    info = train(sample, config)
+    assert info.metadata["config"]["mode"] == "finetune" and info.metadata["features"] is None
+    tuned = load_model(info).get_layer("resnet50")
+    from flower_model.backbone import WeightsChoice, build_backbone
+
+    start = build_backbone(WeightsChoice("none"), seed=42)
+    conv1 = tuned.get_layer("conv1_conv").kernel.numpy()
+    assert np.array_equal(conv1, start.get_layer("conv1_conv").kernel.numpy())
+    conv5 = tuned.get_layer("conv5_block3_3_conv").kernel.numpy()
+    assert not np.array_equal(conv5, start.get_layer("conv5_block3_3_conv").kernel.numpy())
+    # BatchNorm statistics stay those of the start.
+    bn = "conv5_block3_3_bn"
+    np.testing.assert_array_equal(
+        tuned.get_layer(bn).moving_mean.numpy(), start.get_layer(bn).moving_mean.numpy()
+    )
