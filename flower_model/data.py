@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -319,20 +321,47 @@ def dataset_summary(dataset: Dataset) -> dict:
     }
 
 
-def download_dataset(handle: str = DEFAULT_HANDLE) -> Path:
-    """Return the local folder of a Kaggle dataset, downloaded with kagglehub (progress shown)."""
+def download_dataset(handle: str = DEFAULT_HANDLE, progress: Progress | None = None) -> Path:
+    """Return the local folder of a Kaggle dataset, downloaded with kagglehub.
+
+    kagglehub draws its own progress bar on the terminal; `progress(bytes_done, bytes_total)`
+    is called as well, for a page's progress bar.
+    """
     try:
         import kagglehub
     except ImportError as exc:  # pragma: no cover - kagglehub is in requirements.txt
         raise DatasetError("kagglehub is not installed: pip install kagglehub") from exc
     try:
-        folder = kagglehub.dataset_download(handle)
+        with _reporting_progress(progress):
+            folder = kagglehub.dataset_download(handle)
     except Exception as exc:  # kagglehub raises network, HTTP and auth errors of many types
         raise DatasetError(
             f"could not download '{handle}' from Kaggle: {_download_failure(exc)}. Without "
             "internet, point at a local folder with one sub-folder per class instead (--data DIR)"
         ) from exc
     return Path(folder)
+
+
+@contextmanager
+def _reporting_progress(progress: Progress | None) -> Iterator[None]:
+    """Let kagglehub's download bar also report to `progress` while the download runs."""
+    clients = sys.modules.get("kagglehub.clients")
+    base = getattr(clients, "tqdm", None)
+    if progress is None or base is None:
+        yield
+        return
+
+    class Reporting(base):  # type: ignore[misc, valid-type]
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            progress(int(self.n), int(self.total or 0))
+            return shown
+
+    clients.tqdm = Reporting
+    try:
+        yield
+    finally:
+        clients.tqdm = base
 
 
 def _download_failure(exc: Exception) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -13,16 +14,27 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flower_model import workspace
-from flower_model.backbone import FEATURE_DIM, INPUT_SIZE, PREPROCESSING, preprocess
+from flower_model.backbone import (
+    FEATURE_DIM,
+    INPUT_SIZE,
+    PREPROCESSING,
+    build_backbone,
+    preprocess,
+    resolve_weights,
+    weights_identity,
+)
 from flower_model.errors import TrainingCancelled
 
 if TYPE_CHECKING:
     import keras
 
+    from flower_model.data import Dataset
+
 # float16 halves the cache; values this large would not survive it (random weights can make them).
 FLOAT16_LIMIT = 60000.0
 
 Progress = Callable[[int, int], None]
+ABOUT_FILE = "about.json"
 
 
 @dataclass(frozen=True)
@@ -41,11 +53,48 @@ def cache_key(weights_identity: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class CacheInfo:
+    """One namespace of the feature cache: which weights made it and how many photos it holds."""
+
+    key: str
+    weights_label: str
+    count: int
+
+
 class FeatureCache:
     """Pooled features on disk, one small .npy per image content hash; writes are atomic."""
 
     def __init__(self, key: str, root: Path | None = None) -> None:
+        self.key = key
         self.folder = (root or workspace.features_dir()) / key
+
+    @classmethod
+    def for_backbone(cls, backbone: keras.Model, weights_label: str) -> tuple[FeatureCache, str]:
+        """Return the cache namespace of a backbone's weights, and the weights' identity."""
+        identity = weights_identity(backbone)
+        cache = cls(cache_key(identity))
+        cache.describe(weights_label)
+        return cache, identity
+
+    def describe(self, weights_label: str) -> None:
+        """Record which weights made this namespace, so pages can name it without TensorFlow."""
+        about = self.folder / ABOUT_FILE
+        if not about.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = about.with_name(f".{ABOUT_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"weights_label": weights_label}))
+            os.replace(tmp, about)
+
+    def get_many(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (features, found mask) for many photos; missing rows are zeros."""
+        features = np.zeros((len(hashes), FEATURE_DIM), dtype=np.float32)
+        found = np.zeros(len(hashes), dtype=bool)
+        for i, sha in enumerate(hashes):
+            vector = self.get(sha)
+            if vector is not None:
+                features[i], found[i] = vector, True
+        return features, found
 
     def _path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / f"{sha256}.npy"
@@ -144,3 +193,48 @@ def extract_features(
         seconds=time.perf_counter() - start,
     )
     return features, stats
+
+
+def cache_infos(root: Path | None = None) -> list[CacheInfo]:
+    """Return the feature-cache namespaces on disk, fullest first (reads no features)."""
+    root = root or workspace.features_dir()
+    infos = []
+    for folder in root.iterdir() if root.is_dir() else []:
+        try:
+            label = json.loads((folder / ABOUT_FILE).read_text())["weights_label"]
+        except (OSError, ValueError, KeyError):
+            continue
+        count = sum(1 for _ in folder.glob("*/*.npy"))
+        infos.append(CacheInfo(folder.name, label, count))
+    return sorted(infos, key=lambda info: info.count, reverse=True)
+
+
+def pooled_extractor(backbone: keras.Model) -> keras.Model:
+    """Return image -> backbone -> global average pooling: the 2048-d features."""
+    import keras
+
+    image = keras.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(backbone(image, training=False))
+    return keras.Model(image, pooled)
+
+
+def compute_dataset_features(
+    dataset: Dataset,
+    weights: str = "imagenet",
+    seed: int = 42,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> ExtractionStats:
+    """Fill the feature cache for every photo of a dataset (for the map), without training."""
+    choice = resolve_weights(weights)
+    backbone = build_backbone(choice, seed=seed)
+    cache, _ = FeatureCache.for_backbone(backbone, choice.label)
+    _, stats = extract_features(
+        [dataset.path_of(r) for r in dataset.records],
+        [r.sha256 for r in dataset.records],
+        Backbone(pooled_extractor(backbone)),
+        cache,
+        progress=progress,
+        cancelled=cancelled,
+    )
+    return stats

@@ -21,12 +21,11 @@ from flower_model.backbone import (
     preprocess,
     resolve_weights,
     unfreeze_last_stage,
-    weights_identity,
 )
 from flower_model.data import Dataset, Split, records_for, split_dataset
 from flower_model.errors import TrainingCancelled
 from flower_model.evaluate import evaluate_predictions
-from flower_model.features import Backbone, FeatureCache, cache_key, extract_features
+from flower_model.features import Backbone, FeatureCache, extract_features
 from flower_model.head import build_networks
 from flower_model.runs import RunInfo, RunWriter
 
@@ -312,8 +311,7 @@ def train(
         report("phase", message="loading ResNet50")
         choice = resolve_weights(config.weights)
         backbone = build_backbone(choice, seed=config.seed)
-        identity = weights_identity(backbone)
-        cache = FeatureCache(cache_key(identity))
+        cache, identity = FeatureCache.for_backbone(backbone, choice.label)
         keras.utils.set_random_seed(config.seed)
         networks = build_networks(backbone, len(dataset.class_names))
 

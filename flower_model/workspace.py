@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -27,3 +28,25 @@ def features_dir() -> Path:
 def scans_dir() -> Path:
     """Return the folder of cached dataset scans."""
     return home_dir() / "scans"
+
+
+def _settings_file() -> Path:
+    return home_dir() / "settings.json"
+
+
+def last_dataset() -> Path | None:
+    """Return the dataset folder used last time, if it was remembered."""
+    try:
+        value = json.loads(_settings_file().read_text()).get("dataset")
+    except (OSError, ValueError):
+        return None
+    return Path(value) if value else None
+
+
+def remember_dataset(path: Path) -> None:
+    """Remember a dataset folder for next time."""
+    target = _settings_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".settings.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"dataset": str(path)}))
+    os.replace(tmp, target)

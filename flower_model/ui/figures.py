@@ -1,0 +1,143 @@
+"""Pure figure builders: data in, plotly Figure out, so tests can check them without a browser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+
+PALETTE = px.colors.qualitative.Set2
+CURVE_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e"}
+
+
+def _tidy(fig: go.Figure, height: int = 320) -> go.Figure:
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def class_counts(counts: Mapping[str, int]) -> go.Figure:
+    """Return a bar chart of photos per class."""
+    names = list(counts)
+    fig = px.bar(
+        x=names,
+        y=[counts[n] for n in names],
+        color=names,
+        color_discrete_sequence=PALETTE,
+        labels={"x": "class", "y": "photos"},
+        title="Photos per class",
+        text_auto=True,
+    )
+    fig.update_layout(showlegend=False)
+    return _tidy(fig)
+
+
+def image_sizes(widths: Sequence[int], heights: Sequence[int], labels: Sequence[str]) -> go.Figure:
+    """Return a scatter of photo width against height, coloured by class."""
+    fig = px.scatter(
+        x=widths,
+        y=heights,
+        color=labels,
+        color_discrete_sequence=PALETTE,
+        labels={"x": "width (px)", "y": "height (px)", "color": "class"},
+        title="Photo sizes (every photo is resized to 224×224 for the model)",
+        opacity=0.6,
+    )
+    return _tidy(fig)
+
+
+def training_curves(history: Mapping[str, Sequence[float]], metric: str = "loss") -> go.Figure:
+    """Return train and validation curves of one metric ('loss' or 'accuracy') per epoch."""
+    fig = go.Figure()
+    for label, key in (("train", metric), ("validation", f"val_{metric}")):
+        values = list(history.get(key, []))
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(values) + 1)),
+                y=values,
+                mode="lines+markers",
+                name=label,
+                line={"color": CURVE_COLOURS[label]},
+            )
+        )
+    fig.update_layout(
+        title=metric.capitalize(),
+        xaxis_title="epoch",
+        yaxis_title=metric,
+        xaxis={"rangemode": "tozero", "dtick": 1 if len(history.get(metric, [])) <= 20 else None},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    if metric == "accuracy":
+        fig.update_yaxes(range=[0, 1.02])
+    return _tidy(fig)
+
+
+def compare_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], key: str) -> go.Figure:
+    """Return one metric's curve for several runs, overlaid."""
+    fig = go.Figure()
+    for run_id, history in histories.items():
+        values = list(history.get(key, []))
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=run_id
+            )
+        )
+    fig.update_layout(
+        title=key.replace("_", " "), xaxis_title="epoch", legend={"orientation": "h", "y": -0.3}
+    )
+    return _tidy(fig)
+
+
+def confusion_heatmap(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
+    """Return the confusion matrix as a heatmap: rows true class, columns predicted class."""
+    fig = px.imshow(
+        np.asarray(confusion),
+        x=list(class_names),
+        y=list(class_names),
+        text_auto=True,
+        color_continuous_scale="Blues",
+        labels={"x": "predicted", "y": "true", "color": "photos"},
+        title="Confusion matrix",
+    )
+    return _tidy(fig, height=420)
+
+
+def probability_bars(
+    class_names: Sequence[str], probabilities: Sequence[float], height: int = 260
+) -> go.Figure:
+    """Return a horizontal bar chart of softmax probabilities, most probable on top."""
+    order = sorted(range(len(class_names)), key=lambda i: probabilities[i])
+    names = [class_names[i] for i in order]
+    values = [float(probabilities[i]) for i in order]
+    colours = ["#2ca02c" if i == order[-1] else "#9ecae1" for i in order]
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{v:.1%}" for v in values],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": "probability"})
+    return _tidy(fig, height=height)
+
+
+def embedding_scatter(
+    points: np.ndarray, labels: Sequence[str], names: Sequence[str], title: str
+) -> go.Figure:
+    """Return a 2-D map of photos coloured by class; each point carries its row index."""
+    fig = px.scatter(
+        x=points[:, 0],
+        y=points[:, 1],
+        color=list(labels),
+        hover_name=list(names),
+        custom_data=[np.arange(len(points))],
+        color_discrete_sequence=PALETTE,
+        labels={"x": "component 1", "y": "component 2", "color": "class"},
+        title=title,
+    )
+    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    return _tidy(fig, height=520)
