@@ -2,15 +2,15 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Flower Lens", page_icon="🌼", layout="wide")
+st.set_page_config(page_title="Flower Lens", page_icon=":material/local_florist:", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🌼", default=True),
-        st.Page("pages/explore.py", title="Explore", icon="🔎"),
-        st.Page("pages/train.py", title="Train", icon="🏋️"),
-        st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
-        st.Page("pages/classify.py", title="Classify", icon="📷"),
+        st.Page("pages/home.py", title="Home", icon=":material/local_florist:", default=True),
+        st.Page("pages/explore.py", title="Explore", icon=":material/photo_library:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     ]
 )
 navigation.run()

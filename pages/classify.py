@@ -11,7 +11,7 @@ from flower_model.predict import CONFIDENT
 from flower_model.runs import list_runs
 from flower_model.ui import figures, session
 
-st.title("📷 Classify")
+st.title("Classify")
 
 runs = list_runs()
 if not runs:
@@ -32,7 +32,7 @@ if not info.metadata["weights"]["transfer_learning"]:
     st.warning(
         "This model was trained with **no transfer learning** (random ResNet50 weights): "
         "expect guesses near chance.",
-        icon="🎲",
+        icon=":material/casino:",
     )
 
 uploads = st.file_uploader(
@@ -57,7 +57,7 @@ for upload in uploads:
             image = load_rgb(data, name=name)
             prediction = classifier.classify_one((name, data))
         except ImageError as exc:
-            st.error(f"{exc}", icon="🚫")
+            st.error(f"{exc}", icon=":material/broken_image:")
             continue
         photo_col, bars_col = st.columns([1, 2])
         if explain:
@@ -78,7 +78,7 @@ for upload in uploads:
                 st.markdown(f"### {prediction.top_class}? · {prediction.top_probability:.0%}")
                 st.warning(
                     f"No class reaches {CONFIDENT:.0%}: this may not be one of these flowers.",
-                    icon="🤔",
+                    icon=":material/help:",
                 )
             st.plotly_chart(
                 figures.probability_bars(info.class_names, np.asarray(prediction.probabilities)),

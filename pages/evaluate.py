@@ -9,7 +9,7 @@ from flower_model.evaluate import Evaluation
 from flower_model.runs import RunInfo, list_runs
 from flower_model.ui import figures, session
 
-st.title("📊 Evaluate")
+st.title("Evaluate")
 
 runs = list_runs()
 if not runs:
@@ -29,7 +29,10 @@ with single:
     info = st.selectbox("Run", runs, format_func=describe)
     evaluation = Evaluation.from_json(info.metadata["evaluation"])
     if not info.metadata["weights"]["transfer_learning"]:
-        st.warning("This run used **no transfer learning** (random ResNet50 weights).", icon="🎲")
+        st.warning(
+            "This run used **no transfer learning** (random ResNet50 weights).",
+            icon=":material/casino:",
+        )
     cols = st.columns(4)
     cols[0].metric("accuracy", f"{evaluation.accuracy:.1%}")
     cols[1].metric("loss", f"{evaluation.loss:.3f}")

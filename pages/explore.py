@@ -16,7 +16,7 @@ from flower_model.ui import figures, session
 
 PER_PAGE = 18
 
-st.title("🔎 Explore the dataset")
+st.title("Explore the dataset")
 
 # -- Where the photos come from ---------------------------------------------------------------
 with st.container(border=True):
@@ -82,7 +82,7 @@ photos_tab, classes_tab, skipped_tab, map_tab = st.tabs(
 with photos_tab:
     left, middle, right = st.columns([2, 1, 1])
     chosen = left.selectbox("Class", ["all classes", *dataset.class_names])
-    if right.button("🔀 Reshuffle"):
+    if right.button("Reshuffle", icon=":material/shuffle:"):
         st.session_state["shuffle"] = st.session_state.get("shuffle", 0) + 1
     records = [
         r

@@ -6,7 +6,7 @@ from flower_model.backbone import weights_status
 from flower_model.runs import list_runs
 from flower_model.ui import session
 
-st.title("🌼 Flower Lens")
+st.title(":material/local_florist: Flower Lens")
 st.markdown(
     "Teach a **ResNet50** that has already seen ImageNet to tell **daisies, dandelions, roses, "
     "sunflowers and tulips** apart — by *transfer learning*: the pretrained network turns each "
@@ -23,13 +23,17 @@ with data_col:
     st.subheader("1 · Dataset")
     if dataset is None:
         st.write("No dataset chosen yet.")
-        st.page_link("pages/explore.py", label="Choose or download one", icon="🔎")
+        st.page_link(
+            "pages/explore.py", label="Choose or download one", icon=":material/photo_library:"
+        )
     else:
         st.metric("photos", f"{len(dataset.records):,}", help=str(dataset.root))
         st.caption(f"{len(dataset.class_names)} classes: {', '.join(dataset.class_names)}")
         if dataset.skipped:
             st.caption(f"{len(dataset.skipped)} file(s) skipped")
-        st.page_link("pages/explore.py", label="Explore the photos", icon="🔎")
+        st.page_link(
+            "pages/explore.py", label="Explore the photos", icon=":material/photo_library:"
+        )
 with weights_col:
     st.subheader("2 · ImageNet weights")
     if weights.available:
@@ -42,7 +46,7 @@ with weights_col:
         with st.expander("Where the weights file goes"):
             st.code(str(weights.expected_path), language=None)
             st.caption(weights.message)
-    st.page_link("pages/train.py", label="Train a model", icon="🏋️")
+    st.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
 with runs_col:
     st.subheader("3 · Trained models")
     if not runs:
@@ -52,8 +56,8 @@ with runs_col:
         accuracy = f"{latest.accuracy:.1%}" if latest.accuracy is not None else "–"
         st.metric("runs · latest accuracy", f"{len(runs)} · {accuracy}")
         st.caption(f"latest: {latest.run_id} · weights {latest.weights_label}")
-        st.page_link("pages/evaluate.py", label="Evaluate", icon="📊")
-    st.page_link("pages/classify.py", label="Classify your photos", icon="📷")
+        st.page_link("pages/evaluate.py", label="Evaluate", icon=":material/analytics:")
+    st.page_link("pages/classify.py", label="Classify your photos", icon=":material/image_search:")
 
 with st.expander("How it works"):
     st.markdown(

@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from flower_model.backbone import NO_TRANSFER_LABEL, weights_status
+from flower_model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
 from flower_model.jobs import JobConflict
 from flower_model.runs import get_run
 from flower_model.train import DEFAULT_LEARNING_RATE, TrainConfig
 from flower_model.ui import session
 
-st.title("🏋️ Train")
+st.title("Train")
 
 dataset = session.current_dataset()
 if dataset is None:
@@ -25,12 +25,16 @@ st.caption(
 )
 if not weights.available:
     st.warning(
-        "ImageNet weights are not on this machine, so **transfer learning** needs Keras to "
-        "download them (online only). Offline, train with **none (no transfer learning)**: "
-        f"ResNet50 starts from random weights and accuracy stays near chance. "
-        f"To get the weights: {weights.message.split('Offline: ', 1)[-1]}",
-        icon="📦",
+        "ImageNet weights are not on this machine: **transfer learning** needs them, and Keras "
+        "downloads them only when online. Offline, train with **none (no transfer learning)**: "
+        "ResNet50 starts from random weights, so expect far lower accuracy.",
+        icon=":material/cloud_off:",
     )
+    with st.expander("How to get the ImageNet weights"):
+        st.markdown(f"Download `{WEIGHTS_FILE}` (94.7 MB) from")
+        st.code(WEIGHTS_URL, language=None)
+        st.markdown("and put it here (or point `$FLOWER_LENS_WEIGHTS` at it):")
+        st.code(str(weights.expected_path), language=None)
 
 # -- Settings -------------------------------------------------------------------------------------
 with st.form("settings", border=True):
@@ -67,7 +71,8 @@ with st.form("settings", border=True):
         ["auto", 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
         value="auto",
         format_func=lambda v: v if v == "auto" else f"{v:g}",
-        help=f"auto: {DEFAULT_LEARNING_RATE['features']:g} for feature extraction, "
+        help=f"auto: {DEFAULT_LEARNING_RATE['features']:g} for the head on ImageNet features, "
+        f"{DEFAULT_LEARNING_RATE['features-random']:g} on random features, "
         f"{DEFAULT_LEARNING_RATE['finetune']:g} for fine-tuning (so as not to wreck what "
         "ResNet50 knows).",
     )
@@ -89,7 +94,11 @@ with st.form("settings", border=True):
     )
     seed = right.number_input("Seed", 0, 2**31 - 1, 42, help="Same seed, same split, same start.")
     submitted = st.form_submit_button(
-        "🚀 Train", type="primary", disabled=running is not None, width="stretch"
+        "Train",
+        icon=":material/play_arrow:",
+        type="primary",
+        disabled=running is not None,
+        width="stretch",
     )
 
 if submitted:
@@ -116,7 +125,10 @@ if job is None:
 
 if job.running:
     if not submitted:
-        st.info("A run is training on this dataset (it goes on if you leave this page).", icon="⏳")
+        st.info(
+            "A run is training on this dataset (it goes on if you leave this page).",
+            icon=":material/hourglass_top:",
+        )
     session.watch_job(job)
     st.stop()
 
@@ -136,9 +148,11 @@ if job.status == "done":
             f"in {features['seconds']:.1f} s."
         )
     left, right = st.columns(2)
-    left.page_link("pages/evaluate.py", label="Evaluate this run", icon="📊")
-    right.page_link("pages/classify.py", label="Classify photos with it", icon="📷")
+    left.page_link("pages/evaluate.py", label="Evaluate this run", icon=":material/analytics:")
+    right.page_link(
+        "pages/classify.py", label="Classify photos with it", icon=":material/image_search:"
+    )
 elif job.status == "cancelled":
     st.info(f"Stopped: {job.error}")
 else:
-    st.error(f"Training failed: {job.error}", icon="⚠️")
+    st.error(f"Training failed: {job.error}", icon=":material/error:")

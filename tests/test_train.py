@@ -37,7 +37,7 @@ def test_training_saves_a_complete_run(sample, fresh_home) -> None:
     assert meta["dataset"]["fingerprint"] == sample.fingerprint
     assert meta["input_size"] == [224, 224, 3] and "preprocess_input" in meta["preprocessing"]
     assert meta["epochs_completed"] == 3 and len(meta["history"]["val_loss"]) == 3
-    assert meta["config"]["learning_rate"] == 1e-3
+    assert meta["config"]["learning_rate"] == 1e-4  # the default on random features
     assert {"tensorflow", "keras", "python"} <= set(meta["versions"])
     split = Split.from_json(meta["split"])
     assert len(split.val) == 10 and set(split.train).isdisjoint(split.val)
@@ -170,3 +170,10 @@ def test_fine_tune_trains_conv5_and_keeps_earlier_layers(sample, fresh_home) -> 
     np.testing.assert_array_equal(
         tuned.get_layer(bn).moving_mean.numpy(), start.get_layer(bn).moving_mean.numpy()
     )
+
+
+def test_default_learning_rate_follows_mode_and_weights() -> None:
+    assert TrainConfig(weights="imagenet").lr == 1e-3
+    assert TrainConfig(weights="none").lr == 1e-4
+    assert TrainConfig(mode="finetune").lr == 1e-5
+    assert TrainConfig(weights="none", learning_rate=0.5).lr == 0.5

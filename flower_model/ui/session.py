@@ -68,19 +68,19 @@ def current_dataset() -> Dataset | None:
 
 def show_error(exc: Exception) -> None:
     """Show a user-caused error as one line."""
-    st.error(str(exc), icon="⚠️")
+    st.error(str(exc), icon=":material/error:")
 
 
 def no_dataset_hint() -> None:
     """Say there is no dataset yet and where to get one."""
     st.info("No dataset yet: choose a folder or download the Kaggle flowers on **Explore**.")
-    st.page_link("pages/explore.py", label="Go to Explore", icon="🔎")
+    st.page_link("pages/explore.py", label="Go to Explore", icon=":material/photo_library:")
 
 
 def no_run_hint() -> None:
     """Say there is no trained model yet and where to train one."""
     st.info("No trained model yet: train one on **Train** (a few seconds on cached features).")
-    st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
 
 
 def scan_with_progress(path: Path) -> Dataset:
@@ -130,7 +130,8 @@ def job_panel(job: Job) -> None:
         )
     if job.running:
         st.button(
-            "⏹ Stop",
+            "Stop",
+            icon=":material/stop_circle:",
             on_click=job.stop,
             key=f"stop-{job.job_id}",
             help="Stops after the current batch; the best completed epoch is kept.",
