@@ -18,15 +18,14 @@ if not runs:
     session.no_run_hint()
     st.stop()
 
+labels = {
+    r.run_id: f"{r.run_id} · accuracy {r.accuracy:.1%} · {r.weights_label}"
+    + (" · latest" if r is runs[0] else "")
+    for r in runs
+}
 left, right = st.columns([3, 1])
-info = left.selectbox(
-    "Model",
-    runs,
-    format_func=lambda r: (
-        f"{r.run_id} · accuracy {r.accuracy:.1%} · {r.weights_label}"
-        + (" · latest" if r is runs[0] else "")
-    ),
-)
+run_id = left.selectbox("Model", list(labels), format_func=labels.__getitem__)
+info = next(r for r in runs if r.run_id == run_id)
 explain = right.toggle("Show where it looked (Grad-CAM)")
 if not info.metadata["weights"]["transfer_learning"]:
     st.warning(

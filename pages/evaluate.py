@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from flower_model.evaluate import Evaluation
-from flower_model.runs import RunInfo, list_runs
+from flower_model.runs import list_runs
 from flower_model.ui import figures, session
 
 st.title("Evaluate")
@@ -17,7 +17,11 @@ if not runs:
     st.stop()
 
 
-def describe(info: RunInfo) -> str:
+by_id = {r.run_id: r for r in runs}
+
+
+def describe(run_id: str) -> str:
+    info = by_id[run_id]
     accuracy = f"{info.accuracy:.1%}" if info.accuracy is not None else "–"
     mode = info.metadata["config"]["mode"]
     return f"{info.run_id} · accuracy {accuracy} · {mode} · {info.weights_label}"
@@ -26,7 +30,7 @@ def describe(info: RunInfo) -> str:
 single, compare = st.tabs(["One run", "Compare runs"])
 
 with single:
-    info = st.selectbox("Run", runs, format_func=describe)
+    info = by_id[st.selectbox("Run", list(by_id), format_func=describe)]
     evaluation = Evaluation.from_json(info.metadata["evaluation"])
     if not info.metadata["weights"]["transfer_learning"]:
         st.warning(
@@ -91,7 +95,8 @@ with single:
             )
 
 with compare:
-    picked = st.multiselect("Runs", runs, default=runs[:2], format_func=describe)
+    picked_ids = st.multiselect("Runs", list(by_id), default=list(by_id)[:2], format_func=describe)
+    picked = [by_id[i] for i in picked_ids]
     if len(picked) < 2:
         st.info("Pick two or more runs to compare them.")
     else:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from flower_model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
+from flower_model.errors import RunError
 from flower_model.jobs import JobConflict
 from flower_model.runs import get_run
 from flower_model.train import DEFAULT_LEARNING_RATE, TrainConfig
@@ -118,7 +119,9 @@ if submitted:
         session.show_error(exc)
 
 # -- The run: live while it trains, its outcome once it ends -------------------------------------
-job = running or next((j for j in board.jobs() if j.fingerprint == dataset.fingerprint), None)
+job = running or next(
+    (j for j in board.jobs() if j.kind == "training" and j.fingerprint == dataset.fingerprint), None
+)
 if job is None:
     st.info("Pick the settings and click **Train**. The curves appear here as it learns.")
     st.stop()
@@ -134,7 +137,11 @@ if job.running:
 
 session.job_panel(job)
 if job.status == "done":
-    info = get_run(job.run_id)
+    try:
+        info = get_run(job.run_id)
+    except RunError as exc:  # deleted since, or the store moved
+        session.show_error(exc)
+        st.stop()
     evaluation = info.metadata["evaluation"]
     st.success(
         f"Saved run **{info.run_id}** — validation accuracy **{evaluation['accuracy']:.1%}** on "

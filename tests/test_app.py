@@ -1,0 +1,236 @@
+"""Every page, headless, through Streamlit's AppTest: empty states, the sample, Train, Classify."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+
+PAGES = (
+    "pages/home.py",
+    "pages/explore.py",
+    "pages/train.py",
+    "pages/evaluate.py",
+    "pages/classify.py",
+)
+
+
+def open_page(page: str) -> AppTest:
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.run()
+    if page != "pages/home.py":
+        app.switch_page(page)
+        app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def texts(app: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("markdown", "info", "warning", "success", "error", "caption")
+        for e in app.get(kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(app: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def title(chart: dict) -> str:
+    return chart["layout"].get("title", {}).get("text", "")
+
+
+def values(array) -> list:
+    """Return a plotly data array as a list, decoding plotly's base64 typed arrays."""
+    if isinstance(array, dict) and "bdata" in array:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def wait_until(app: AppTest, done, timeout: float = 180) -> None:
+    start = time.time()
+    while not done(app):
+        assert time.time() - start < timeout, texts(app)
+        time.sleep(1)
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+
+
+@pytest.fixture
+def empty(fresh_home, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("FLOWER_LENS_DATA", raising=False)
+    return fresh_home
+
+
+@pytest.fixture
+def with_sample(fresh_home, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
+    return sample_dir
+
+
+@pytest.fixture
+def trained(with_sample, sample):
+    from flower_model.train import TrainConfig, train
+
+    return train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
+
+
+def photo_bytes(sample) -> bytes:
+    return sample.path_of(sample.records[0]).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        ("pages/home.py", "No dataset chosen yet"),
+        ("pages/explore.py", "Choose a folder above"),
+        ("pages/train.py", "No dataset yet"),
+        ("pages/evaluate.py", "No trained model yet"),
+        ("pages/classify.py", "No trained model yet"),
+    ],
+)
+def test_every_page_has_an_empty_state(empty, page: str, expected: str) -> None:
+    app = open_page(page)
+    assert expected in texts(app)
+
+
+def test_home_shows_status_at_a_glance(trained) -> None:
+    app = open_page("pages/home.py")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["photos"] == "40"
+    assert metrics["runs · latest accuracy"].startswith("1 · ")
+    assert "no transfer learning" in texts(app)
+    assert "Not on this machine" in texts(app)  # no ImageNet weights on the test machines
+
+
+def test_explore_shows_the_sample(with_sample) -> None:
+    app = open_page("pages/explore.py")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics == {"photos": "40", "classes": "5", "smallest class": "8", "skipped files": "0"}
+    counts = next(c for c in charts(app) if title(c) == "Photos per class")
+    assert sorted(bar["x"][0] for bar in counts["data"]) == [
+        "daisy",
+        "dandelion",
+        "rose",
+        "sunflower",
+        "tulip",
+    ]
+    assert len(app.get("image")) == 18  # one page of the grid
+    assert "Every file in the class folders is a usable photo" in texts(app)
+
+
+def test_explore_computes_features_then_draws_the_map(with_sample) -> None:
+    app = open_page("pages/explore.py")
+    compute = next(b for b in app.button if b.label.startswith("Compute features"))
+    compute.click()
+    app.run()
+    wait_until(app, lambda a: any(title(c).startswith("PCA") for c in charts(a)))
+    feature_map = next(c for c in charts(app) if title(c).startswith("PCA"))
+    assert sum(len(values(trace["x"])) for trace in feature_map["data"]) == 40
+    assert {trace["name"] for trace in feature_map["data"]} == {
+        "daisy",
+        "dandelion",
+        "rose",
+        "sunflower",
+        "tulip",
+    }
+
+
+def test_explore_refuses_a_folder_that_does_not_exist(with_sample, tmp_path: Path) -> None:
+    app = open_page("pages/explore.py")
+    app.text_input[0].set_value(str(tmp_path / "nowhere"))
+    next(b for b in app.button if b.label == "Use this folder").click()
+    app.run()
+    assert any("does not exist" in e.value for e in app.error)
+
+
+def test_train_click_draws_curves_and_saves_a_run(with_sample) -> None:
+    from flower_model.runs import list_runs
+
+    app = open_page("pages/train.py")
+    assert app.radio[0].value == "none"  # offline: no transfer learning is preselected
+    next(n for n in app.number_input if n.label == "Epochs").set_value(3)
+    next(b for b in app.button if b.label == "Train").click()
+    app.run()
+    wait_until(app, lambda a: any("Saved run" in s.value for s in a.success))
+    runs = list_runs()
+    assert len(runs) == 1 and runs[0].run_id in app.success[0].value
+    loss = next(c for c in charts(app) if title(c) == "Loss")
+    assert [len(values(trace["y"])) for trace in loss["data"]] == [3, 3]  # train and validation
+    assert runs[0].metadata["epochs_completed"] == 3
+
+
+def test_classify_shows_one_bar_per_class(trained, sample) -> None:
+    app = open_page("pages/classify.py")
+    app.file_uploader[0].upload("rose.jpg", photo_bytes(sample), "image/jpeg")
+    app.run()
+    assert not app.exception
+    (bars,) = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
+    assert sorted(values(bars["data"][0]["y"])) == sorted(trained.class_names)
+    assert sum(values(bars["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_classify_bad_upload_is_named_and_others_still_show(trained, sample) -> None:
+    app = open_page("pages/classify.py")
+    app.file_uploader[0].upload("broken.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (240, 200, 30)).save(buffer, "PNG")
+    app.file_uploader[0].upload("yellow.png", buffer.getvalue(), "image/png")
+    app.run()
+    assert any("broken.jpg" in e.value for e in app.error)
+    assert len([c for c in charts(app) if c["data"][0].get("orientation") == "h"]) == 1
+
+
+def test_classify_grad_cam_overlay(trained, sample) -> None:
+    app = open_page("pages/classify.py")
+    app.toggle[0].set_value(True)
+    app.file_uploader[0].upload("rose.jpg", photo_bytes(sample), "image/jpeg")
+    app.run()
+    assert not app.exception
+    assert any("where it looked" in str(img.proto) for img in app.get("image"))
+
+
+def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
+    from flower_model.train import TrainConfig, train
+
+    train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0, seed=7))
+    app = open_page("pages/evaluate.py")
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["held-out photos"] == "10"
+    titles = [title(c) for c in charts(app)]
+    assert "Confusion matrix" in titles and "Loss" in titles
+    assert "val loss" in titles  # the compare tab, two runs picked by default
+    assert "no transfer learning" in texts(app)
+
+
+def test_home_and_explore_do_not_import_tensorflow(with_sample) -> None:
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"app = AppTest.from_file({str(REPO / 'app.py')!r}, default_timeout=60)\n"
+        "app.run()\n"
+        "app.switch_page('pages/explore.py')\n"
+        "app.run()\n"
+        "assert not app.exception, app.exception\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["False", "False"]
