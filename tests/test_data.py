@@ -198,3 +198,26 @@ def test_download_failure_is_one_clear_sentence(
         download_dataset("owner/flowers")
     message = str(caught.value)
     assert expected in message and "local folder" in message and "\n" not in message
+
+
+def test_download_progress_reaches_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tqdm import tqdm
+
+    clients = types.SimpleNamespace(tqdm=tqdm)
+    monkeypatch.setitem(sys.modules, "kagglehub.clients", clients)
+    make_dataset(tmp_path / "flowers")
+
+    def download(handle: str) -> Path:
+        # What kagglehub's HTTP client does while it streams the archive.
+        with clients.tqdm(total=300, disable=True) as bar:
+            for _ in range(3):
+                bar.update(100)
+        return tmp_path
+
+    fake_kagglehub(monkeypatch, download)
+    seen: list[tuple[int, int]] = []
+    assert download_dataset("owner/flowers", progress=lambda d, t: seen.append((d, t))) == tmp_path
+    assert seen == [(100, 300), (200, 300), (300, 300)]
+    assert clients.tqdm is tqdm  # put back afterwards

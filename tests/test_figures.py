@@ -1,0 +1,61 @@
+"""Figure builders: data in, the right plotly traces out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flower_model.ui import figures
+
+
+def ys(trace) -> list:
+    return np.asarray(trace.y).tolist()
+
+
+def test_probability_bars_are_sorted_with_the_top_class_highlighted() -> None:
+    fig = figures.probability_bars(("daisy", "rose", "tulip"), (0.2, 0.7, 0.1))
+    (bars,) = fig.data
+    assert bars.orientation == "h"
+    assert ys(bars) == ["tulip", "daisy", "rose"]  # plotly draws the last bar on top
+    assert np.asarray(bars.x).tolist() == pytest.approx([0.1, 0.2, 0.7])
+    assert bars.marker.color[-1] != bars.marker.color[0]
+    assert list(bars.text) == ["10.0%", "20.0%", "70.0%"]
+
+
+def test_training_curves_have_train_and_validation_per_epoch() -> None:
+    history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6]}
+    fig = figures.training_curves(history, "loss")
+    assert [t.name for t in fig.data] == ["train", "validation"]
+    assert np.asarray(fig.data[1].x).tolist() == [1, 2, 3]
+    assert ys(fig.data[1]) == [1.1, 0.7, 0.6]
+
+
+def test_empty_history_still_draws() -> None:
+    fig = figures.training_curves({"loss": [], "val_loss": []}, "accuracy")
+    assert [len(t.y) for t in fig.data] == [0, 0]
+
+
+def test_confusion_heatmap_keeps_rows_true_and_columns_predicted() -> None:
+    fig = figures.confusion_heatmap([[3, 1], [0, 4]], ["a", "b"])
+    assert np.asarray(fig.data[0].z).tolist() == [[3, 1], [0, 4]]
+    assert list(fig.data[0].x) == ["a", "b"]
+
+
+def test_class_counts_one_bar_per_class() -> None:
+    fig = figures.class_counts({"daisy": 3, "rose": 5})
+    assert sorted((t.x[0], t.y[0]) for t in fig.data) == [("daisy", 3), ("rose", 5)]
+
+
+def test_embedding_points_carry_their_row_index() -> None:
+    points = np.arange(8, dtype=float).reshape(4, 2)
+    fig = figures.embedding_scatter(points, ["a", "b", "a", "b"], ["p0", "p1", "p2", "p3"], "map")
+    rows = sorted(int(i) for trace in fig.data for i in np.asarray(trace.customdata).ravel())
+    assert rows == [0, 1, 2, 3]
+    assert {t.name for t in fig.data} == {"a", "b"}
+
+
+def test_compare_curves_one_trace_per_run() -> None:
+    fig = figures.compare_curves(
+        {"r1": {"val_loss": [1, 0.5]}, "r2": {"val_loss": [2]}}, "val_loss"
+    )
+    assert [t.name for t in fig.data] == ["r1", "r2"]
