@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import types
 from pathlib import Path
@@ -211,7 +212,7 @@ def test_download_progress_reaches_the_caller(
 
     def download(handle: str) -> Path:
         # What kagglehub's HTTP client does while it streams the archive.
-        with clients.tqdm(total=300, disable=True) as bar:
+        with clients.tqdm(total=300, file=io.StringIO()) as bar:
             for _ in range(3):
                 bar.update(100)
         return tmp_path
