@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# The shared sample photos, when this checkout has them beside it: the app opens on them.
+SAMPLE := $(wildcard ../shared/data/flowers-sample)
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench lint format browser clean
@@ -22,6 +24,7 @@ browser:
 	  else echo "no chromium and no root apt-get: browser tests will be skipped"; fi; }
 
 run: $(STAMP)
+	FLOWER_LENS_DATA="$${FLOWER_LENS_DATA:-$(SAMPLE)}" \
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP) browser
