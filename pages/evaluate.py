@@ -83,7 +83,7 @@ with single:
         with grid[i % 3], st.container(border=True):
             photo = root / mistake.path
             if photo.is_file():
-                st.image(str(photo), width="stretch")
+                st.image(str(photo), width=200)
             st.markdown(
                 f"**{mistake.true_class}** taken for **{mistake.predicted_class}** "
                 f"({mistake.probability:.0%})  \n`{mistake.path}`"
