@@ -1,0 +1,93 @@
+"""The results as JSON and as a markdown table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.suite import Results
+
+
+def write_json(results: Results, path: Path) -> None:
+    """Write the results, every sample included, as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(results), indent=1) + "\n")
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _ms(p50: float, p95: float) -> str:
+    return f"{p50:.1f} / {p95:.1f} ms"
+
+
+def markdown(results: Results) -> str:
+    """Return a markdown summary: the machine, one table of measurements, the growth table."""
+    r, t = results, results.targets
+    m, ex, tr, cl = r.machine, r.extraction, r.training, r.classify
+    cold, home, mem = r.cold_start, r.home_import, r.training_memory
+    n, epochs = tr.cached.images, r.settings.epochs
+    load = ", ".join(f"{a:.2f}" for a in r.load_average_start)
+    load_end = ", ".join(f"{a:.2f}" for a in r.load_average_end)
+    lines = [
+        f"## Flower Lens benchmark{' (quick smoke run)' if r.quick else ''}",
+        "",
+        f"{m.cores} cores, {m.cpu_model}, {m.memory_gb} GB; Python {m.python}, "
+        f"TensorFlow {m.tensorflow}, Keras {m.keras}. Load average (1, 5, 15 min) at start "
+        f"{load}, at end {load_end}. Photos {r.photo_size[0]}×{r.photo_size[1]} JPEG, "
+        f"{r.photo_bytes_mean / 1024:.1f} KiB on average. Total {r.seconds:.0f} s.",
+        "",
+        "| Measurement | Result | Target | Met |",
+        "|---|---|---|---|",
+        f"| Extraction, pipeline from JPEG files ({ex.images} photos, batch {ex.batch_size}, "
+        f"best of {len(ex.pipeline_seconds)}) | {ex.pipeline_images_per_s:.1f} images/s | | |",
+        f"| Extraction, raw model call on a ready uint8 batch | "
+        f"{ex.raw_images_per_s:.1f} images/s | | |",
+        f"| Extraction ratio, pipeline / raw | {ex.ratio:.3f} | "
+        f"≥ {t['extraction_ratio_min']} | {_met(ex.ratio >= t['extraction_ratio_min'])} |",
+        f"| Head training from cache, {n:,} features × {tr.cached.epochs} epochs "
+        f"(whole fit) | {tr.cached.seconds:.2f} s ({tr.cached.epoch_seconds * 1000:.0f} ms "
+        f"per epoch) | ≤ {t['cached_training_seconds_max']:g} s | "
+        f"{_met(tr.cached.seconds <= t['cached_training_seconds_max'])} |",
+        f"| Plain fit through ResNet50, one epoch of {tr.plain.images} photos | "
+        f"{tr.plain.epoch_seconds:.2f} s (first epoch {tr.plain.first_epoch_seconds:.2f} s) "
+        "| | |",
+        f"| Plain fit extrapolated to {n:,} photos × {epochs} epochs | "
+        f"{tr.plain_seconds_estimate:,.0f} s | | |",
+        f"| Speed-up of training, plain / from cache | {tr.speedup:,.0f}× | "
+        f"≥ {t['training_speedup_min']:g}× | {_met(tr.speedup >= t['training_speedup_min'])} |",
+        f"| Speed-up of a first run (one extraction, ~{tr.extraction_seconds_estimate:,.0f} s, "
+        f"+ training) | {tr.speedup_first_run:,.1f}× | | |",
+        f"| classify_one on a JPEG path, p50 / p95 ({cl.classify_one.samples} runs) | "
+        f"{_ms(cl.classify_one.p50_ms, cl.classify_one.p95_ms)} | | |",
+        f"| Raw model call on one ready tensor, p50 / p95 | "
+        f"{_ms(cl.raw_model.p50_ms, cl.raw_model.p95_ms)} | | |",
+        f"| classify_one / raw model call, p50 | {cl.ratio_p50:.3f} | "
+        f"≤ {t['classify_ratio_p50_max']} | {_met(cl.ratio_p50 <= t['classify_ratio_p50_max'])} |",
+        f"| Grad-CAM, p50 / p95 | {_ms(cl.gradcam.p50_ms, cl.gradcam.p95_ms)} | | |",
+        f"| Cold start, spawn to first prediction (median of {cold.samples}) | "
+        f"{cold.ready_seconds:.2f} s: interpreter {cold.interpreter_seconds:.2f}, TF+Keras+"
+        f"library import {cold.import_seconds:.2f}, Classifier.load {cold.load_seconds:.2f}, "
+        f"first classify {cold.first_classify_seconds:.2f} | | |",
+        f"| Home page modules import (median of {home.samples}) | {home.import_seconds:.3f} s "
+        f"(process {home.process_seconds:.2f} s); TensorFlow imported: "
+        f"{'yes' if home.tensorflow_imported else 'no'} | no TensorFlow | "
+        f"{_met(not home.tensorflow_imported)} |",
+        f"| Peak RSS, head training from cache ({mem.images:,} × {mem.epochs} epochs) | "
+        f"{mem.peak_rss_mb:,.0f} MiB ({mem.rss_before_mb:,.0f} MiB before the fit) | | |",
+        f"| Peak RSS, classify path (load run, classify one photo) | "
+        f"{cold.peak_rss_mb:,.0f} MiB | | |",
+        "",
+        f"| Photos | Extraction s | Images/s | Cache re-read s | Head training s "
+        f"({epochs} epochs) | Cache bytes/photo |",
+        "|---|---|---|---|---|---|",
+    ]
+    for step in r.growth:
+        lines.append(
+            f"| {step.images:,} | {step.extraction_seconds:.1f} | "
+            f"{step.extraction_images_per_s:.1f} | {step.cache_read_seconds:.2f} | "
+            f"{step.training_seconds:.2f} | {step.cache_bytes_per_image:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,54 @@
+"""How much the benchmark measures: the full run, or the quick smoke run the tests use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+# The targets the measurements are compared with (limits, not results).
+TARGETS = {
+    "extraction_ratio_min": 0.9,  # pipeline from JPEGs / raw model call, images per second
+    "cached_training_seconds_max": 5.0,  # 20 epochs of the head on 4,000 cached features
+    "training_speedup_min": 100.0,  # the seed's plain fit through ResNet50 / training from cache
+    "classify_ratio_p50_max": 1.3,  # classify_one on a JPEG / raw model call on a ready tensor
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and repetitions of every measurement."""
+
+    growth_sizes: tuple[int, ...] = (500, 1000, 2000, 4000)  # photos per growth step
+    extraction_images: int = 320  # photos for pipeline vs raw model call
+    extraction_repeats: int = 2
+    training_images: int = 4000  # cached features the head trains on
+    epochs: int = 20
+    plain_images: int = 64  # photos for one epoch of the seed's plain fit through ResNet50
+    batch_size: int = 32
+    classify_repeats: int = 30
+    cold_starts: int = 3
+    home_imports: int = 3
+
+    @property
+    def photos_needed(self) -> int:
+        """Return how many photos the measurements read from disk at most."""
+        return max((*self.growth_sizes, self.extraction_images, self.plain_images))
+
+
+FULL = Settings()
+QUICK = Settings(
+    growth_sizes=(16,),
+    extraction_images=16,
+    extraction_repeats=1,
+    training_images=160,
+    plain_images=16,
+    classify_repeats=1,
+    cold_starts=1,
+    home_imports=1,
+)
+
+
+def with_sizes(settings: Settings, sizes: tuple[int, ...]) -> Settings:
+    """Return the settings with another growth series."""
+    if not sizes or min(sizes) < 5:
+        raise ValueError("growth sizes must be at least 5 photos each (one per class)")
+    return replace(settings, growth_sizes=tuple(sorted(set(sizes))))

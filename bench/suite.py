@@ -1,0 +1,125 @@
+"""Every measurement, in one run, in a workspace of its own."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.classify import Classify, measure_classify
+from bench.extraction import Extraction, measure_extraction
+from bench.growth import GrowthStep, measure_growth
+from bench.machine import Machine, describe_machine, load_average
+from bench.memory import TrainingMemory, measure_training_memory
+from bench.photos import make_photos
+from bench.saved_run import save_small_run
+from bench.settings import TARGETS, Settings
+from bench.startup import ColdStart, HomeImport, measure_cold_start, measure_home_import
+from bench.training import Training, measure_training
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything one benchmark run measured, and where."""
+
+    quick: bool
+    settings: Settings
+    machine: Machine
+    load_average_start: tuple[float, float, float]
+    load_average_end: tuple[float, float, float]
+    photo_size: tuple[int, int]
+    photo_bytes_mean: float
+    extraction: Extraction
+    training: Training
+    classify: Classify
+    cold_start: ColdStart
+    home_import: HomeImport
+    training_memory: TrainingMemory
+    growth: tuple[GrowthStep, ...]
+    seconds: float
+    targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+
+
+def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -> Results:
+    """Return every measurement; `work` becomes the workspace ($FLOWER_LENS_HOME) and scratch."""
+    from bench.photos import PHOTO_SIZE
+    from flower_model.backbone import WeightsChoice, build_backbone, weights_identity
+    from flower_model.features import Backbone, cache_key, pooled_extractor
+    from flower_model.workspace import HOME_ENV
+
+    start = time.perf_counter()
+    os.environ[HOME_ENV] = str(work / "home")
+    load_start = load_average()
+    machine = describe_machine()
+
+    progress(f"making {settings.photos_needed} photos")
+    photos = make_photos(work / "photos", settings.photos_needed)
+    progress("saving a small run with the real training code")
+    run = save_small_run(work / "run-photos")
+
+    progress("building ResNet50 (seeded random weights)")
+    backbone = build_backbone(WeightsChoice("none"), seed=42)
+    extractor = Backbone(pooled_extractor(backbone))
+    key = cache_key(weights_identity(backbone))
+
+    progress(f"extraction: {settings.extraction_images} photos, pipeline vs raw model call")
+    extraction = measure_extraction(
+        photos.first(settings.extraction_images),
+        extractor,
+        key,
+        work / "features",
+        settings.batch_size,
+        settings.extraction_repeats,
+    )
+    progress(f"training: {settings.training_images} cached features vs the plain fit")
+    training = measure_training(
+        backbone,
+        photos.first(settings.plain_images),
+        settings.training_images,
+        settings.epochs,
+        settings.batch_size,
+        extraction.pipeline_images_per_s,
+        work / "runs",
+    )
+    progress("classify one photo and Grad-CAM")
+    photo = photos.paths[0]
+    classify = measure_classify(run.run_id, photo, settings.classify_repeats)
+    progress("cold start (fresh processes)")
+    cold = measure_cold_start(run.run_id, photo, settings.cold_starts)
+    home = measure_home_import(settings.home_imports)
+    progress("memory of a head training (fresh process)")
+    memory = measure_training_memory(
+        settings.training_images, settings.epochs, settings.batch_size, work / "runs"
+    )
+    growth = measure_growth(
+        photos,
+        settings.growth_sizes,
+        backbone,
+        extractor,
+        key,
+        work,
+        settings.epochs,
+        settings.batch_size,
+        progress,
+    )
+    return Results(
+        quick=quick,
+        settings=settings,
+        machine=machine,
+        load_average_start=load_start,
+        load_average_end=load_average(),
+        photo_size=PHOTO_SIZE,
+        photo_bytes_mean=photos.mean_bytes(),
+        extraction=extraction,
+        training=training,
+        classify=classify,
+        cold_start=cold,
+        home_import=home,
+        training_memory=memory,
+        growth=growth,
+        seconds=time.perf_counter() - start,
+    )
