@@ -79,6 +79,24 @@ def markdown(results: Results) -> str:
         f"{mem.peak_rss_mb:,.0f} MiB ({mem.rss_before_mb:,.0f} MiB before the fit) | | |",
         f"| Peak RSS, classify path (load run, classify one photo) | "
         f"{cold.peak_rss_mb:,.0f} MiB | | |",
+    ]
+    lines += [
+        "",
+        f"ResNet50's arithmetic on {r.variants.source} (`Backbone.create('auto')` chose "
+        f"{r.variants.chosen}; native bfloat16 on this CPU: "
+        f"{'yes' if r.variants.cpu_bf16 else 'no'}):",
+        "",
+        "| Variant | Batch | Images/s | vs plain float32 | Min cosine to plain float32 "
+        "| Max relative error |",
+        "|---|---|---|---|---|---|",
+    ]
+    plain = r.variants.rate("plain Keras float32", r.variants.variants[0].batch_size)
+    for v in r.variants.variants:
+        lines.append(
+            f"| {v.name} | {v.batch_size} | {v.images_per_s:.1f} | {v.images_per_s / plain:.2f}× "
+            f"| {v.cosine_min:.6f} | {v.max_relative_error:.1e} |"
+        )
+    lines += [
         "",
         f"| Photos | Extraction s | Images/s | Cache re-read s | Head training s "
         f"({epochs} epochs) | Cache bytes/photo |",

@@ -24,6 +24,9 @@ class Settings:
     epochs: int = 20
     plain_images: int = 64  # photos for one epoch of the seed's plain fit through ResNet50
     batch_size: int = 32
+    variant_images: int = 64  # photos for the arithmetic variants (and their agreement)
+    variant_batch_sizes: tuple[int, ...] = (32, 16, 64)  # the first is the one every variant gets
+    variant_repeats: int = 3
     classify_repeats: int = 30
     cold_starts: int = 3
     home_imports: int = 3
@@ -31,7 +34,9 @@ class Settings:
     @property
     def photos_needed(self) -> int:
         """Return how many photos the measurements read from disk at most."""
-        return max((*self.growth_sizes, self.extraction_images, self.plain_images))
+        return max(
+            (*self.growth_sizes, self.extraction_images, self.plain_images, self.variant_images)
+        )
 
 
 FULL = Settings()
@@ -41,6 +46,9 @@ QUICK = Settings(
     extraction_repeats=1,
     training_images=160,
     plain_images=16,
+    variant_images=8,
+    variant_batch_sizes=(8,),
+    variant_repeats=1,
     classify_repeats=1,
     cold_starts=1,
     home_imports=1,

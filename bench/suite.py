@@ -8,18 +8,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from bench.classify import Classify, measure_classify
 from bench.extraction import Extraction, measure_extraction
 from bench.growth import GrowthStep, measure_growth
 from bench.machine import Machine, describe_machine, load_average
 from bench.memory import TrainingMemory, measure_training_memory
-from bench.photos import make_photos
+from bench.photos import PhotoSet, make_photos
 from bench.saved_run import save_small_run
 from bench.settings import TARGETS, Settings
 from bench.startup import ColdStart, HomeImport, measure_cold_start, measure_home_import
 from bench.training import Training, measure_training
+from bench.variants import Variants, measure_variants
 
 Progress = Callable[[str], None]
+# Real flower photos, when this checkout has ../shared beside it.
+SHARED_SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "flowers-sample"
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Results:
     load_average_end: tuple[float, float, float]
     photo_size: tuple[int, int]
     photo_bytes_mean: float
+    variants: Variants
     extraction: Extraction
     training: Training
     classify: Classify
@@ -44,11 +50,26 @@ class Results:
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
 
 
+def variant_photos(photos: PhotoSet, count: int) -> tuple[np.ndarray, str]:
+    """Return `count` photos at 224×224: real flowers from ../shared when present, else made."""
+    from flower_model.backbone import INPUT_SIZE
+    from flower_model.images import load_rgb
+
+    real = sorted(SHARED_SAMPLE.glob("*/*/*.jpg"))
+    if len(real) >= count:
+        chosen = real[:: len(real) // count][:count]
+        source = f"{count} real flower photos from {SHARED_SAMPLE.name}"
+    else:
+        chosen = list(photos.paths[:count])
+        source = f"{count} generated photos"
+    return np.stack([load_rgb(p, size=INPUT_SIZE) for p in chosen]), source
+
+
 def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -> Results:
     """Return every measurement; `work` becomes the workspace ($FLOWER_LENS_HOME) and scratch."""
     from bench.photos import PHOTO_SIZE
-    from flower_model.backbone import WeightsChoice, build_backbone, weights_identity
-    from flower_model.features import Backbone, cache_key, pooled_extractor
+    from flower_model.backbone import WeightsChoice, build_backbone
+    from flower_model.features import Backbone
     from flower_model.workspace import HOME_ENV
 
     start = time.perf_counter()
@@ -63,8 +84,18 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
 
     progress("building ResNet50 (seeded random weights)")
     backbone = build_backbone(WeightsChoice("none"), seed=42)
-    extractor = Backbone(pooled_extractor(backbone))
-    key = cache_key(weights_identity(backbone))
+    extractor = Backbone.create(backbone)
+    key = extractor.cache_key
+    progress(f"ResNet50 variants (auto chose {extractor.precision})")
+    images, source = variant_photos(photos, settings.variant_images)
+    variants = measure_variants(
+        backbone,
+        images,
+        extractor,
+        settings.variant_batch_sizes,
+        settings.variant_repeats,
+        source,
+    )
 
     progress(f"extraction: {settings.extraction_images} photos, pipeline vs raw model call")
     extraction = measure_extraction(
@@ -114,6 +145,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         load_average_end=load_average(),
         photo_size=PHOTO_SIZE,
         photo_bytes_mean=photos.mean_bytes(),
+        variants=variants,
         extraction=extraction,
         training=training,
         classify=classify,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flower_model.errors import FlowerLensError
+from flower_model.inference import PRECISIONS
 
 DATA_ENV = "FLOWER_LENS_DATA"
 
@@ -96,6 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         mode=args.mode,
         weights=args.weights,
+        precision=args.precision,
     )
     dataset = _scan(_data_dir(args))
     cancel = CancelToken()
@@ -260,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many epochs without val_loss improvement; 0: never",
     )
     p.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="ResNet50's arithmetic when extracting features; auto (default): bfloat16 where "
+        "the CPU computes it natively and its features agree with float32 ones, else float32",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run on its held-out photos")

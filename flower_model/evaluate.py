@@ -148,7 +148,11 @@ def evaluate_run(
     split = Split.from_json(info.metadata["split"])
     records = records_for(dataset, split.val)
     classifier = Classifier.load(info.run_id)
-    probabilities = classifier.probabilities_of_records(dataset, records, progress=progress)
+    # The features the run was measured on: the same precision, so the same numbers.
+    precision = (info.metadata.get("features") or {}).get("precision", "auto")
+    probabilities = classifier.probabilities_of_records(
+        dataset, records, progress=progress, precision=precision
+    )
     return evaluate_predictions(
         [r.label for r in records], probabilities, info.class_names, [r.path for r in records]
     )

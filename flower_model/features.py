@@ -45,11 +45,12 @@ class ExtractionStats:
     cached: int
     computed: int
     seconds: float
+    precision: str = "float32"  # what ResNet50 computed in
 
 
-def cache_key(weights_identity: str) -> str:
-    """Return the cache namespace for one set of backbone weights and one preprocessing."""
-    text = f"resnet50|{weights_identity}|{INPUT_SIZE}|{PREPROCESSING}"
+def cache_key(weights_identity: str, precision: str = "float32") -> str:
+    """Return the cache namespace of one set of backbone weights, precision and preprocessing."""
+    text = f"resnet50|{weights_identity}|{precision}|{INPUT_SIZE}|{PREPROCESSING}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -70,12 +71,11 @@ class FeatureCache:
         self.folder = (root or workspace.features_dir()) / key
 
     @classmethod
-    def for_backbone(cls, backbone: keras.Model, weights_label: str) -> tuple[FeatureCache, str]:
-        """Return the cache namespace of a backbone's weights, and the weights' identity."""
-        identity = weights_identity(backbone)
-        cache = cls(cache_key(identity))
+    def for_backbone(cls, backbone: Backbone, weights_label: str) -> FeatureCache:
+        """Return the cache namespace of a backbone's weights and precision."""
+        cache = cls(backbone.cache_key)
         cache.describe(weights_label)
-        return cache, identity
+        return cache
 
     def describe(self, weights_label: str) -> None:
         """Record which weights made this namespace, so pages can name it without TensorFlow."""
@@ -133,17 +133,63 @@ class FeatureCache:
 
 
 class Backbone:
-    """The frozen feature extractor, compiled once: a uint8 image batch in, pooled features out."""
+    """The frozen ResNet50 as a feature extractor: a uint8 image batch in, pooled features out.
 
-    def __init__(self, extractor: keras.Model) -> None:
+    It runs a copy of the network with BatchNorm folded into the convolutions, computing in
+    float32 or in bfloat16; the features are float32 either way. The precision is part of the
+    cache key, so features of the two precisions never mix.
+    """
+
+    def __init__(
+        self, resnet: keras.Model, precision: str = "float32", identity: str | None = None
+    ) -> None:
         import tensorflow as tf
 
-        self.model = extractor
+        from flower_model.inference import fold_batch_norm
+
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"a backbone computes in float32 or bfloat16, not '{precision}'")
+        self.precision = precision
+        self.identity = identity or weights_identity(resnet)
+        self.model = pooled_extractor(fold_batch_norm(resnet, dtype=precision))
+        model = self.model
         self._call = tf.function(
-            lambda images: extractor(preprocess(images), training=False),
+            lambda images: tf.cast(model(preprocess(images), training=False), tf.float32),
             input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
             reduce_retracing=True,
         )
+
+    @classmethod
+    def create(cls, resnet: keras.Model, precision: str = "auto") -> Backbone:
+        """Return the fastest backbone that is true to float32 ('auto'), or the one asked for.
+
+        'auto' is bfloat16 on a CPU that computes it natively, once its features were found at
+        cosine similarity ≥ MIN_BF16_COSINE to float32 ones for these weights (checked once
+        per weights on probe images and remembered), else float32.
+        """
+        from flower_model import inference
+
+        inference.validate_precision(precision)
+        identity = weights_identity(resnet)
+        if precision != "auto":
+            return cls(resnet, precision, identity)
+        if not inference.cpu_has_bf16():
+            return cls(resnet, "float32", identity)
+        cosine = inference.recorded_cosine(identity)
+        fast = cls(resnet, "bfloat16", identity)
+        if cosine is None:
+            probe = inference.probe_images()
+            exact = cls(resnet, "float32", identity)
+            cosine = float(inference.cosine_similarity(exact.run(probe), fast.run(probe)).min())
+            inference.record_cosine(identity, cosine)
+            if cosine < inference.MIN_BF16_COSINE:
+                return exact
+        return fast if cosine >= inference.MIN_BF16_COSINE else cls(resnet, "float32", identity)
+
+    @property
+    def cache_key(self) -> str:
+        """Return the feature-cache namespace of these weights at this precision."""
+        return cache_key(self.identity, self.precision)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Return the 2048-d pooled features of a uint8 batch of 224×224 RGB images."""
@@ -191,6 +237,7 @@ def extract_features(
         cached=len(hashes) - sum(1 for sha in hashes if sha in todo),
         computed=len(todo),
         seconds=time.perf_counter() - start,
+        precision=backbone.precision,
     )
     return features, stats
 
@@ -222,18 +269,18 @@ def compute_dataset_features(
     dataset: Dataset,
     weights: str = "imagenet",
     seed: int = 42,
+    precision: str = "auto",
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> ExtractionStats:
     """Fill the feature cache for every photo of a dataset (for the map), without training."""
     choice = resolve_weights(weights)
-    backbone = build_backbone(choice, seed=seed)
-    cache, _ = FeatureCache.for_backbone(backbone, choice.label)
+    backbone = Backbone.create(build_backbone(choice, seed=seed), precision)
     _, stats = extract_features(
         [dataset.path_of(r) for r in dataset.records],
         [r.sha256 for r in dataset.records],
-        Backbone(pooled_extractor(backbone)),
-        cache,
+        backbone,
+        FeatureCache.for_backbone(backbone, choice.label),
         progress=progress,
         cancelled=cancelled,
     )

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.backbone import INPUT_SIZE, preprocess, weights_identity
+from flower_model.backbone import INPUT_SIZE, preprocess
 from flower_model.errors import ImageError
-from flower_model.features import Backbone, FeatureCache, cache_key, extract_features
+from flower_model.features import Backbone, FeatureCache, extract_features
 from flower_model.head import Networks, backbone_of, networks_of
 from flower_model.images import load_rgb
 from flower_model.runs import RunInfo, get_run, load_model
@@ -136,14 +136,15 @@ class Classifier:
         dataset: Dataset,
         records: Sequence[ImageRecord],
         progress: Callable[[int, int], None] | None = None,
+        precision: str = "auto",
     ) -> np.ndarray:
         """Return probabilities for dataset photos, through the feature cache of this backbone."""
-        cache = FeatureCache(cache_key(weights_identity(backbone_of(self.networks.classifier))))
+        backbone = Backbone.create(backbone_of(self.networks.classifier), precision)
         features, _ = extract_features(
             [dataset.path_of(r) for r in records],
             [r.sha256 for r in records],
-            Backbone(self.networks.extractor),
-            cache,
+            backbone,
+            FeatureCache(backbone.cache_key),
             progress=progress,
         )
         return self.networks.head.predict(features, verbose=0)

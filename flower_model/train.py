@@ -21,12 +21,14 @@ from flower_model.backbone import (
     preprocess,
     resolve_weights,
     unfreeze_last_stage,
+    weights_identity,
 )
 from flower_model.data import Dataset, Split, records_for, split_dataset
 from flower_model.errors import TrainingCancelled
 from flower_model.evaluate import evaluate_predictions
 from flower_model.features import Backbone, FeatureCache, extract_features
 from flower_model.head import build_networks
+from flower_model.inference import validate_precision
 from flower_model.runs import RunInfo, RunWriter
 
 if TYPE_CHECKING:
@@ -54,8 +56,10 @@ class TrainConfig:
     patience: int = 5  # epochs without val_loss improvement before stopping; 0: never stop early
     mode: str = "features"  # "features": head on cached features; "finetune": conv5 + head
     weights: str = "imagenet"  # "imagenet", "none" (no transfer learning) or a weights file
+    precision: str = "auto"  # ResNet50's arithmetic when extracting features (see inference.py)
 
     def __post_init__(self) -> None:
+        validate_precision(self.precision)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not '{self.mode}'")
         if self.epochs < 1:
@@ -317,18 +321,20 @@ def train(
         report("phase", message="loading ResNet50")
         choice = resolve_weights(config.weights)
         backbone = build_backbone(choice, seed=config.seed)
-        cache, identity = FeatureCache.for_backbone(backbone, choice.label)
+        identity = weights_identity(backbone)
         keras.utils.set_random_seed(config.seed)
         networks = build_networks(backbone, len(dataset.class_names))
 
         if config.mode == "features":
-            report("phase", message="extracting features")
+            report("phase", message="preparing ResNet50 for feature extraction")
+            extractor = Backbone.create(backbone, config.precision)
+            report("phase", message=f"extracting features ({extractor.precision})")
             records = train_records + val_records
             features, stats = extract_features(
                 [dataset.path_of(r) for r in records],
                 [r.sha256 for r in records],
-                Backbone(networks.extractor),
-                cache,
+                extractor,
+                FeatureCache.for_backbone(extractor, choice.label),
                 batch_size=max(config.batch_size, 32),
                 progress=lambda done, total: report("extract", done=done, total=total),
                 cancelled=cancel.is_set,

@@ -10,13 +10,13 @@ import pytest
 
 from flower_model.backbone import INPUT_SIZE
 from flower_model.features import Backbone, FeatureCache, cache_key, extract_features
-from flower_model.head import build_networks
 from flower_model.images import load_rgb
 
 
 @pytest.fixture(scope="module")
-def networks(resnet):
-    return build_networks(resnet, num_classes=5)
+def backbone(resnet):
+    """The feature extractor in float32 (BatchNorm folded): what the equivalence tests check."""
+    return Backbone(resnet, precision="float32")
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +34,14 @@ def photos(sample, n: int = 4) -> list[Path]:
 
 
 def test_pipeline_features_equal_resnet50_on_preprocessed_resized_images(
-    sample, networks, reference
+    sample, backbone, reference
 ) -> None:
     paths = photos(sample)
     resized = np.stack([load_rgb(p, size=INPUT_SIZE) for p in paths])
     expected = reference(
         keras.applications.resnet50.preprocess_input(resized.astype("float32")), training=False
     ).numpy()
-    got = Backbone(networks.extractor).run(resized)
+    got = backbone.run(resized)
     scale = np.abs(expected).max()
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * scale)
     # A pipeline that preprocessed twice, or not at all, would be far off: the check has teeth.
@@ -56,12 +56,12 @@ def test_pipeline_features_equal_resnet50_on_preprocessed_resized_images(
 
 
 def test_extract_features_from_files_matches_reference(
-    sample, networks, reference, fresh_home
+    sample, backbone, reference, fresh_home
 ) -> None:
     paths = photos(sample)
     records = sample.records[:: len(sample.records) // 4][:4]
     features, stats = extract_features(
-        paths, [r.sha256 for r in records], Backbone(networks.extractor), FeatureCache("test")
+        paths, [r.sha256 for r in records], backbone, FeatureCache("test")
     )
     resized = np.stack([load_rgb(p, size=INPUT_SIZE) for p in paths]).astype("float32")
     expected = reference(keras.applications.resnet50.preprocess_input(resized)).numpy()
@@ -83,52 +83,53 @@ def count_backbone_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_second_extraction_reuses_cached_features(
-    sample, networks, fresh_home, monkeypatch: pytest.MonkeyPatch
+    sample, backbone, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_backbone_calls(monkeypatch)
     records = sample.records[:12]
     args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
     cache = FeatureCache("reuse")
-    first, stats = extract_features(*args, Backbone(networks.extractor), cache, batch_size=5)
+    first, stats = extract_features(*args, backbone, cache, batch_size=5)
     assert sum(calls) == 12 and stats.computed == 12
     calls.clear()
-    second, stats = extract_features(*args, Backbone(networks.extractor), cache, batch_size=5)
+    second, stats = extract_features(*args, backbone, cache, batch_size=5)
     assert calls == [] and (stats.cached, stats.computed) == (12, 0)
     np.testing.assert_array_equal(first, second)
 
 
 def test_corrupt_and_stale_cache_entries_are_rebuilt(
-    sample, networks, fresh_home, monkeypatch: pytest.MonkeyPatch
+    sample, backbone, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = sample.records[:3]
     args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
     cache = FeatureCache("repair")
-    good, _ = extract_features(*args, Backbone(networks.extractor), cache)
+    good, _ = extract_features(*args, backbone, cache)
     cache._path(records[0].sha256).write_bytes(b"garbage, not numpy")
     np.save(cache._path(records[1].sha256), np.zeros(17, dtype=np.float16))  # wrong shape
     calls = count_backbone_calls(monkeypatch)
-    again, stats = extract_features(*args, Backbone(networks.extractor), cache)
+    again, stats = extract_features(*args, backbone, cache)
     assert sum(calls) == 2 and (stats.cached, stats.computed) == (1, 2)
     np.testing.assert_allclose(again, good, rtol=1e-3, atol=1e-3)
     assert not list(cache.folder.rglob("*.tmp*"))  # atomic writes leave nothing behind
 
 
-def test_duplicate_photos_are_computed_once(sample, networks, fresh_home, monkeypatch) -> None:
+def test_duplicate_photos_are_computed_once(sample, backbone, fresh_home, monkeypatch) -> None:
     record = sample.records[0]
     calls = count_backbone_calls(monkeypatch)
     features, stats = extract_features(
         [sample.path_of(record)] * 3,
         [record.sha256] * 3,
-        Backbone(networks.extractor),
+        backbone,
         FeatureCache("dups"),
     )
     assert sum(calls) == 1 and features.shape == (3, 2048)
     assert np.array_equal(features[0], features[2])
 
 
-def test_cache_key_depends_on_weights() -> None:
+def test_cache_key_depends_on_weights_and_precision() -> None:
     assert cache_key("aaaa") != cache_key("bbbb")
     assert cache_key("aaaa") == cache_key("aaaa")
+    assert cache_key("aaaa", "float32") != cache_key("aaaa", "bfloat16")
 
 
 def test_large_values_are_stored_without_overflow(fresh_home) -> None:

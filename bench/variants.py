@@ -1,0 +1,113 @@
+"""ResNet50's arithmetic side by side: plain Keras, BatchNorm folded, XLA, bfloat16, batch sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench.timing import timed
+from flower_model.backbone import INPUT_SIZE, preprocess
+from flower_model.features import Backbone
+from flower_model.inference import cosine_similarity, cpu_has_bf16
+
+if TYPE_CHECKING:
+    import keras
+
+
+# The variants measured at every batch size; the others at the first one only.
+SWEPT = ("BatchNorm folded, float32", "BatchNorm folded, bfloat16")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of computing pooled features of a batch: its speed and how true it is."""
+
+    name: str
+    batch_size: int
+    images_per_s: float  # best of the repeats, tracing excluded
+    cosine_min: float  # lowest cosine similarity to the plain float32 features
+    max_relative_error: float  # largest |difference| / largest |plain feature|
+
+
+@dataclass(frozen=True)
+class Variants:
+    """Every variant, on the same photos, and which one `Backbone.create('auto')` chose."""
+
+    photos: int
+    source: str  # where the photos came from
+    cpu_bf16: bool
+    chosen: str
+    variants: tuple[Variant, ...]
+
+    def rate(self, name: str, batch_size: int) -> float:
+        """Return the images per second of one variant at one batch size."""
+        return next(
+            v.images_per_s for v in self.variants if v.name == name and v.batch_size == batch_size
+        )
+
+
+def _plain(resnet: keras.Model, jit_compile: bool = False):
+    import tensorflow as tf
+
+    return tf.function(
+        lambda x: tf.reduce_mean(resnet(preprocess(x), training=False), axis=(1, 2)),
+        input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
+        jit_compile=jit_compile,
+    )
+
+
+def _folded_xla(backbone: Backbone):
+    import tensorflow as tf
+
+    model = backbone.model
+    return tf.function(
+        lambda x: model(preprocess(x), training=False),
+        input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
+        jit_compile=True,
+    )
+
+
+def measure_variants(
+    resnet: keras.Model,
+    images: np.ndarray,
+    chosen: Backbone,
+    batch_sizes: tuple[int, ...],
+    repeats: int,
+    source: str,
+) -> Variants:
+    """Return speed and agreement of each variant on `images` (uint8, 224×224)."""
+    folded32 = Backbone(resnet, "float32", chosen.identity)
+    folded16 = Backbone(resnet, "bfloat16", chosen.identity)
+    calls = {
+        "plain Keras float32": _plain(resnet),
+        "plain Keras float32 + XLA": _plain(resnet, jit_compile=True),
+        "BatchNorm folded, float32": folded32.run,
+        "BatchNorm folded, float32 + XLA": _folded_xla(folded32),
+        "BatchNorm folded, bfloat16": folded16.run,
+    }
+
+    def features(call, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(call(batch), dtype=np.float32)
+
+    reference = features(calls["plain Keras float32"], images)
+    scale = float(np.abs(reference).max()) or 1.0
+    results = []
+    for name, call in calls.items():
+        got = features(call, images)
+        cosine = float(cosine_similarity(got, reference).min())
+        error = float(np.abs(got - reference).max()) / scale
+        sizes = batch_sizes if name in SWEPT else batch_sizes[:1]
+        for size in sizes:
+            batch = images[:size]
+            features(call, batch)  # warm-up: tracing is a one-off cost
+            best = min(timed(lambda b=batch, c=call: features(c, b))[1] for _ in range(repeats))
+            results.append(Variant(name, len(batch), len(batch) / best, cosine, error))
+    return Variants(
+        photos=len(images),
+        source=source,
+        cpu_bf16=cpu_has_bf16(),
+        chosen=chosen.precision,
+        variants=tuple(results),
+    )
