@@ -19,6 +19,7 @@ from flower_model.images import load_rgb
 class Extraction:
     """Images per second from JPEG files to cached features, and of the model alone."""
 
+    precision: str  # what ResNet50 computed in
     images: int
     batch_size: int
     pipeline_images_per_s: float  # best repeat: decode, resize, ResNet50, cache writes
@@ -66,9 +67,10 @@ def raw_seconds(backbone: Backbone, batch: np.ndarray, images: int) -> float:
 
 
 def measure_extraction(
-    photos: PhotoSet, backbone: Backbone, key: str, work: Path, batch_size: int, repeats: int
+    photos: PhotoSet, backbone: Backbone, work: Path, batch_size: int, repeats: int
 ) -> Extraction:
     """Return pipeline and raw extraction speeds, each the best of interleaved repeats."""
+    key = backbone.cache_key
     batch = ready_batch(photos, batch_size)
     # Warm-up, not timed: tracing the model and tf.data's first start are one-off costs.
     backbone.run(batch)
@@ -84,6 +86,7 @@ def measure_extraction(
     pipeline_rate = len(photos) / min(pipeline)
     raw_rate = len(photos) / min(raw)
     return Extraction(
+        precision=backbone.precision,
         images=len(photos),
         batch_size=batch_size,
         pipeline_images_per_s=pipeline_rate,

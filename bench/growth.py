@@ -35,13 +35,12 @@ def measure_growth_step(
     photos: PhotoSet,
     backbone: keras.Model,
     extractor: Backbone,
-    key: str,
     work: Path,
     epochs: int,
     batch_size: int,
 ) -> GrowthStep:
     """Return extraction, cache re-read and training times for these photos."""
-    cache = fresh_cache(key, work / "features")
+    cache = fresh_cache(extractor.cache_key, work / "features")
     features, stats, extraction = extract_from_disk(photos, extractor, cache, batch_size)
     bytes_per_image = cache.bytes_used() / len(photos)
     _, again, cache_read = extract_from_disk(photos, extractor, cache, batch_size)
@@ -67,7 +66,6 @@ def measure_growth(
     sizes: Sequence[int],
     backbone: keras.Model,
     extractor: Backbone,
-    key: str,
     work: Path,
     epochs: int,
     batch_size: int,
@@ -78,8 +76,6 @@ def measure_growth(
     for size in sorted(sizes):
         progress(f"growth: {size} photos")
         steps.append(
-            measure_growth_step(
-                photos.first(size), backbone, extractor, key, work, epochs, batch_size
-            )
+            measure_growth_step(photos.first(size), backbone, extractor, work, epochs, batch_size)
         )
     return tuple(steps)

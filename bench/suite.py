@@ -39,7 +39,8 @@ class Results:
     photo_size: tuple[int, int]
     photo_bytes_mean: float
     variants: Variants
-    extraction: Extraction
+    extraction: Extraction  # with the backbone `Backbone.create('auto')` chose
+    extraction_float32: Extraction | None  # with float32, when auto chose otherwise
     training: Training
     classify: Classify
     cold_start: ColdStart
@@ -85,7 +86,6 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
     progress("building ResNet50 (seeded random weights)")
     backbone = build_backbone(WeightsChoice("none"), seed=42)
     extractor = Backbone.create(backbone)
-    key = extractor.cache_key
     progress(f"ResNet50 variants (auto chose {extractor.precision})")
     images, source = variant_photos(photos, settings.variant_images)
     variants = measure_variants(
@@ -98,14 +98,24 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
     )
 
     progress(f"extraction: {settings.extraction_images} photos, pipeline vs raw model call")
+    extraction_photos = photos.first(settings.extraction_images)
     extraction = measure_extraction(
-        photos.first(settings.extraction_images),
+        extraction_photos,
         extractor,
-        key,
         work / "features",
         settings.batch_size,
         settings.extraction_repeats,
     )
+    extraction_float32 = None
+    if extractor.precision != "float32":
+        progress("extraction again with the float32 backbone")
+        extraction_float32 = measure_extraction(
+            extraction_photos,
+            Backbone(backbone, "float32", extractor.identity),
+            work / "features",
+            settings.batch_size,
+            settings.extraction_repeats,
+        )
     progress(f"training: {settings.training_images} cached features vs the plain fit")
     training = measure_training(
         backbone,
@@ -115,6 +125,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.batch_size,
         extraction.pipeline_images_per_s,
         work / "runs",
+        settings.other_batch_size,
     )
     progress("classify one photo and Grad-CAM")
     photo = photos.paths[0]
@@ -131,7 +142,6 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.growth_sizes,
         backbone,
         extractor,
-        key,
         work,
         settings.epochs,
         settings.batch_size,
@@ -147,6 +157,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         photo_bytes_mean=photos.mean_bytes(),
         variants=variants,
         extraction=extraction,
+        extraction_float32=extraction_float32,
         training=training,
         classify=classify,
         cold_start=cold,

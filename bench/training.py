@@ -14,7 +14,7 @@ from bench.photos import CLASSES, PhotoSet
 from bench.timing import timed
 from flower_model.backbone import FEATURE_DIM, preprocess
 from flower_model.head import build_networks
-from flower_model.pipeline import image_dataset
+from flower_model.pipeline import feature_dataset, image_dataset
 from flower_model.runs import RunWriter
 from flower_model.train import CancelToken, TrainConfig, TrainEvent, _fit, _Reporter
 
@@ -29,6 +29,7 @@ class HeadFit:
     """One training of the head on features, through train.py's own fit."""
 
     images: int
+    batch_size: int
     epochs: int  # epochs completed
     seconds: float  # the whole fit: compile, tracing and every epoch
     epoch_seconds: float  # median epoch after the first (the first includes tracing)
@@ -52,6 +53,7 @@ class Training:
     """Head training from cache vs the seed's plain fit, extrapolated to the same work."""
 
     cached: HeadFit
+    cached_other_batch: HeadFit  # the same at another batch size
     plain: PlainEpoch
     plain_seconds_estimate: float  # plain epoch extrapolated to cached.images × epochs
     speedup: float  # plain estimate / cached.seconds
@@ -71,7 +73,6 @@ def _fit_timed(
     model: keras.Model,
     train_data: object,
     val_data: object,
-    labels: np.ndarray | None,
     config: TrainConfig,
     steps: int,
     runs_root: Path,
@@ -82,7 +83,7 @@ def _fit_timed(
     report = _Reporter(writer, events.append)
     try:
         _, seconds = timed(
-            lambda: _fit(model, train_data, val_data, config, steps, report, CancelToken(), labels)
+            lambda: _fit(model, train_data, val_data, config, steps, report, CancelToken())
         )
     finally:
         writer.discard()
@@ -106,9 +107,8 @@ def fit_head(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, weights="none", patience=0)
     epoch_times, seconds = _fit_timed(
         networks.head,
-        features[:n_train],
-        (features[n_train:], labels[n_train:]),
-        labels[:n_train],
+        feature_dataset(features[:n_train], labels[:n_train], batch_size, shuffle_seed=42),
+        feature_dataset(features[n_train:], labels[n_train:], batch_size),
         config,
         math.ceil(n_train / batch_size),
         runs_root,
@@ -116,6 +116,7 @@ def fit_head(
     steady = epoch_times[1:] or epoch_times
     return HeadFit(
         images=len(features),
+        batch_size=batch_size,
         epochs=len(epoch_times),
         seconds=seconds,
         epoch_seconds=statistics.median(steady),
@@ -131,7 +132,7 @@ def plain_epoch(
     data = data.map(lambda x, y: (preprocess(x), y))
     config = TrainConfig(epochs=2, batch_size=batch_size, weights="none", patience=0)
     steps = math.ceil(len(photos) / batch_size)
-    epoch_times, _ = _fit_timed(networks.classifier, data, None, None, config, steps, runs_root)
+    epoch_times, _ = _fit_timed(networks.classifier, data, None, config, steps, runs_root)
     if len(epoch_times) != 2:
         raise RuntimeError(f"the plain fit completed {len(epoch_times)} epochs, not 2")
     return PlainEpoch(
@@ -147,15 +148,18 @@ def measure_training(
     batch_size: int,
     pipeline_images_per_s: float,
     runs_root: Path,
+    other_batch_size: int,
 ) -> Training:
     """Return cached-feature training of `images` for `epochs` vs the plain fit, extrapolated."""
     features, labels = random_features(images)
     cached = fit_head(backbone, features, labels, epochs, batch_size, runs_root)
+    other = fit_head(backbone, features, labels, epochs, other_batch_size, runs_root)
     plain = plain_epoch(backbone, photos, batch_size, runs_root)
     estimate = plain.estimate(images, epochs)
     extraction = images / pipeline_images_per_s
     return Training(
         cached=cached,
+        cached_other_batch=other,
         plain=plain,
         plain_seconds_estimate=estimate,
         speedup=estimate / cached.seconds,

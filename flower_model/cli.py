@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune: augment and train conv5 + head on images (slow)",
     )
     p.add_argument("--epochs", type=int, default=20, help="at most this many epochs (default 20)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument(
         "--lr",
         type=float,

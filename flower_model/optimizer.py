@@ -1,0 +1,43 @@
+"""Adam in one fused kernel per weight, for the small head that trains on cached features.
+
+Keras' Adam updates each weight with about ten separate element-wise operations, each a pass
+over the weight's memory; for the head's 0.56 M parameters that costs more per step than the
+matrix products themselves (measured: 7.7 s vs 5.7 s for 20 epochs on 4,000 features). TensorFlow's
+own `ResourceApplyAdam` kernel does the same update in one pass. The arithmetic is Keras':
+m ← β₁m + (1-β₁)g, v ← β₂v + (1-β₂)g², w ← w - lr·√(1-β₂ᵗ)/(1-β₁ᵗ)·m/(√v + ε).
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="flower_lens")
+class FusedAdam(keras.optimizers.Adam):
+    """keras.optimizers.Adam (without amsgrad) whose update is TensorFlow's fused Adam kernel."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if self.amsgrad:
+            raise ValueError("FusedAdam does not implement amsgrad; use keras.optimizers.Adam")
+
+    def update_step(self, gradient, variable, learning_rate) -> None:
+        import tensorflow as tf
+
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )

@@ -1,0 +1,53 @@
+"""`make bench` still works: a tiny smoke run (a few photos, one repetition). Not a timing test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.settings import QUICK, with_sizes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["quick"] is True
+    for section in ("variants", "extraction", "training", "classify", "cold_start"):
+        assert section in results
+    assert results["extraction"]["pipeline_images_per_s"] > 0
+    assert results["training"]["cached"]["epochs"] == QUICK.epochs
+    assert results["home_import"]["tensorflow_imported"] is False
+    names = {v["name"] for v in results["variants"]["variants"]}
+    assert {
+        "plain Keras float32",
+        "BatchNorm folded, float32",
+        "BatchNorm folded, bfloat16",
+    } <= names
+    # Folding BatchNorm changes nothing but the speed.
+    folded = next(
+        v for v in results["variants"]["variants"] if v["name"] == "BatchNorm folded, float32"
+    )
+    assert folded["cosine_min"] > 0.99999 and folded["max_relative_error"] < 1e-4
+    assert [step["images"] for step in results["growth"]] == list(QUICK.growth_sizes)
+    assert "| Measurement | Result | Target | Met |" in done.stdout
+
+
+def test_growth_sizes_must_cover_every_class() -> None:
+    assert with_sizes(QUICK, (40, 10, 10)).growth_sizes == (10, 40)
+    with pytest.raises(ValueError, match="at least 5"):
+        with_sizes(QUICK, (3,))
