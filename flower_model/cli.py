@@ -252,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr",
         type=float,
         default=None,
-        help="learning rate (default 1e-3 for features, 1e-5 for finetune)",
+        help="learning rate (default 1e-3 for features, 1e-4 for features with --weights none, "
+        "1e-5 for finetune)",
     )
     p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
     p.add_argument(

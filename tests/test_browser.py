@@ -128,9 +128,12 @@ def page(browser, server: str):
 def visit(page, path: str) -> None:
     page.goto(f"{page.base_url}/{path}")
     page.wait_for_selector("h1")
-    # Let the script finish: Streamlit shows a running indicator while it works.
+    # Let the script finish: Streamlit shows a running indicator while it works, and grey
+    # skeletons where elements are still to come.
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+              && !document.querySelector('[data-testid="stSkeleton"]')""",
+        timeout=60_000,
     )
 
 
@@ -165,6 +168,13 @@ def test_every_page_opens_without_error(page, path: str, heading: str) -> None:
     visit(page, path)
     assert heading in page.locator("h1").first.inner_text()
     no_errors(page)
+    if path == "explore":
+        # The photo grid: every tile's image loaded.
+        page.locator('[data-testid="stImage"] img').first.wait_for()
+        page.wait_for_function(
+            """() => Array.from(document.querySelectorAll('[data-testid="stImage"] img'))
+                  .every(img => img.complete && img.naturalWidth > 0)"""
+        )
     if path in ("", "explore"):
         shoot(page, path or "home")
 
