@@ -2,8 +2,9 @@
 
 Keras' Adam updates each weight with about ten separate element-wise operations, each a pass
 over the weight's memory; for the head's 0.56 M parameters that costs more per step than the
-matrix products themselves (measured: 7.7 s vs 5.7 s for 20 epochs on 4,000 features). TensorFlow's
-own `ResourceApplyAdam` kernel does the same update in one pass. The arithmetic is Keras':
+matrix products themselves (measured: 20 epochs on 4,000 features at batch 32, 10.3 s with
+Keras' Adam, 8.4 s with this one). TensorFlow's `ResourceApplyAdam` kernel does the same
+update in one pass. The arithmetic is Keras':
 m ← β₁m + (1-β₁)g, v ← β₂v + (1-β₂)g², w ← w - lr·√(1-β₂ᵗ)/(1-β₁ᵗ)·m/(√v + ε).
 """
 
