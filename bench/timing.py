@@ -38,8 +38,3 @@ def timed(work: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     result = work()
     return result, time.perf_counter() - start
-
-
-def repeat(work: Callable[[], object], times: int) -> list[float]:
-    """Return the seconds each of `times` calls of `work` took."""
-    return [timed(work)[1] for _ in range(times)]

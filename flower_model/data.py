@@ -199,13 +199,6 @@ def _content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecor
     return digest.hexdigest()[:16]
 
 
-def _write_json_atomic(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
-
-
 def scan_dataset(path: Path, progress: Progress | None = None, use_cache: bool = True) -> Dataset:
     """Return the dataset under a folder: every photo decoded once to find the unusable ones."""
     root = find_class_root(Path(path))
@@ -231,7 +224,7 @@ def scan_dataset(path: Path, progress: Progress | None = None, use_cache: bool =
                 rows.append(row)
                 if progress is not None and (done % 50 == 0 or done == total):
                     progress(done, total)
-        _write_json_atomic(cache_file, rows)
+        workspace.write_atomic(cache_file, json.dumps(rows))
     found = [row for row, _ in rows if row is not None]
     class_names = tuple(sorted({row["class_name"] for row in found}))
     if len(class_names) < 2:

@@ -148,8 +148,9 @@ def evaluate_run(
     split = Split.from_json(info.metadata["split"])
     records = records_for(dataset, split.val)
     classifier = Classifier.load(info.run_id)
-    # The features the run was measured on: the same precision, so the same numbers.
-    precision = (info.metadata.get("features") or {}).get("precision", "auto")
+    # The arithmetic the run was measured with, so the same numbers: fine-tuned runs and runs
+    # from before bfloat16 were measured in float32.
+    precision = (info.metadata.get("features") or {}).get("precision", "float32")
     probabilities = classifier.probabilities_of_records(
         dataset, records, progress=progress, precision=precision
     )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from flower_model.backbone import (
     weights_identity,
 )
 from flower_model.errors import TrainingCancelled
+from flower_model.inference import PRECISIONS
 
 if TYPE_CHECKING:
     import keras
@@ -48,7 +49,7 @@ class ExtractionStats:
     precision: str = "float32"  # what ResNet50 computed in
 
 
-def cache_key(weights_identity: str, precision: str = "float32") -> str:
+def cache_key(weights_identity: str, precision: str) -> str:
     """Return the cache namespace of one set of backbone weights, precision and preprocessing."""
     text = f"resnet50|{weights_identity}|{precision}|{INPUT_SIZE}|{PREPROCESSING}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -61,6 +62,7 @@ class CacheInfo:
     key: str
     weights_label: str
     count: int
+    precision: str = "float32"  # the arithmetic ResNet50 computed them in
 
 
 class FeatureCache:
@@ -74,17 +76,15 @@ class FeatureCache:
     def for_backbone(cls, backbone: Backbone, weights_label: str) -> FeatureCache:
         """Return the cache namespace of a backbone's weights and precision."""
         cache = cls(backbone.cache_key)
-        cache.describe(weights_label)
+        cache.describe(weights_label, backbone.precision)
         return cache
 
-    def describe(self, weights_label: str) -> None:
-        """Record which weights made this namespace, so pages can name it without TensorFlow."""
+    def describe(self, weights_label: str, precision: str) -> None:
+        """Record which weights and arithmetic made this namespace, for pages without TensorFlow."""
         about = self.folder / ABOUT_FILE
         if not about.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = about.with_name(f".{ABOUT_FILE}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"weights_label": weights_label}))
-            os.replace(tmp, about)
+            text = json.dumps({"weights_label": weights_label, "precision": precision})
+            workspace.write_atomic(about, text)
 
     def get_many(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return (features, found mask) for many photos; missing rows are zeros."""
@@ -116,13 +116,11 @@ class FeatureCache:
 
     def put(self, sha256: str, vector: np.ndarray) -> np.ndarray:
         """Store an image's features atomically; return them as a later `get` will."""
-        path = self._path(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
         small = np.all(np.abs(vector) < FLOAT16_LIMIT)
         stored = vector.astype(np.float16 if small else np.float32)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, stored, allow_pickle=False)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.save(buffer, stored, allow_pickle=False)
+        workspace.write_atomic(self._path(sha256), buffer.getvalue())
         return stored.astype(np.float32)
 
     def bytes_used(self) -> int:
@@ -147,7 +145,7 @@ class Backbone:
 
         from flower_model.inference import fold_batch_norm
 
-        if precision not in ("float32", "bfloat16"):
+        if precision not in PRECISIONS or precision == "auto":
             raise ValueError(f"a backbone computes in float32 or bfloat16, not '{precision}'")
         self.precision = precision
         self.identity = identity or weights_identity(resnet)
@@ -160,7 +158,9 @@ class Backbone:
         )
 
     @classmethod
-    def create(cls, resnet: keras.Model, precision: str = "auto") -> Backbone:
+    def create(
+        cls, resnet: keras.Model, precision: str = "auto", identity: str | None = None
+    ) -> Backbone:
         """Return the fastest backbone that is true to float32 ('auto'), or the one asked for.
 
         'auto' is bfloat16 on a CPU that computes it natively, once its features were found at
@@ -170,21 +170,20 @@ class Backbone:
         from flower_model import inference
 
         inference.validate_precision(precision)
-        identity = weights_identity(resnet)
+        identity = identity or weights_identity(resnet)
         if precision != "auto":
             return cls(resnet, precision, identity)
         if not inference.cpu_has_bf16():
             return cls(resnet, "float32", identity)
         cosine = inference.recorded_cosine(identity)
-        fast = cls(resnet, "bfloat16", identity)
-        if cosine is None:
-            probe = inference.probe_images()
-            exact = cls(resnet, "float32", identity)
-            cosine = float(inference.cosine_similarity(exact.run(probe), fast.run(probe)).min())
-            inference.record_cosine(identity, cosine)
-            if cosine < inference.MIN_BF16_COSINE:
-                return exact
-        return fast if cosine >= inference.MIN_BF16_COSINE else cls(resnet, "float32", identity)
+        if cosine is not None:
+            agrees = cosine >= inference.MIN_BF16_COSINE
+            return cls(resnet, "bfloat16" if agrees else "float32", identity)
+        fast, exact = cls(resnet, "bfloat16", identity), cls(resnet, "float32", identity)
+        probe = inference.probe_images()
+        cosine = float(inference.cosine_similarity(exact.run(probe), fast.run(probe)).min())
+        inference.record_cosine(identity, cosine)
+        return fast if cosine >= inference.MIN_BF16_COSINE else exact
 
     @property
     def cache_key(self) -> str:
@@ -248,11 +247,12 @@ def cache_infos(root: Path | None = None) -> list[CacheInfo]:
     infos = []
     for folder in root.iterdir() if root.is_dir() else []:
         try:
-            label = json.loads((folder / ABOUT_FILE).read_text())["weights_label"]
-        except (OSError, ValueError, KeyError):
+            about = json.loads((folder / ABOUT_FILE).read_text())
+            label = about["weights_label"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
         count = sum(1 for _ in folder.glob("*/*.npy"))
-        infos.append(CacheInfo(folder.name, label, count))
+        infos.append(CacheInfo(folder.name, label, count, about.get("precision", "float32")))
     return sorted(infos, key=lambda info: info.count, reverse=True)
 
 

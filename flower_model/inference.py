@@ -1,15 +1,15 @@
 """The frozen ResNet50 made fast for inference: BatchNorm folded into the convolutions, and
 bfloat16 on CPUs that compute it natively (checked against float32 before it is trusted).
 
-Measured on a 2-core Xeon with AMX (`make bench`): folding alone is 1.2× faster and equal to
-the unfolded network within 1e-6; bfloat16 on the folded network is about 5× faster than
-float32, its pooled features at cosine similarity above 0.9999 to float32 ones.
+Measured on a 2-core Xeon with AMX (`make bench`): folding alone is 1.26× faster and equal to
+the unfolded network within 1e-6; bfloat16 on the folded network is 5.6× faster than the
+plain float32 network, its pooled features at cosine similarity 0.999995 to float32 ones.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,8 @@ MIN_BF16_COSINE = 0.999
 # CPU flags of native bfloat16 arithmetic (Intel AVX512-BF16 and AMX, Linux's names).
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 VERDICTS_FILE = "bfloat16-checks.json"
+# The read-modify-write of the checks file, between the threads of one server.
+_VERDICTS_LOCK = threading.Lock()
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -48,20 +50,39 @@ def validate_precision(precision: str) -> str:
     return precision
 
 
+def _inputs(layer: keras.layers.Layer) -> list:
+    value = layer.input
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _batch_norm_inputs(model: keras.Model) -> dict[str, keras.layers.BatchNormalization]:
-    """Return {convolution name: the BatchNormalization that directly follows it}."""
+    """Return {convolution name: the BatchNormalization that directly follows it}, refusing
+    any network where folding would change what it computes."""
     import keras
 
     convs = {
         id(layer.output): layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
     }
+    readers: dict[int, int] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        for tensor in _inputs(layer):
+            readers[id(tensor)] = readers.get(id(tensor), 0) + 1
     pairs = {}
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            conv = convs.get(id(layer.input))
-            if conv is None:
-                raise ValueError(f"{layer.name} does not follow a convolution; cannot fold it")
-            pairs[conv.name] = layer
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        conv = convs.get(id(layer.input))
+        if conv is None:
+            raise ValueError(f"{layer.name} does not follow a convolution; cannot fold it")
+        if readers[id(conv.output)] != 1:
+            raise ValueError(f"{conv.name} feeds more than {layer.name}; cannot fold it")
+        if conv.get_config().get("activation", "linear") != "linear":
+            raise ValueError(f"{conv.name} has an activation before {layer.name}")
+        if layer.axis not in (-1, len(conv.output.shape) - 1):
+            raise ValueError(f"{layer.name} does not normalise the channels")
+        pairs[conv.name] = layer
     return pairs
 
 
@@ -149,7 +170,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _verdicts_file() -> Path:
-    return workspace.features_dir() / VERDICTS_FILE
+    return workspace.home_dir() / VERDICTS_FILE
 
 
 def recorded_cosine(identity: str) -> float | None:
@@ -164,14 +185,12 @@ def recorded_cosine(identity: str) -> float | None:
 def record_cosine(identity: str, cosine: float) -> None:
     """Remember the bfloat16-vs-float32 cosine of these weights (an atomic write)."""
     target = _verdicts_file()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        verdicts = json.loads(target.read_text())
-        if not isinstance(verdicts, dict):
+    with _VERDICTS_LOCK:
+        try:
+            verdicts = json.loads(target.read_text())
+            if not isinstance(verdicts, dict):
+                verdicts = {}
+        except (OSError, ValueError):
             verdicts = {}
-    except (OSError, ValueError):
-        verdicts = {}
-    verdicts[identity] = cosine
-    tmp = target.with_name(f".{VERDICTS_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(verdicts, indent=1))
-    os.replace(tmp, target)
+        verdicts[identity] = cosine
+        workspace.write_atomic(target, json.dumps(verdicts, indent=1))

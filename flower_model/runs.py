@@ -66,12 +66,6 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + secrets.token_hex(2)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class RunWriter:
     """Writes one run: events while it trains, then model and metadata, then the final rename."""
 
@@ -91,7 +85,7 @@ class RunWriter:
     def finish(self, model: keras.Model, metadata: dict) -> RunInfo:
         """Save the model and metadata and publish the run; return it."""
         model.save(self.partial / MODEL_FILE)
-        _write_atomic(self.partial / METADATA_FILE, json.dumps(metadata, indent=1))
+        workspace.write_atomic(self.partial / METADATA_FILE, json.dumps(metadata, indent=1))
         os.replace(self.partial, self.final)
         self.folder = self.final
         return RunInfo(self.run_id, self.final, metadata)

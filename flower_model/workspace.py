@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 HOME_ENV = "FLOWER_LENS_HOME"
@@ -45,8 +46,22 @@ def last_dataset() -> Path | None:
 
 def remember_dataset(path: Path) -> None:
     """Remember a dataset folder for next time."""
-    target = _settings_file()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".settings.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"dataset": str(path)}))
-    os.replace(tmp, target)
+    write_atomic(_settings_file(), json.dumps({"dataset": str(path)}))
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file so that a reader sees the old content or the new, never a part of it.
+
+    The data goes to a temporary file of its own beside the target (unique across the threads
+    of a server and across processes), which then replaces the target.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -175,7 +175,7 @@ with map_tab:
             "Features from",
             range(len(options)),
             format_func=lambda i: (
-                f"{options[i][0].weights_label} weights "
+                f"{options[i][0].weights_label} weights, {options[i][0].precision} "
                 f"({int(options[i][2].sum()):,} of {len(hashes):,} photos)"
             ),
         )

@@ -103,8 +103,9 @@ with st.form("settings", border=True):
     precision = right.selectbox(
         "ResNet50 arithmetic",
         PRECISIONS,
-        help="auto: bfloat16 on a CPU that computes it natively (about 5× faster here) once its "
-        f"features agree with float32 ones (cosine ≥ {MIN_BF16_COSINE}), else float32.",
+        help="How ResNet50 computes the features. auto: bfloat16 on a CPU that computes it "
+        "natively (Intel AVX512-BF16 or AMX: several times faster) once its features agree "
+        f"with float32 ones (cosine ≥ {MIN_BF16_COSINE}), else float32.",
     )
     submitted = st.form_submit_button(
         "Train",

@@ -127,8 +127,8 @@ def test_duplicate_photos_are_computed_once(sample, backbone, fresh_home, monkey
 
 
 def test_cache_key_depends_on_weights_and_precision() -> None:
-    assert cache_key("aaaa") != cache_key("bbbb")
-    assert cache_key("aaaa") == cache_key("aaaa")
+    assert cache_key("aaaa", "float32") != cache_key("bbbb", "float32")
+    assert cache_key("aaaa", "float32") == cache_key("aaaa", "float32")
     assert cache_key("aaaa", "float32") != cache_key("aaaa", "bfloat16")
 
 

@@ -100,7 +100,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 def test_a_corrupt_record_of_checks_is_ignored(fresh_home) -> None:
     inference.record_cosine("abc", 0.9995)
     assert inference.recorded_cosine("abc") == pytest.approx(0.9995)
-    (fresh_home / "features" / inference.VERDICTS_FILE).write_text("{not json")
+    (fresh_home / inference.VERDICTS_FILE).write_text("{not json")
     assert inference.recorded_cosine("abc") is None
     inference.record_cosine("abc", 0.99)
     assert inference.recorded_cosine("abc") == pytest.approx(0.99)
@@ -119,3 +119,23 @@ def test_cosine_similarity_of_rows() -> None:
     a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     b = np.array([[2.0, 0.0], [1.0, -1.0], [0.0, 0.0]])
     np.testing.assert_allclose(inference.cosine_similarity(a, b), [1.0, 0.0, 1.0])
+
+
+def test_networks_that_folding_would_change_are_refused() -> None:
+    def conv_net(*, activation: str = "linear", shared: bool = False) -> keras.Model:
+        image = keras.Input((8, 8, 3))
+        conv = keras.layers.Conv2D(4, 3, activation=activation)(image)
+        normed = keras.layers.BatchNormalization()(conv)
+        out = keras.layers.Add()([normed, conv]) if shared else normed
+        return keras.Model(image, out)
+
+    folded = inference.fold_batch_norm(conv_net())
+    assert not any(isinstance(x, keras.layers.BatchNormalization) for x in folded.layers)
+    with pytest.raises(ValueError, match="activation"):
+        inference.fold_batch_norm(conv_net(activation="relu"))
+    with pytest.raises(ValueError, match="feeds more than"):
+        inference.fold_batch_norm(conv_net(shared=True))
+    image = keras.Input((8, 8, 3))
+    dense = keras.layers.BatchNormalization()(keras.layers.Dense(4)(image))
+    with pytest.raises(ValueError, match="does not follow a convolution"):
+        inference.fold_batch_norm(keras.Model(image, dense))
