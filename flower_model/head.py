@@ -16,7 +16,7 @@ DROPOUT_RATE = 0.2
 
 @dataclass(frozen=True)
 class Networks:
-    """Three views of one set of layers: the full classifier, its head, and the feature extractor.
+    """Two views of one set of layers: the full classifier and its head.
 
     The head's layers are the classifier's layers, so training the head on cached
     features trains the classifier that is saved and used for photos.
@@ -24,7 +24,6 @@ class Networks:
 
     classifier: keras.Model  # 224×224×3 image batch -> class probabilities
     head: keras.Model  # 2048-d pooled features -> class probabilities
-    extractor: keras.Model  # 224×224×3 image batch -> 2048-d pooled features
 
 
 def head_layers(num_classes: int) -> list[keras.layers.Layer]:
@@ -59,22 +58,18 @@ def build_networks(backbone: keras.Model, num_classes: int) -> Networks:
     classifier = keras.Model(image, _stack(pooled, layers), name="flower_classifier")
     features = keras.Input(shape=(FEATURE_DIM,), name="features")
     head = keras.Model(features, _stack(features, layers), name="flower_head")
-    return Networks(classifier=classifier, head=head, extractor=keras.Model(image, pooled))
+    return Networks(classifier=classifier, head=head)
 
 
 def networks_of(classifier: keras.Model) -> Networks:
-    """Return the three views of a classifier loaded from a run."""
+    """Return the two views of a classifier loaded from a run."""
     import keras
 
     pooling = classifier.get_layer("avg_pool")
     index = classifier.layers.index(pooling)
     features = keras.Input(shape=(FEATURE_DIM,), name="features")
     head = keras.Model(features, _stack(features, classifier.layers[index + 1 :]))
-    return Networks(
-        classifier=classifier,
-        head=head,
-        extractor=keras.Model(classifier.input, pooling.output),
-    )
+    return Networks(classifier=classifier, head=head)
 
 
 def backbone_of(classifier: keras.Model) -> keras.Model:

@@ -7,7 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_model.head import build_networks, networks_of
+from flower_model.features import pooled_extractor
+from flower_model.head import backbone_of, build_networks, networks_of
 
 
 def test_architecture_matches_the_seed_layer_by_layer(resnet) -> None:
@@ -49,14 +50,15 @@ def test_head_and_classifier_share_weights(resnet) -> None:
     assert dense in networks.head.layers
 
 
-def test_saved_classifier_gives_back_head_and_extractor(resnet, tmp_path: Path) -> None:
+def test_saved_classifier_gives_back_backbone_and_head(resnet, tmp_path: Path) -> None:
     networks = build_networks(resnet, num_classes=4)
     path = tmp_path / "model.keras"
     networks.classifier.save(path)
     loaded = networks_of(keras.models.load_model(path, compile=False))
     images = np.random.default_rng(1).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
-    features = loaded.extractor(images).numpy()
-    np.testing.assert_allclose(features, networks.extractor(images).numpy(), rtol=1e-4, atol=1e-4)
+    features = pooled_extractor(backbone_of(loaded.classifier))(images).numpy()
+    expected = pooled_extractor(resnet)(images).numpy()
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(
         loaded.head(features).numpy(), loaded.classifier(images).numpy(), rtol=1e-4, atol=1e-5
     )
