@@ -56,12 +56,13 @@ def choose_dataset(path: Path) -> None:
 
 
 def current_dataset() -> Dataset | None:
-    """Return the chosen dataset scanned (cheap after the first scan), or None if unusable."""
+    """Return the chosen dataset scanned, or None if unusable. The first scan of a folder
+    checks every photo and shows a progress bar; later ones read the stored scan."""
     path = dataset_path()
     if path is None:
         return None
     try:
-        return scan_dataset(path)
+        return scan_with_progress(path)
     except FlowerLensError:
         return None
 
