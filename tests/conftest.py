@@ -10,19 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The five classes and a rough colour each, so made-up photos still differ by class.
+from bench.photos import CLASSES, COLOURS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "flowers-sample"
-CLASSES = ("daisy", "dandelion", "rose", "sunflower", "tulip")
-# Rough colours per class, so made-up photos still differ by class.
-COLOURS = {
-    "daisy": (235, 235, 225),
-    "dandelion": (240, 210, 30),
-    "rose": (200, 30, 50),
-    "sunflower": (250, 160, 20),
-    "tulip": (230, 90, 160),
-}
 
 
 def make_photo(path: Path, colour: tuple[int, int, int], seed: int, size=(160, 120)) -> Path:
