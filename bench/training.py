@@ -126,7 +126,11 @@ def fit_head(
 def plain_epoch(
     backbone: keras.Model, photos: PhotoSet, batch_size: int, runs_root: Path
 ) -> PlainEpoch:
-    """Return the time of one epoch of the full classifier's fit on photos decoded from disk."""
+    """Return the time of one epoch of the full classifier's fit on photos decoded from disk.
+
+    It runs through train.py's own fit, so its optimizer is FusedAdam rather than the seed's
+    Keras Adam; only the head trains, and its update is a tiny part of an epoch through ResNet50.
+    """
     networks = build_networks(backbone, len(CLASSES))
     data = image_dataset(list(photos.paths), list(photos.labels), batch_size, shuffle_seed=42)
     data = data.map(lambda x, y: (preprocess(x), y))
