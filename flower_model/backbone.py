@@ -1,16 +1,20 @@
-"""ResNet50, its ImageNet weights, and its preprocessing (the one preprocessing function).
+"""ResNet50: its weights, how it is built, and how photos enter it (the one preprocessing).
 
 Keras is imported inside the functions that need it, so that `weights_status` can be
-asked by a page that must not load TensorFlow.
+asked by a page that must not load TensorFlow. Throughout the project `resnet` names the
+Keras model built here; the fast feature path around it is `extractor.FeatureExtractor`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from flower_model.errors import WeightsError
 
@@ -29,8 +33,14 @@ PREPROCESSING = (
 WEIGHTS_ENV = "FLOWER_LENS_WEIGHTS"
 WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{WEIGHTS_FILE}"
+# The name Keras gives the ResNet50 model, which is also its layer name inside the classifier.
+RESNET_NAME = "resnet50"
+# Layer names of image -> ResNet50 -> pooling, the same in the saved classifier.
+IMAGE_INPUT = "image"
+POOLING_LAYER = "avg_pool"
 # The last residual stage: what fine-tuning unfreezes.
 LAST_STAGE_PREFIX = "conv5_"
+# The last 7×7 feature maps: where Grad-CAM looks by default.
 LAST_CONV_LAYER = "conv5_block3_out"
 NO_TRANSFER_LABEL = "none (no transfer learning)"
 
@@ -82,26 +92,47 @@ def how_to_get_weights() -> str:
     )
 
 
-def _local_weights_file() -> Path | None:
-    named = os.environ.get(WEIGHTS_ENV)
-    if named and named.lower() not in ("imagenet", "none"):
+def resolve_weights(spec: str | Path | None = "imagenet") -> WeightsChoice:
+    """Return the weights to use for 'imagenet' (default), 'none', or a weights file path.
+
+    This is the one place a weights string is read. 'imagenet' means, in order: the file or
+    'none' that $FLOWER_LENS_WEIGHTS names, Keras' cache file, or Keras' download.
+    """
+    text = str(spec).strip() if spec is not None else "imagenet"
+    if text.lower() == "none":
+        return WeightsChoice("none")
+    if text.lower() not in ("", "imagenet", "auto"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"the weights file {path} does not exist; {how_to_get_weights()}")
+        return WeightsChoice("imagenet", path)
+    named = os.environ.get(WEIGHTS_ENV, "").strip()
+    if named.lower() == "none":
+        return WeightsChoice("none")
+    if named and named.lower() != "imagenet":
         path = Path(named).expanduser()
         if not path.is_file():
             raise WeightsError(f"${WEIGHTS_ENV} names {path}, which is not a file")
-        return path
+        return WeightsChoice("imagenet", path)
     cached = keras_cache_path()
-    return cached if cached.is_file() else None
+    return WeightsChoice("imagenet", cached if cached.is_file() else None)
 
 
 def weights_status() -> WeightsStatus:
     """Return whether ImageNet weights are present, without loading TensorFlow."""
     expected = keras_cache_path()
     try:
-        found = _local_weights_file()
+        choice = resolve_weights("imagenet")
     except WeightsError as exc:
         return WeightsStatus(False, None, expected, str(exc))
-    if found is not None:
-        return WeightsStatus(True, found, expected, f"ImageNet weights found at {found}")
+    if choice.kind == "none":
+        return WeightsStatus(
+            False, None, expected, f"${WEIGHTS_ENV}=none: ResNet50 starts from random weights"
+        )
+    if choice.path is not None:
+        return WeightsStatus(
+            True, choice.path, expected, f"ImageNet weights found at {choice.path}"
+        )
     return WeightsStatus(
         False,
         None,
@@ -111,34 +142,40 @@ def weights_status() -> WeightsStatus:
     )
 
 
-def resolve_weights(spec: str | Path | None = "imagenet") -> WeightsChoice:
-    """Return the weights to use for 'imagenet' (default), 'none', or a weights file path."""
-    text = str(spec).strip() if spec is not None else "imagenet"
-    if text.lower() in ("", "imagenet", "auto"):
-        env = os.environ.get(WEIGHTS_ENV, "").strip().lower()
-        if env == "none":
-            return WeightsChoice("none")
-        return WeightsChoice("imagenet", _local_weights_file())
-    if text.lower() == "none":
-        return WeightsChoice("none")
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"the weights file {path} does not exist; {how_to_get_weights()}")
-    return WeightsChoice("imagenet", path)
+def default_weights() -> str:
+    """Return the weights a page offers first: 'imagenet' when the file is here, else 'none'."""
+    return "imagenet" if weights_status().available else "none"
 
 
-def build_backbone(choice: WeightsChoice, seed: int = 42) -> keras.Model:
-    """Return ResNet50 without its top, frozen, with the chosen weights."""
+def _seeded_kernels(resnet: keras.Model, seed: int) -> None:
+    """Give every convolution Keras' Glorot-uniform start drawn from `seed`, and only from it.
+
+    Keras would draw from its process-wide generator, which only a global reseed makes
+    repeatable; these draws touch no global state. Biases and BatchNorm start at constants.
+    """
     import keras
 
-    if choice.kind == "none":
-        # Random initialisation, but the same for the same seed, so cached features stay valid.
-        keras.utils.set_random_seed(seed)
-        weights: str | None = None
-    else:
+    rng = np.random.default_rng(seed)
+    for layer in resnet.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width, fan_in, fan_out = layer.kernel.shape
+            limit = np.sqrt(6.0 / ((fan_in + fan_out) * height * width))
+            layer.kernel.assign(rng.uniform(-limit, limit, layer.kernel.shape).astype(np.float32))
+
+
+def build_resnet50(choice: WeightsChoice, seed: int = 42) -> keras.Model:
+    """Return ResNet50 without its top, frozen, with the chosen weights.
+
+    With no weights the start is random but the same for the same seed, so cached
+    features of random weights stay valid from one run to the next.
+    """
+    import keras
+
+    weights = None
+    if choice.kind != "none":
         weights = str(choice.path) if choice.path is not None else "imagenet"
     try:
-        model = keras.applications.ResNet50(
+        resnet = keras.applications.ResNet50(
             include_top=False, weights=weights, input_shape=INPUT_SHAPE
         )
     except Exception as exc:  # Keras raises plain Exception for a failed download
@@ -151,8 +188,10 @@ def build_backbone(choice: WeightsChoice, seed: int = 42) -> keras.Model:
             f"ImageNet weights for ResNet50 could not be downloaded ({str(exc)[:160]}); "
             f"{how_to_get_weights()}"
         ) from exc
-    model.trainable = False
-    return model
+    if weights is None:
+        _seeded_kernels(resnet, seed)
+    resnet.trainable = False
+    return resnet
 
 
 def weights_identity(model: keras.Model) -> str:
@@ -171,11 +210,36 @@ def preprocess(images: tf.Tensor) -> tf.Tensor:
     return keras.applications.resnet50.preprocess_input(tf.cast(images, tf.float32))
 
 
-def unfreeze_last_stage(backbone: keras.Model) -> None:
+def pooled_resnet(resnet: keras.Model) -> keras.Model:
+    """Return image -> ResNet50 -> global average pooling: the 2048-d features of a photo."""
+    import keras
+
+    image = keras.Input(shape=INPUT_SHAPE, name=IMAGE_INPUT)
+    # training=False keeps BatchNorm in inference mode, even when fine-tuning unfreezes layers.
+    features = resnet(image, training=False)
+    return keras.Model(image, keras.layers.GlobalAveragePooling2D(name=POOLING_LAYER)(features))
+
+
+def photo_function(
+    fn: Callable[..., tf.Tensor], *extra: tf.TensorSpec, jit_compile: bool = False
+) -> Callable[..., tf.Tensor]:
+    """Return `fn` compiled once for uint8 batches of 224×224 RGB photos, given to it
+    preprocessed (and any `extra` arguments after them): how every photo enters a network."""
+    import tensorflow as tf
+
+    photos = tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)
+    return tf.function(
+        lambda images, *args: fn(preprocess(images), *args),
+        input_signature=[photos, *extra],
+        jit_compile=jit_compile,
+    )
+
+
+def unfreeze_last_stage(resnet: keras.Model) -> None:
     """Make the last residual stage trainable, keeping every BatchNorm layer frozen."""
     import keras
 
-    backbone.trainable = True
-    for layer in backbone.layers:
+    resnet.trainable = True
+    for layer in resnet.layers:
         is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = layer.name.startswith(LAST_STAGE_PREFIX) and not is_batch_norm

@@ -11,8 +11,9 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
-from flower_model.inference import PRECISIONS
+from flower_model.precision import PRECISIONS
 
 DATA_ENV = "FLOWER_LENS_DATA"
 
@@ -58,7 +59,8 @@ def _scan(path: Path):
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from flower_model.data import download_dataset, find_class_root
+    from flower_model.data import find_class_root
+    from flower_model.download import download_dataset
 
     folder = download_dataset(args.handle)
     print(find_class_root(folder))
@@ -86,19 +88,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from flower_model.train import CancelToken, TrainConfig, train
+    from dataclasses import fields
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        patience=args.patience,
-        mode=args.mode,
-        weights=args.weights,
-        precision=args.precision,
-    )
+    from flower_model.events import CancelToken
+    from flower_model.train import train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     dataset = _scan(_data_dir(args))
     cancel = CancelToken()
     # The first Ctrl-C stops after the current batch and keeps the best completed epoch.
@@ -133,11 +128,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
-    label = info.weights_label
+    meta = info.metadata
     print(
         f"run {info.run_id}: validation accuracy {info.accuracy:.3f} "
-        f"({info.metadata['epochs_completed']} epochs, {info.metadata['stopped']}, "
-        f"weights {label})",
+        f"({meta.epochs_completed} epochs, {meta.stopped}, weights {info.weights_label}, "
+        f"learning rate {meta.config.learning_rate:g})",
         file=sys.stderr,
     )
     print(info.run_id)
@@ -149,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flower_model.runs import get_run
 
     info = get_run(args.run)
-    data = Path(args.data) if args.data else Path(info.metadata["dataset"]["root"])
+    data = Path(args.data) if args.data else Path(info.metadata.dataset.root)
     evaluation = evaluate_run(info.run_id, _scan(data))
     if args.json:
         print(json.dumps({"run": info.run_id, **evaluation.to_json()}, indent=1))
@@ -192,23 +187,47 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     runs = list_runs()
     if args.json:
-        print(json.dumps([info.metadata for info in runs], indent=1))
+        print(json.dumps([info.metadata.to_json() for info in runs], indent=1))
         return 0
     if not runs:
         print("no runs yet: python -m flower_model train --data DIR", file=sys.stderr)
         return 0
     print(f"{'run':<22}{'accuracy':>9}  {'epochs':>6}  {'mode':<9}weights")
     for info in runs:
-        accuracy = f"{info.accuracy:.3f}" if info.accuracy is not None else "-"
-        mode = info.metadata["config"]["mode"]
-        epochs = info.metadata["epochs_completed"]
-        print(f"{info.run_id:<22}{accuracy:>9}  {epochs:>6}  {mode:<9}{info.weights_label}")
+        meta = info.metadata
+        print(
+            f"{info.run_id:<22}{info.accuracy:>9.3f}  {meta.epochs_completed:>6}  "
+            f"{meta.config.mode:<9}{info.weights_label}"
+        )
     return 0
+
+
+# How each TrainConfig setting is spelled and typed on the command line; defaults and help
+# come from TrainConfig itself.
+CONFIG_ARGUMENTS = {
+    "weights": ("--weights", {"metavar": "imagenet|none|FILE"}),
+    "mode": ("--mode", {"choices": MODES}),
+    "epochs": ("--epochs", {"type": int, "metavar": "N"}),
+    "batch_size": ("--batch-size", {"type": int, "metavar": "N"}),
+    "learning_rate": ("--lr", {"type": float, "metavar": "RATE"}),
+    "val_fraction": ("--val-fraction", {"type": float, "metavar": "SHARE"}),
+    "patience": ("--patience", {"type": int, "metavar": "N"}),
+    "seed": ("--seed", {"type": int, "metavar": "N"}),
+    "precision": ("--precision", {"choices": PRECISIONS}),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one option per TrainConfig setting, with the setting's own default and help."""
+    for name, (flag, options) in CONFIG_ARGUMENTS.items():
+        default = default_of(name)
+        shown = "" if default is None else f" (default {default})"
+        parser.add_argument(flag, dest=name, default=default, help=help_of(name) + shown, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `python -m flower_model`."""
-    from flower_model.data import DEFAULT_HANDLE
+    from flower_model.download import DEFAULT_HANDLE
 
     parser = argparse.ArgumentParser(
         prog="python -m flower_model",
@@ -233,43 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a run; prints its id")
     data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
-    p.add_argument(
-        "--weights",
-        default="imagenet",
-        help="'imagenet' (default; Keras cache, $FLOWER_LENS_WEIGHTS or download), a weights "
-        "file, or 'none' (random start: no transfer learning)",
-    )
-    p.add_argument(
-        "--mode",
-        choices=["features", "finetune"],
-        default="features",
-        help="features: train the head on cached ResNet50 features (fast, default); "
-        "finetune: augment and train conv5 + head on images (slow)",
-    )
-    p.add_argument("--epochs", type=int, default=20, help="at most this many epochs (default 20)")
-    p.add_argument("--batch-size", type=int, default=64, help="default 64")
-    p.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="learning rate (default 1e-3 for features, 1e-4 for features with --weights none, "
-        "1e-5 for finetune)",
-    )
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=5,
-        help="stop after this many epochs without val_loss improvement; 0: never",
-    )
-    p.add_argument("--seed", type=int, default=42, help="split and initialisation seed")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="ResNet50's arithmetic when extracting features; auto (default): bfloat16 where "
-        "the CPU computes it natively and its features agree with float32 ones, else float32",
-    )
+    add_config_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run on its held-out photos")

@@ -1,15 +1,13 @@
-"""Find, download, scan and split a dataset laid out one sub-folder per class."""
+"""Find, scan and split a dataset laid out one sub-folder per class (download.py fetches one)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,8 +15,6 @@ from flower_model import workspace
 from flower_model.errors import DatasetError, ImageError
 from flower_model.images import IMAGE_SUFFIXES, inspect, read_bytes
 
-# Kaggle "Flowers Recognition": daisy, dandelion, rose, sunflower, tulip (4,317 photos).
-DEFAULT_HANDLE = "alxmamaev/flowers-recognition"
 # How deep below the given folder the class folders may sit (kagglehub nests them).
 MAX_ROOT_DEPTH = 2
 # Bump when the scan's record format changes, so old cached scans are not read.
@@ -312,64 +308,3 @@ def dataset_summary(dataset: Dataset) -> dict:
         "sizes": Counter(f"{r.width}x{r.height}" for r in dataset.records).most_common(5),
         "skipped": [asdict(item) for item in dataset.skipped],
     }
-
-
-def download_dataset(handle: str = DEFAULT_HANDLE, progress: Progress | None = None) -> Path:
-    """Return the local folder of a Kaggle dataset, downloaded with kagglehub.
-
-    kagglehub draws its own progress bar on the terminal; `progress(bytes_done, bytes_total)`
-    is called as well, for a page's progress bar.
-    """
-    try:
-        import kagglehub
-    except ImportError as exc:  # pragma: no cover - kagglehub is in requirements.txt
-        raise DatasetError("kagglehub is not installed: pip install kagglehub") from exc
-    try:
-        with _reporting_progress(progress):
-            folder = kagglehub.dataset_download(handle)
-    except Exception as exc:  # kagglehub raises network, HTTP and auth errors of many types
-        raise DatasetError(
-            f"could not download '{handle}' from Kaggle: {_download_failure(exc)}. Without "
-            "internet, point at a local folder with one sub-folder per class instead (--data DIR)"
-        ) from exc
-    return Path(folder)
-
-
-@contextmanager
-def _reporting_progress(progress: Progress | None) -> Iterator[None]:
-    """Let kagglehub's download bar also report to `progress` while the download runs."""
-    clients = sys.modules.get("kagglehub.clients")
-    base = getattr(clients, "tqdm", None)
-    if progress is None or base is None:
-        yield
-        return
-
-    class Reporting(base):  # type: ignore[misc, valid-type]
-        def update(self, n: float | None = 1) -> bool | None:
-            shown = super().update(n)
-            progress(int(self.n), int(self.total or 0))
-            return shown
-
-    clients.tqdm = Reporting
-    try:
-        yield
-    finally:
-        clients.tqdm = base
-
-
-def _download_failure(exc: Exception) -> str:
-    """Return in a few words why a kagglehub download failed."""
-    text = f"{type(exc).__name__}: {exc}"
-    if any(
-        word in text for word in ("NameResolution", "Max retries", "ConnectionError", "timed out")
-    ):
-        return "no connection to Kaggle (offline?)"
-    if any(code in text for code in ("401", "403", "Unauthorized", "Forbidden")):
-        return (
-            "Kaggle refused the request; sign in with kagglehub.login() or set "
-            "KAGGLE_USERNAME and KAGGLE_KEY"
-        )
-    if "404" in text or "NotFound" in text:
-        return "Kaggle has no dataset with that handle"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return first[:160]

@@ -23,3 +23,7 @@ class RunError(FlowerLensError):
 
 class TrainingCancelled(FlowerLensError):
     """Training was stopped by the user before any epoch completed."""
+
+
+class TrainingError(FlowerLensError):
+    """Training ran but produced no usable model (it diverged)."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from flower_model.data import Dataset, Split, records_for
+from flower_model.data import Dataset, records_for
 
 # How many confidently wrong photos an evaluation keeps.
 WORST_MISTAKES = 12
@@ -145,12 +145,12 @@ def evaluate_run(
             f"the dataset's classes {list(dataset.class_names)} are not the run's "
             f"{list(info.class_names)}"
         )
-    split = Split.from_json(info.metadata["split"])
-    records = records_for(dataset, split.val)
+    records = records_for(dataset, info.metadata.split.val)
     classifier = Classifier.load(info.run_id)
     # The arithmetic the run was measured with, so the same numbers: fine-tuned runs and runs
     # from before bfloat16 were measured in float32.
-    precision = (info.metadata.get("features") or {}).get("precision", "float32")
+    features = info.metadata.features
+    precision = features.precision if features is not None else "float32"
     probabilities = classifier.probabilities_of_records(
         dataset, records, progress=progress, precision=precision
     )

@@ -6,29 +6,33 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.backbone import INPUT_SIZE, preprocess
+from flower_model.backbone import INPUT_SIZE, LAST_CONV_LAYER, POOLING_LAYER, photo_function
 
 if TYPE_CHECKING:
     from flower_model.predict import Classifier
 
 
 class GradCam:
-    """Grad-CAM over ResNet50's last convolutional block (7×7), compiled once per classifier."""
+    """Grad-CAM over one convolutional layer of ResNet50 (by default its last 7×7 maps),
+    compiled once per classifier, as keras-io's `make_gradcam_heatmap` computes it."""
 
-    def __init__(self, classifier: Classifier) -> None:
+    def __init__(self, classifier: Classifier, layer_name: str = LAST_CONV_LAYER) -> None:
+        import keras
         import tensorflow as tf
 
-        backbone = classifier.networks.classifier.get_layer("resnet50")
-        pooling = classifier.networks.classifier.get_layer("avg_pool")
+        resnet = classifier.networks.resnet
+        # ResNet50 giving both the chosen layer's maps and its own output, in one pass.
+        maps_and_output = keras.Model(
+            resnet.inputs, [resnet.get_layer(layer_name).output, resnet.output]
+        )
+        pooling = classifier.networks.classifier.get_layer(POOLING_LAYER)
         head = classifier.networks.head
 
         def heatmap(images: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
-            # The backbone's output is conv5_block3_out: the last 7×7 feature maps.
-            maps = backbone(preprocess(images), training=False)
             with tf.GradientTape() as tape:
+                maps, output = maps_and_output(images, training=False)
                 tape.watch(maps)
-                probabilities = head(pooling(maps), training=False)
-                score = probabilities[:, class_index]
+                score = head(pooling(output), training=False)[:, class_index]
             grads = tape.gradient(score, maps)
             weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[..., tf.newaxis]
@@ -36,13 +40,7 @@ class GradCam:
             peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
             return tf.math.divide_no_nan(cam, peak)
 
-        self._heatmap = tf.function(
-            heatmap,
-            input_signature=[
-                tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8),
-                tf.TensorSpec((), tf.int32),
-            ],
-        )
+        self._heatmap = photo_function(heatmap, tf.TensorSpec((), tf.int32))
 
     def __call__(self, image: np.ndarray, class_index: int) -> np.ndarray:
         """Return a (224, 224) map in [0, 1] for one 224×224 uint8 RGB image."""

@@ -1,4 +1,4 @@
-"""Extract ResNet50's pooled features once per image and cache them on disk."""
+"""ResNet50's pooled features of photos: computed once per photo, cached on disk by content."""
 
 from __future__ import annotations
 
@@ -14,22 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flower_model import workspace
-from flower_model.backbone import (
-    FEATURE_DIM,
-    INPUT_SIZE,
-    PREPROCESSING,
-    build_backbone,
-    preprocess,
-    resolve_weights,
-    weights_identity,
-)
+from flower_model.backbone import FEATURE_DIM, INPUT_SIZE, PREPROCESSING
 from flower_model.errors import TrainingCancelled
-from flower_model.inference import PRECISIONS
 
 if TYPE_CHECKING:
-    import keras
-
     from flower_model.data import Dataset
+    from flower_model.extractor import FeatureExtractor
 
 # float16 halves the cache; values this large would not survive it (random weights can make them).
 FLOAT16_LIMIT = 60000.0
@@ -50,7 +40,7 @@ class ExtractionStats:
 
 
 def cache_key(weights_identity: str, precision: str) -> str:
-    """Return the cache namespace of one set of backbone weights, precision and preprocessing."""
+    """Return the cache namespace of one set of ResNet50 weights, arithmetic and preprocessing."""
     text = f"resnet50|{weights_identity}|{precision}|{INPUT_SIZE}|{PREPROCESSING}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -73,10 +63,10 @@ class FeatureCache:
         self.folder = (root or workspace.features_dir()) / key
 
     @classmethod
-    def for_backbone(cls, backbone: Backbone, weights_label: str) -> FeatureCache:
-        """Return the cache namespace of a backbone's weights and precision."""
-        cache = cls(backbone.cache_key)
-        cache.describe(weights_label, backbone.precision)
+    def for_extractor(cls, extractor: FeatureExtractor, weights_label: str) -> FeatureCache:
+        """Return the cache namespace of an extractor's weights and precision."""
+        cache = cls(extractor.cache_key)
+        cache.describe(weights_label, extractor.precision)
         return cache
 
     def describe(self, weights_label: str, precision: str) -> None:
@@ -130,75 +120,10 @@ class FeatureCache:
         return sum(p.stat().st_size for p in self.folder.rglob("*.npy"))
 
 
-class Backbone:
-    """The frozen ResNet50 as a feature extractor: a uint8 image batch in, pooled features out.
-
-    It runs a copy of the network with BatchNorm folded into the convolutions, computing in
-    float32 or in bfloat16; the features are float32 either way. The precision is part of the
-    cache key, so features of the two precisions never mix.
-    """
-
-    def __init__(
-        self, resnet: keras.Model, precision: str = "float32", identity: str | None = None
-    ) -> None:
-        import tensorflow as tf
-
-        from flower_model.inference import fold_batch_norm
-
-        if precision not in PRECISIONS or precision == "auto":
-            raise ValueError(f"a backbone computes in float32 or bfloat16, not '{precision}'")
-        self.precision = precision
-        self.identity = identity or weights_identity(resnet)
-        self.model = pooled_extractor(fold_batch_norm(resnet, dtype=precision))
-        model = self.model
-        self._call = tf.function(
-            lambda images: tf.cast(model(preprocess(images), training=False), tf.float32),
-            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
-            reduce_retracing=True,
-        )
-
-    @classmethod
-    def create(
-        cls, resnet: keras.Model, precision: str = "auto", identity: str | None = None
-    ) -> Backbone:
-        """Return the fastest backbone that is true to float32 ('auto'), or the one asked for.
-
-        'auto' is bfloat16 on a CPU that computes it natively, once its features were found at
-        cosine similarity ≥ MIN_BF16_COSINE to float32 ones for these weights (checked once
-        per weights on probe images and remembered), else float32.
-        """
-        from flower_model import inference
-
-        inference.validate_precision(precision)
-        identity = identity or weights_identity(resnet)
-        if precision != "auto":
-            return cls(resnet, precision, identity)
-        if not inference.cpu_has_bf16():
-            return cls(resnet, "float32", identity)
-        cosine = inference.recorded_cosine(identity)
-        if cosine is not None:
-            agrees = cosine >= inference.MIN_BF16_COSINE
-            return cls(resnet, "bfloat16" if agrees else "float32", identity)
-        fast, exact = cls(resnet, "bfloat16", identity), cls(resnet, "float32", identity)
-        probe = inference.probe_images()
-        cosine = float(inference.cosine_similarity(exact.run(probe), fast.run(probe)).min())
-        inference.record_cosine(identity, cosine)
-        return fast if cosine >= inference.MIN_BF16_COSINE else exact
-
-    @property
-    def cache_key(self) -> str:
-        """Return the feature-cache namespace of these weights at this precision."""
-        return cache_key(self.identity, self.precision)
-
-    def run(self, images: np.ndarray) -> np.ndarray:
-        """Return the 2048-d pooled features of a uint8 batch of 224×224 RGB images."""
-        return self._call(images).numpy()
-
-
 def extract_features(
     paths: Sequence[Path],
     hashes: Sequence[str],
-    backbone: Backbone,
+    extractor: FeatureExtractor,
     cache: FeatureCache,
     batch_size: int = 32,
     progress: Progress | None = None,
@@ -223,7 +148,7 @@ def extract_features(
         for images in batches:
             if cancelled is not None and cancelled():
                 raise TrainingCancelled("stopped while extracting features")
-            vectors = backbone.run(images)
+            vectors = extractor.run(images)
             for sha, vector in zip(shas[done : done + len(vectors)], vectors, strict=True):
                 # Keep what the cache holds, so a first and a second run see the same numbers.
                 found[sha] = cache.put(sha, vector)
@@ -236,7 +161,7 @@ def extract_features(
         cached=len(hashes) - sum(1 for sha in hashes if sha in todo),
         computed=len(todo),
         seconds=time.perf_counter() - start,
-        precision=backbone.precision,
+        precision=extractor.precision,
     )
     return features, stats
 
@@ -256,15 +181,6 @@ def cache_infos(root: Path | None = None) -> list[CacheInfo]:
     return sorted(infos, key=lambda info: info.count, reverse=True)
 
 
-def pooled_extractor(backbone: keras.Model) -> keras.Model:
-    """Return image -> backbone -> global average pooling: the 2048-d features."""
-    import keras
-
-    image = keras.Input(shape=(INPUT_SIZE, INPUT_SIZE, 3), name="image")
-    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(backbone(image, training=False))
-    return keras.Model(image, pooled)
-
-
 def compute_dataset_features(
     dataset: Dataset,
     weights: str = "imagenet",
@@ -274,14 +190,45 @@ def compute_dataset_features(
     cancelled: Callable[[], bool] | None = None,
 ) -> ExtractionStats:
     """Fill the feature cache for every photo of a dataset (for the map), without training."""
+    from flower_model.backbone import build_resnet50, resolve_weights
+    from flower_model.extractor import FeatureExtractor
+
     choice = resolve_weights(weights)
-    backbone = Backbone.create(build_backbone(choice, seed=seed), precision)
+    extractor = FeatureExtractor.create(build_resnet50(choice, seed=seed), precision)
     _, stats = extract_features(
         [dataset.path_of(r) for r in dataset.records],
         [r.sha256 for r in dataset.records],
-        backbone,
-        FeatureCache.for_backbone(backbone, choice.label),
+        extractor,
+        FeatureCache.for_extractor(extractor, choice.label),
         progress=progress,
         cancelled=cancelled,
     )
     return stats
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Cached features of a dataset's photos from one namespace (one weights, one arithmetic)."""
+
+    info: CacheInfo
+    features: np.ndarray  # one row per photo asked for; zeros where not cached
+    found: np.ndarray  # which rows were cached
+
+    @property
+    def label(self) -> str:
+        """Return what made these features and how many of the photos have them."""
+        return (
+            f"{self.info.weights_label} weights, {self.info.precision} "
+            f"({int(self.found.sum()):,} of {len(self.found):,} photos)"
+        )
+
+
+def feature_sets(hashes: Sequence[str], root: Path | None = None) -> list[FeatureSet]:
+    """Return every cache namespace holding features of some of these photos, fullest first."""
+    sets = []
+    for info in cache_infos(root):
+        if info.count:
+            features, found = FeatureCache(info.key, root).get_many(hashes)
+            if found.any():
+                sets.append(FeatureSet(info, features, found))
+    return sorted(sets, key=lambda s: int(s.found.sum()), reverse=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flower_model.backbone import FEATURE_DIM, INPUT_SHAPE
+from flower_model.backbone import FEATURE_DIM, POOLING_LAYER, RESNET_NAME, pooled_resnet
 
 if TYPE_CHECKING:
     import keras
 
 HIDDEN_UNITS = (256, 128, 64)
 DROPOUT_RATE = 0.2
+# The head's first layer: where the feature standardisation is folded in before saving.
+FIRST_DENSE = f"dense_{HIDDEN_UNITS[0]}"
 
 
 @dataclass(frozen=True)
@@ -25,16 +27,40 @@ class Networks:
     classifier: keras.Model  # 224×224×3 image batch -> class probabilities
     head: keras.Model  # 2048-d pooled features -> class probabilities
 
+    @property
+    def resnet(self) -> keras.Model:
+        """Return the ResNet50 inside the classifier."""
+        return self.classifier.get_layer(RESNET_NAME)
 
-def head_layers(num_classes: int) -> list[keras.layers.Layer]:
-    """Return the seed's head: Dense 256/128/64 ReLU, each followed by Dropout 0.2, then softmax."""
+    @property
+    def first_dense(self) -> keras.layers.Dense:
+        """Return the head's first Dense layer (it reads the 2048 features)."""
+        return self.classifier.get_layer(FIRST_DENSE)
+
+
+def head_layers(num_classes: int, seed: int = 42) -> list[keras.layers.Layer]:
+    """Return the seed's head: Dense 256/128/64 ReLU, each followed by Dropout 0.2, then softmax.
+
+    Every initialiser and dropout draws from its own seed, not from Keras' process-wide
+    generator, so the same seed gives the same head in any thread of a server.
+    """
     import keras
 
     layers: list[keras.layers.Layer] = []
-    for units in HIDDEN_UNITS:
-        layers.append(keras.layers.Dense(units, activation="relu", name=f"dense_{units}"))
-        layers.append(keras.layers.Dropout(DROPOUT_RATE, name=f"dropout_{units}"))
-    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="probabilities"))
+    for i, units in enumerate(HIDDEN_UNITS):
+        init = keras.initializers.GlorotUniform(seed=seed + i)
+        layers.append(
+            keras.layers.Dense(
+                units, activation="relu", kernel_initializer=init, name=f"dense_{units}"
+            )
+        )
+        layers.append(keras.layers.Dropout(DROPOUT_RATE, seed=seed + i, name=f"dropout_{units}"))
+    init = keras.initializers.GlorotUniform(seed=seed + len(HIDDEN_UNITS))
+    layers.append(
+        keras.layers.Dense(
+            num_classes, activation="softmax", kernel_initializer=init, name="probabilities"
+        )
+    )
     return layers
 
 
@@ -45,33 +71,26 @@ def _stack(inputs: keras.KerasTensor, layers: list[keras.layers.Layer]) -> keras
     return x
 
 
-def build_networks(backbone: keras.Model, num_classes: int) -> Networks:
+def _head_on(layers: list[keras.layers.Layer]) -> keras.Model:
+    import keras
+
+    features = keras.Input(shape=(FEATURE_DIM,), name="features")
+    return keras.Model(features, _stack(features, layers), name="flower_head")
+
+
+def build_networks(resnet: keras.Model, num_classes: int, seed: int = 42) -> Networks:
     """Return the seed's model: image -> frozen ResNet50 -> global average pooling -> head."""
     import keras
 
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least two classes, not {num_classes}")
-    image = keras.Input(shape=INPUT_SHAPE, name="image")
-    # training=False keeps BatchNorm in inference mode, even when fine-tuning unfreezes layers.
-    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(backbone(image, training=False))
-    layers = head_layers(num_classes)
-    classifier = keras.Model(image, _stack(pooled, layers), name="flower_classifier")
-    features = keras.Input(shape=(FEATURE_DIM,), name="features")
-    head = keras.Model(features, _stack(features, layers), name="flower_head")
-    return Networks(classifier=classifier, head=head)
+    body = pooled_resnet(resnet)
+    layers = head_layers(num_classes, seed)
+    classifier = keras.Model(body.input, _stack(body.output, layers), name="flower_classifier")
+    return Networks(classifier=classifier, head=_head_on(layers))
 
 
 def networks_of(classifier: keras.Model) -> Networks:
     """Return the two views of a classifier loaded from a run."""
-    import keras
-
-    pooling = classifier.get_layer("avg_pool")
-    index = classifier.layers.index(pooling)
-    features = keras.Input(shape=(FEATURE_DIM,), name="features")
-    head = keras.Model(features, _stack(features, classifier.layers[index + 1 :]))
-    return Networks(classifier=classifier, head=head)
-
-
-def backbone_of(classifier: keras.Model) -> keras.Model:
-    """Return the ResNet50 inside a classifier."""
-    return classifier.get_layer("resnet50")
+    index = classifier.layers.index(classifier.get_layer(POOLING_LAYER))
+    return Networks(classifier=classifier, head=_head_on(classifier.layers[index + 1 :]))

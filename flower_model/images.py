@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flower_model.errors import ImageError
 
@@ -15,8 +15,8 @@ from flower_model.errors import ImageError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 # Larger files are refused before Pillow sees them.
 MAX_FILE_BYTES = 50 * 1024 * 1024
-# A truncated file is an error, not a grey half-image.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The longest side of a photo shown on a page (decoded at reduced scale when it is larger).
+PREVIEW_SIDE = 640
 
 ImageSource = Path | bytes
 
@@ -27,7 +27,6 @@ class ImageInfo:
 
     width: int
     height: int
-    mode: str
 
 
 def read_bytes(path: Path) -> bytes:
@@ -89,19 +88,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def decode(data: bytes, name: str, size: int | None = None) -> Image.Image:
-    """Return the first frame of image bytes as an upright RGB image, resized to size×size."""
+def decode(
+    data: bytes, name: str, size: int | None = None, max_side: int | None = None
+) -> Image.Image:
+    """Return the first frame of image bytes as an upright RGB image, resized to size×size
+    (the model's input), or shrunk to at most max_side on its longer side (a preview)."""
     image = _open(data, name)
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
-        if size is not None and image.format == "JPEG":
-            # Let libjpeg decode at a reduced scale that is still at least `size`.
-            image.draft("RGB", (size, size))
+        target = size or max_side
+        if target is not None and image.format == "JPEG":
+            # Let libjpeg decode at a reduced scale that is still at least `target`.
+            image.draft("RGB", (target, target))
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
         if size is not None and image.size != (size, size):
             image = image.resize((size, size), Image.Resampling.BILINEAR)
+        elif max_side is not None and max(image.size) > max_side:
+            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         image.load()
     except ImageError:
         raise
@@ -122,10 +127,15 @@ def load_rgb(source: ImageSource, size: int | None = None, name: str | None = No
     return np.asarray(decode(data, label, size), dtype=np.uint8)
 
 
+def load_preview(data: bytes, name: str, max_side: int = PREVIEW_SIDE) -> np.ndarray:
+    """Return image bytes as a uint8 RGB array for showing, at most max_side on its longer side."""
+    return np.asarray(decode(data, name, max_side=max_side), dtype=np.uint8)
+
+
 def inspect(data: bytes, name: str) -> ImageInfo:
     """Return the size of image bytes after a full (reduced-scale) decode that finds corruption."""
     image = _open(data, name)
-    width, height, mode = image.width, image.height, image.mode
+    width, height = image.width, image.height
     try:
         if image.format == "JPEG":
             # Every byte is still read at 1/8 scale, so truncation is still found, 8× faster.
@@ -136,4 +146,4 @@ def inspect(data: bytes, name: str) -> ImageInfo:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = "the file is truncated" if "truncated" in str(exc) else f"cannot decode ({exc})"
         raise ImageError(f"{name}: {reason}") from exc
-    return ImageInfo(width=width, height=height, mode=mode)
+    return ImageInfo(width=width, height=height)

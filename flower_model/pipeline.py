@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.backbone import INPUT_SIZE
+from flower_model.backbone import INPUT_SIZE, preprocess
 from flower_model.errors import DatasetError, ImageError
 from flower_model.images import load_rgb
 
 if TYPE_CHECKING:
+    import keras
     import tensorflow as tf
 
 
@@ -43,15 +44,15 @@ def _load(path: bytes) -> np.ndarray:
         raise DatasetError(f"{exc} (the file changed since the dataset was scanned)") from exc
 
 
-def augmenter() -> tf.keras.Sequential:
+def augmenter(seed: int = 42) -> keras.Sequential:
     """Return the fine-tuning augmentation: horizontal flip, small rotation and zoom."""
     import keras
 
     return keras.Sequential(
         [
-            keras.layers.RandomFlip("horizontal"),
-            keras.layers.RandomRotation(0.1, fill_mode="reflect"),
-            keras.layers.RandomZoom(0.1, fill_mode="reflect"),
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
+            keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
         ],
         name="augmentation",
     )
@@ -63,8 +64,13 @@ def image_dataset(
     batch_size: int = 32,
     shuffle_seed: int | None = None,
     augment: bool = False,
+    preprocessed: bool = False,
 ) -> tf.data.Dataset:
-    """Return batches of 224×224 uint8 RGB images (with labels if given), decoded in parallel."""
+    """Return batches of 224×224 RGB images (with labels if given), decoded in parallel.
+
+    The images are uint8 unless augmented (float) or `preprocessed` for ResNet50 (float).
+    Augmentation is seeded by `shuffle_seed`.
+    """
     import tensorflow as tf
 
     items = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
@@ -82,11 +88,13 @@ def image_dataset(
     batches = items.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     batches = batches.batch(batch_size)
     if augment:
-        layers = augmenter()
+        layers = augmenter(shuffle_seed if shuffle_seed is not None else 42)
         batches = batches.map(
             lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    if preprocessed:
+        batches = batches.map(lambda x, y: (preprocess(x), y))
     if labels is None:
         batches = batches.map(lambda x, y: x)
     return without_autotune(batches.prefetch(PREFETCH_BATCHES))

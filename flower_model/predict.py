@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.backbone import INPUT_SIZE, preprocess
+from flower_model.backbone import INPUT_SIZE, photo_function
 from flower_model.errors import ImageError
-from flower_model.features import Backbone, FeatureCache, extract_features
-from flower_model.head import Networks, backbone_of, networks_of
+from flower_model.features import FeatureCache, extract_features
+from flower_model.head import Networks, networks_of
 from flower_model.images import load_rgb
 from flower_model.runs import RunInfo, get_run, load_model
 
@@ -82,17 +82,11 @@ class Classifier:
     """A run's model, loaded once and compiled once, ready for photos."""
 
     def __init__(self, networks: Networks, class_names: Sequence[str], run: RunInfo | None = None):
-        import tensorflow as tf
-
         self.networks = networks
         self.class_names = tuple(class_names)
         self.run = run
         model = networks.classifier
-        self._probabilities = tf.function(
-            lambda images: model(preprocess(images), training=False),
-            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
-            reduce_retracing=True,
-        )
+        self._probabilities = photo_function(lambda images: model(images, training=False))
 
     @classmethod
     def load(cls, run_id: str = "latest") -> Classifier:
@@ -106,7 +100,10 @@ class Classifier:
 
     def classify_one(self, source: Source) -> Prediction:
         """Return the prediction for one photo; raise ImageError if it cannot be read."""
-        name, image = _load(source)
+        return self.classify_image(*_load(source))
+
+    def classify_image(self, name: str, image: np.ndarray) -> Prediction:
+        """Return the prediction for one photo already loaded at 224×224 (`load_rgb(size=224)`)."""
         row = self.probabilities(image[np.newaxis])[0].astype(np.float64)
         return Prediction(name, self.class_names, tuple(float(p) for p in row))
 
@@ -138,13 +135,15 @@ class Classifier:
         progress: Callable[[int, int], None] | None = None,
         precision: str = "auto",
     ) -> np.ndarray:
-        """Return probabilities for dataset photos, through the feature cache of this backbone."""
-        backbone = Backbone.create(backbone_of(self.networks.classifier), precision)
+        """Return probabilities for dataset photos, through the feature cache of this ResNet50."""
+        from flower_model.extractor import FeatureExtractor
+
+        extractor = FeatureExtractor.create(self.networks.resnet, precision)
         features, _ = extract_features(
             [dataset.path_of(r) for r in records],
             [r.sha256 for r in records],
-            backbone,
-            FeatureCache(backbone.cache_key),
+            extractor,
+            FeatureCache(extractor.cache_key),
             progress=progress,
         )
         return self.networks.head.predict(features, verbose=0)

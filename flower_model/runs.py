@@ -1,7 +1,8 @@
 """The model store: each training run is a folder with the model, its metadata and its events.
 
 A run is written into `runs/.partial-<id>/` and renamed to `runs/<id>/` only once the
-model and metadata are complete, so a run that did not finish saving is never listed.
+model and metadata are complete, so a run that did not finish saving is never listed; nor
+is a folder whose metadata is not a run's (metadata.py decides).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from flower_model import workspace
 from flower_model.errors import RunError
+from flower_model.metadata import RunMetadata
 
 if TYPE_CHECKING:
     import keras
@@ -33,22 +35,27 @@ class RunInfo:
 
     run_id: str
     path: Path
-    metadata: dict
+    metadata: RunMetadata
 
     @property
     def class_names(self) -> tuple[str, ...]:
         """Return the class names in the model's output order."""
-        return tuple(self.metadata["class_names"])
+        return self.metadata.class_names
 
     @property
-    def accuracy(self) -> float | None:
-        """Return the held-out accuracy, if the run was evaluated."""
-        return (self.metadata.get("evaluation") or {}).get("accuracy")
+    def accuracy(self) -> float:
+        """Return the held-out accuracy."""
+        return self.metadata.accuracy
 
     @property
     def weights_label(self) -> str:
         """Return 'ImageNet' or the no-transfer-learning label."""
-        return self.metadata["weights"]["label"]
+        return self.metadata.weights.label
+
+    @property
+    def transfer_learning(self) -> bool:
+        """Return whether the run started from ImageNet weights."""
+        return self.metadata.weights.transfer_learning
 
     @property
     def model_path(self) -> Path:
@@ -58,7 +65,14 @@ class RunInfo:
     @property
     def history(self) -> dict[str, list[float]]:
         """Return per-epoch loss, accuracy, val_loss and val_accuracy."""
-        return self.metadata.get("history", {})
+        return self.metadata.history
+
+    def describe(self) -> str:
+        """Return a one-line summary: id, accuracy, mode and weights."""
+        return (
+            f"{self.run_id} · accuracy {self.accuracy:.1%} · {self.metadata.config.mode} · "
+            f"{self.weights_label}"
+        )
 
 
 def new_run_id() -> str:
@@ -82,10 +96,11 @@ class RunWriter:
         with (self.folder / EVENTS_FILE).open("a") as log:
             log.write(json.dumps(event) + "\n")
 
-    def finish(self, model: keras.Model, metadata: dict) -> RunInfo:
+    def finish(self, model: keras.Model, metadata: RunMetadata) -> RunInfo:
         """Save the model and metadata and publish the run; return it."""
         model.save(self.partial / MODEL_FILE)
-        workspace.write_atomic(self.partial / METADATA_FILE, json.dumps(metadata, indent=1))
+        text = json.dumps(metadata.to_json(), indent=1, allow_nan=False)
+        workspace.write_atomic(self.partial / METADATA_FILE, text)
         os.replace(self.partial, self.final)
         self.folder = self.final
         return RunInfo(self.run_id, self.final, metadata)
@@ -97,7 +112,7 @@ class RunWriter:
 
 def _read(path: Path) -> RunInfo | None:
     try:
-        metadata = json.loads((path / METADATA_FILE).read_text())
+        metadata = RunMetadata.from_json(json.loads((path / METADATA_FILE).read_text()))
     except (OSError, ValueError):
         return None
     if not (path / MODEL_FILE).is_file():
@@ -143,26 +158,3 @@ def load_model(info: RunInfo) -> keras.Model:
         return keras.models.load_model(info.model_path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged file
         raise RunError(f"cannot load the model of run {info.run_id} ({exc})") from exc
-
-
-def read_events(path: Path) -> list[dict]:
-    """Return the events logged in a run folder (partial or saved), skipping a torn last line."""
-    events = []
-    try:
-        lines = (path / EVENTS_FILE).read_text().splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
-
-
-def partial_runs(root: Path | None = None) -> list[Path]:
-    """Return the folders of runs that are training now (or died before saving)."""
-    root = root or workspace.runs_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith(PARTIAL_PREFIX))

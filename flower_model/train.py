@@ -1,34 +1,33 @@
-"""Train a run: features once through the frozen ResNet50, then the head; events; cancellation."""
+"""Train a run, in the order of the Keras transfer-learning guide: hold out photos, build the
+frozen ResNet50 and the head, fit the head on features extracted once (or fine-tune the last
+stage on photos), measure on the held-out photos, save."""
 
 from __future__ import annotations
 
 import math
-import platform
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model import __version__
 from flower_model.backbone import (
-    INPUT_SIZE,
+    INPUT_SHAPE,
     PREPROCESSING,
-    build_backbone,
-    preprocess,
-    resolve_weights,
+    build_resnet50,
     unfreeze_last_stage,
     weights_identity,
 )
-from flower_model.data import Dataset, Split, records_for, split_dataset
-from flower_model.errors import TrainingCancelled
+from flower_model.config import ResolvedConfig, TrainConfig, resolve_config
+from flower_model.data import Dataset, ImageRecord, records_for, split_dataset
+from flower_model.errors import TrainingCancelled, TrainingError
 from flower_model.evaluate import evaluate_predictions
-from flower_model.features import Backbone, FeatureCache, extract_features
-from flower_model.head import build_networks
-from flower_model.inference import validate_precision
+from flower_model.events import HISTORY_KEYS, CancelToken, OnEvent, TrainEvent
+from flower_model.features import ExtractionStats, FeatureCache, extract_features
+from flower_model.head import FIRST_DENSE, Networks, build_networks
+from flower_model.metadata import DatasetInfo, RunMetadata, WeightsInfo, versions
 from flower_model.pipeline import feature_dataset, image_dataset
 from flower_model.runs import RunInfo, RunWriter
 
@@ -36,268 +35,48 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-MODES = ("features", "finetune")
-# Learning rates when none is given: the head alone learns fast on ImageNet features; on random
-# features (large, shared offsets) 1e-3 collapses to the class prior, while 1e-4 reached 42%
-# held-out accuracy on the 500-photo sample (measured; 1e-3: 25%); fine-tuning must not wreck conv5.
-DEFAULT_LEARNING_RATE = {"features": 1e-3, "features-random": 1e-4, "finetune": 1e-5}
-# Batch events are sent at most this often, so a fast head does not flood the UI.
-BATCH_EVENT_SECONDS = 0.2
-STOP_FILE = "STOP"
+# Standard deviations below this are taken as 1: a feature that never varies carries nothing.
+MIN_FEATURE_STD = 1e-6
+
+Features = tuple[np.ndarray, np.ndarray]  # (rows of features, their labels)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run."""
+class Fit:
+    """What one fit did: the curves of its completed epochs, the best epoch (whose weights the
+    model holds afterwards), and why it stopped."""
 
-    epochs: int = 20
-    # 64, not 32: a step of the head costs about as much at 64 as at 32 on a 2-core CPU, so an
-    # epoch takes about a third less (`make bench`: 20 epochs on 4,000 features 6.7 s, 4.4 s).
-    batch_size: int = 64
-    learning_rate: float | None = None  # None: DEFAULT_LEARNING_RATE for the mode and weights
-    val_fraction: float = 0.2
-    seed: int = 42
-    patience: int = 5  # epochs without val_loss improvement before stopping; 0: never stop early
-    mode: str = "features"  # "features": head on cached features; "finetune": conv5 + head
-    weights: str = "imagenet"  # "imagenet", "none" (no transfer learning) or a weights file
-    precision: str = "auto"  # ResNet50's arithmetic when extracting features (see inference.py)
-
-    def __post_init__(self) -> None:
-        validate_precision(self.precision)
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not '{self.mode}'")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"the learning rate must be positive, not {self.learning_rate}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be 0 (off) or more, not {self.patience}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(
-                f"the validation share must be between 0 and 1, not {self.val_fraction}"
-            )
+    history: dict[str, list[float]]
+    best_epoch: int  # 1-based
+    stopped: str  # "all epochs", "early stopping" or "stopped by the user"
+    seconds: float  # compile, tracing and every epoch
+    standardised: bool = False  # trained on standardised features (folded in since)
 
     @property
-    def lr(self) -> float:
-        """Return the learning rate in effect."""
-        if self.learning_rate is not None:
-            return self.learning_rate
-        if self.mode == "features" and self.weights.strip().lower() == "none":
-            return DEFAULT_LEARNING_RATE["features-random"]
-        return DEFAULT_LEARNING_RATE[self.mode]
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """One thing that happened while training; fields that do not apply are None.
-
-    kinds: start, phase, extract (done/total), batch, epoch, end, cancelled, error.
-    """
-
-    kind: str
-    time: float = field(default_factory=time.time)
-    run_id: str | None = None
-    message: str | None = None
-    done: int | None = None
-    total: int | None = None
-    epoch: int | None = None  # 1-based
-    epochs: int | None = None
-    batch: int | None = None  # 1-based
-    batches: int | None = None
-    loss: float | None = None
-    accuracy: float | None = None
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-    elapsed: float | None = None  # seconds since training of the head started
-    eta: float | None = None  # seconds left, estimated
-
-    def to_json(self) -> dict:
-        """Return the event without its empty fields."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-class CancelToken:
-    """Asks a training to stop: from this process with `cancel()`, or another by a stop file."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.stop_file: Path | None = None
-
-    def cancel(self) -> None:
-        """Ask the training to stop after the current batch."""
-        self._event.set()
-
-    def is_set(self) -> bool:
-        """Return whether a stop was asked for, here or by the run's stop file."""
-        if self._event.is_set():
-            return True
-        return self.stop_file is not None and self.stop_file.exists()
-
-
-def request_stop(partial_run: Path) -> None:
-    """Ask the training that writes this partial run folder (in any process) to stop."""
-    (partial_run / STOP_FILE).touch()
+    def epochs_completed(self) -> int:
+        """Return how many epochs ran to the end."""
+        return len(self.history["loss"])
 
 
 class _Reporter:
-    """Sends events to the caller and the run's event log."""
+    """Sends each event to the caller and to the run's event log."""
 
-    def __init__(self, writer: RunWriter, on_event: Callable[[TrainEvent], None] | None) -> None:
-        self.writer = writer
-        self.on_event = on_event
+    def __init__(self, writer: RunWriter, on_event: OnEvent | None) -> None:
+        self.writer, self.on_event = writer, on_event
 
-    def __call__(self, kind: str, **fields: object) -> TrainEvent:
-        event = TrainEvent(kind=kind, run_id=self.writer.run_id, **fields)
+    def emit(self, event: TrainEvent) -> None:
         self.writer.log_event(event.to_json())
         if self.on_event is not None:
             self.on_event(event)
-        return event
 
-
-def _progress_callback(
-    report: _Reporter, cancel: CancelToken, epochs: int, steps: int
-) -> keras.callbacks.Callback:
-    """Return a callback that reports batches and epochs, keeps the best completed epoch's
-    weights, and stops within one batch when asked."""
-    import keras
-
-    class Progress(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.history: dict[str, list[float]] = {
-                "loss": [],
-                "accuracy": [],
-                "val_loss": [],
-                "val_accuracy": [],
-            }
-            self.best_loss = math.inf
-            self.best_epoch = 0
-            self.best_weights: list | None = None
-            self.cancelled = False
-            self.start = time.perf_counter()
-            self.last_sent = 0.0
-            self.epoch = 0
-
-        def _eta(self, steps_done: int) -> tuple[float, float]:
-            elapsed = time.perf_counter() - self.start
-            left = epochs * steps - steps_done
-            return elapsed, elapsed / max(steps_done, 1) * left
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if cancel.is_set():
-                self.cancelled = True
-                self.model.stop_training = True
-            now = time.perf_counter()
-            if now - self.last_sent < BATCH_EVENT_SECONDS and batch + 1 < steps:
-                return
-            self.last_sent = now
-            logs = logs or {}
-            elapsed, eta = self._eta(self.epoch * steps + batch + 1)
-            report(
-                "batch",
-                epoch=self.epoch + 1,
-                epochs=epochs,
-                batch=batch + 1,
-                batches=steps,
-                loss=float(logs.get("loss", math.nan)),
-                accuracy=float(logs.get("accuracy", math.nan)),
-                elapsed=elapsed,
-                eta=eta,
-            )
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if self.cancelled:
-                return  # a stopped epoch is not a completed one
-            logs = logs or {}
-            for key in self.history:
-                self.history[key].append(float(logs.get(key, math.nan)))
-            val_loss = float(logs.get("val_loss", math.inf))
-            if val_loss < self.best_loss:
-                self.best_loss, self.best_epoch = val_loss, epoch + 1
-                self.best_weights = self.model.get_weights()
-            elapsed, eta = self._eta((epoch + 1) * steps)
-            report(
-                "epoch",
-                epoch=epoch + 1,
-                epochs=epochs,
-                loss=self.history["loss"][-1],
-                accuracy=self.history["accuracy"][-1],
-                val_loss=self.history["val_loss"][-1],
-                val_accuracy=self.history["val_accuracy"][-1],
-                elapsed=elapsed,
-                eta=eta,
-            )
-            if cancel.is_set():
-                self.cancelled = True
-                self.model.stop_training = True
-
-        def on_train_end(self, logs: dict | None = None) -> None:
-            if self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-
-    return Progress()
-
-
-def _fit(
-    model: keras.Model,
-    train_data: tf.data.Dataset,
-    val_data: tf.data.Dataset | None,
-    config: TrainConfig,
-    steps: int,
-    report: _Reporter,
-    cancel: CancelToken,
-) -> keras.callbacks.Callback:
-    import keras
-
-    from flower_model.optimizer import FusedAdam
-
-    model.compile(
-        optimizer=FusedAdam(config.lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    progress = _progress_callback(report, cancel, config.epochs, steps)
-    callbacks: list[keras.callbacks.Callback] = [progress]
-    if config.patience:
-        # Best weights are restored by `progress`, which ignores a stopped half epoch.
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
-        )
-    model.fit(
-        train_data,
-        epochs=config.epochs,
-        validation_data=val_data,
-        shuffle=False,  # the datasets shuffle themselves, seeded
-        callbacks=callbacks,
-        verbose=0,
-    )
-    return progress
-
-
-def _versions() -> dict[str, str]:
-    import keras
-    import PIL
-    import tensorflow as tf
-
-    return {
-        "flower_lens": __version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-    }
+    def __call__(self, kind: str, **fields: object) -> None:
+        self.emit(TrainEvent(kind=kind, **fields))
 
 
 def train(
     dataset: Dataset,
     config: TrainConfig | None = None,
-    on_event: Callable[[TrainEvent], None] | None = None,
+    on_event: OnEvent | None = None,
     cancel: CancelToken | None = None,
     runs_root: Path | None = None,
 ) -> RunInfo:
@@ -305,111 +84,62 @@ def train(
 
     Raises TrainingCancelled if stopped before the first epoch completed (nothing is saved).
     """
-    import keras
-
     config = config or TrainConfig()
     cancel = cancel or CancelToken()
     writer = RunWriter(runs_root)
-    cancel.stop_file = writer.partial / STOP_FILE
     report = _Reporter(writer, on_event)
     started = time.time()
     try:
-        report("start", message=f"{config.mode} training, weights {config.weights}")
+        report("start", run_id=writer.run_id, message=f"{config.mode} training")
+        resolved = resolve_config(config)
         split = split_dataset(dataset, config.val_fraction, config.seed)
-        train_records = records_for(dataset, split.train)
-        val_records = records_for(dataset, split.val)
-        y_train = np.array([r.label for r in train_records])
-        y_val = np.array([r.label for r in val_records])
-
-        report("phase", message="loading ResNet50")
-        choice = resolve_weights(config.weights)
-        backbone = build_backbone(choice, seed=config.seed)
-        identity = weights_identity(backbone)
-        keras.utils.set_random_seed(config.seed)
-        networks = build_networks(backbone, len(dataset.class_names))
-
-        if config.mode == "features":
-            report("phase", message="preparing ResNet50 for feature extraction")
-            extractor = Backbone.create(backbone, config.precision, identity)
-            report("phase", message=f"extracting features ({extractor.precision})")
-            records = train_records + val_records
-            features, stats = extract_features(
-                [dataset.path_of(r) for r in records],
-                [r.sha256 for r in records],
-                extractor,
-                FeatureCache.for_backbone(extractor, choice.label),
-                batch_size=max(config.batch_size, 32),
-                progress=lambda done, total: report("extract", done=done, total=total),
-                cancelled=cancel.is_set,
-            )
-            report(
-                "phase",
-                message=f"features: {stats.cached} from cache, {stats.computed} computed",
-                done=stats.cached,
-                total=stats.total,
-            )
-            x_train, x_val = features[: len(train_records)], features[len(train_records) :]
-            report("phase", message="training the head")
-            steps = math.ceil(len(x_train) / config.batch_size)
-            progress = _fit(
-                networks.head,
-                feature_dataset(x_train, y_train, config.batch_size, shuffle_seed=config.seed),
-                feature_dataset(x_val, y_val, config.batch_size),
-                config,
-                steps,
-                report,
-                cancel,
-            )
-            val_probabilities = networks.head.predict(x_val, verbose=0)
-            feature_stats = asdict(stats)
-        else:
-            unfreeze_last_stage(backbone)
-
-            def prepared(records: tuple, labels: np.ndarray, **kw: object) -> object:
-                images = image_dataset(
-                    [dataset.path_of(r) for r in records], labels, config.batch_size, **kw
-                )
-                return images.map(lambda x, y: (preprocess(x), y))
-
-            train_data = prepared(train_records, y_train, shuffle_seed=config.seed, augment=True)
-            val_data = prepared(val_records, y_val)
-            report("phase", message="fine-tuning conv5 and the head on images")
-            steps = math.ceil(len(train_records) / config.batch_size)
-            progress = _fit(
-                networks.classifier, train_data, val_data, config, steps, report, cancel
-            )
-            val_probabilities = networks.classifier.predict(val_data.map(lambda x, y: x), verbose=0)
-            feature_stats = None
-
-        if not progress.history["loss"]:
-            raise TrainingCancelled("stopped before the first epoch completed; nothing was saved")
-        evaluation = evaluate_predictions(
-            y_val, val_probabilities, dataset.class_names, [r.path for r in val_records]
+        train_records, val_records = (
+            records_for(dataset, split.train),
+            records_for(dataset, split.val),
         )
-        completed = len(progress.history["loss"])
-        if progress.cancelled:
-            stopped = "stopped by the user"
-        elif completed < config.epochs:
-            stopped = "early stopping"
+
+        report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
+        resnet = build_resnet50(resolved.weights, seed=config.seed)
+        identity = weights_identity(resnet)
+        networks = build_networks(resnet, len(dataset.class_names), seed=config.seed)
+        if config.mode == "features":
+            fit, val_probabilities, stats = _train_on_features(
+                dataset, train_records, val_records, networks, identity, resolved, report, cancel
+            )
         else:
-            stopped = "all epochs"
-        metadata = _metadata(
-            writer.run_id,
-            dataset,
-            split,
-            config,
-            choice,
-            identity,
-            progress,
-            evaluation,
-            feature_stats,
-            stopped,
-            started,
+            fit, val_probabilities = _fine_tune(
+                dataset, train_records, val_records, networks, resolved, report, cancel
+            )
+            stats = None
+
+        evaluation = evaluate_predictions(
+            _labels(val_records), val_probabilities, dataset.class_names, split.val
+        )
+        metadata = RunMetadata(
+            run_id=writer.run_id,
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            seconds=round(time.time() - started, 2),
+            class_names=dataset.class_names,
+            input_size=INPUT_SHAPE,
+            preprocessing=PREPROCESSING,
+            weights=WeightsInfo.of(resolved.weights, identity),
+            config=resolved.config,
+            dataset=DatasetInfo.of(dataset),
+            split=split,
+            features=stats,
+            history=fit.history,
+            epochs_completed=fit.epochs_completed,
+            best_epoch=fit.best_epoch,
+            stopped=fit.stopped,
+            evaluation=evaluation,
+            versions=versions(),
+            standardised_features=fit.standardised,
         )
         report("phase", message="saving the run")
         info = writer.finish(networks.classifier, metadata)
         report(
             "end",
+            run_id=info.run_id,
             message=f"saved run {info.run_id}",
             accuracy=evaluation.accuracy,
             val_loss=evaluation.loss,
@@ -425,47 +155,169 @@ def train(
         raise
 
 
-def _metadata(
-    run_id: str,
+def _labels(records: Sequence[ImageRecord]) -> np.ndarray:
+    return np.array([r.label for r in records], dtype=np.int64)
+
+
+def _train_on_features(
     dataset: Dataset,
-    split: Split,
-    config: TrainConfig,
-    choice: object,
+    train_records: Sequence[ImageRecord],
+    val_records: Sequence[ImageRecord],
+    networks: Networks,
     identity: str,
-    progress: object,
-    evaluation: object,
-    feature_stats: dict | None,
-    stopped: str,
-    started: float,
-) -> dict:
-    return {
-        "run_id": run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "seconds": round(time.time() - started, 2),
-        "class_names": list(dataset.class_names),
-        "input_size": [INPUT_SIZE, INPUT_SIZE, 3],
-        "preprocessing": PREPROCESSING,
-        "weights": {
-            "kind": choice.kind,
-            "label": choice.label,
-            "transfer_learning": choice.transfer_learning,
-            "file": str(choice.path) if choice.path else None,
-            "identity": identity,
-        },
-        "config": {**asdict(config), "learning_rate": config.lr},
-        "dataset": {
-            "root": str(dataset.root),
-            "fingerprint": dataset.fingerprint,
-            "images": len(dataset.records),
-            "classes": dataset.counts(),
-            "skipped": len(dataset.skipped),
-        },
-        "split": split.to_json(),
-        "features": feature_stats,
-        "history": progress.history,
-        "epochs_completed": len(progress.history["loss"]),
-        "best_epoch": progress.best_epoch,
-        "stopped": stopped,
-        "evaluation": evaluation.to_json(),
-        "versions": _versions(),
-    }
+    resolved: ResolvedConfig,
+    report: _Reporter,
+    cancel: CancelToken,
+) -> tuple[Fit, np.ndarray, ExtractionStats]:
+    """Extract every photo's features once (the cache keeps them), then fit the head on them;
+    return the fit, the held-out photos' probabilities and how the features were had."""
+    from flower_model.extractor import FeatureExtractor
+
+    config = resolved.config
+    report("phase", message="preparing ResNet50 for feature extraction")
+    extractor = FeatureExtractor.create(networks.resnet, config.precision, identity)
+    report("phase", message=f"extracting features ({extractor.precision})")
+    records = [*train_records, *val_records]
+    features, stats = extract_features(
+        [dataset.path_of(r) for r in records],
+        [r.sha256 for r in records],
+        extractor,
+        FeatureCache.for_extractor(extractor, resolved.weights.label),
+        batch_size=max(config.batch_size, 32),
+        progress=lambda done, total: report("extract", done=done, total=total),
+        cancelled=cancel.is_set,
+    )
+    report(
+        "phase",
+        message=f"features: {stats.cached} from cache, {stats.computed} computed",
+        done=stats.cached,
+        total=stats.total,
+    )
+
+    report("phase", message="training the head")
+    n = len(train_records)
+    train_part, val_part = (
+        (features[:n], _labels(train_records)),
+        (features[n:], _labels(val_records)),
+    )
+    fit = fit_head(networks.head, train_part, val_part, resolved, report.emit, cancel)
+    return fit, networks.head.predict(features[n:], verbose=0), stats
+
+
+def _fine_tune(
+    dataset: Dataset,
+    train_records: Sequence[ImageRecord],
+    val_records: Sequence[ImageRecord],
+    networks: Networks,
+    resolved: ResolvedConfig,
+    report: _Reporter,
+    cancel: CancelToken,
+) -> tuple[Fit, np.ndarray]:
+    """Unfreeze ResNet50's last stage and fit it with the head on augmented photos; return
+    the fit and the held-out photos' probabilities."""
+    config = resolved.config
+    unfreeze_last_stage(networks.resnet)
+
+    def photos(records: Sequence[ImageRecord], **options: object) -> tf.data.Dataset:
+        paths = [dataset.path_of(r) for r in records]
+        return image_dataset(
+            paths, _labels(records), config.batch_size, preprocessed=True, **options
+        )
+
+    train_data = photos(train_records, shuffle_seed=config.seed, augment=True)
+    val_data = photos(val_records)
+    report("phase", message="fine-tuning conv5 and the head on images")
+    steps = math.ceil(len(train_records) / config.batch_size)
+    fit = _fit(networks.classifier, train_data, val_data, steps, resolved, report.emit, cancel)
+    return fit, networks.classifier.predict(val_data.map(lambda x, y: x), verbose=0)
+
+
+def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each feature's mean and standard deviation (1 where it does not vary)."""
+    mean = features.mean(axis=0, dtype=np.float64)
+    std = features.std(axis=0, dtype=np.float64)
+    return mean, np.where(std < MIN_FEATURE_STD, 1.0, std)
+
+
+def fit_head(
+    head: keras.Model,
+    train: Features,
+    val: Features,
+    resolved: ResolvedConfig,
+    on_event: OnEvent | None = None,
+    cancel: CancelToken | None = None,
+) -> Fit:
+    """Fit a head on features and labels; return the fit, the head left at its best epoch.
+
+    The head trains on features standardised with the training rows' mean and deviation,
+    and the standardisation is then folded into its first layer: afterwards it takes raw
+    features, exactly the seed's head, with the same probabilities.
+    """
+    from flower_model.fold import fold_standardisation
+
+    config = resolved.config
+    mean, std = standardisation(train[0])
+
+    def batches(part: Features, **options: object) -> tf.data.Dataset:
+        scaled = ((part[0] - mean) / std).astype(np.float32)
+        return feature_dataset(scaled, part[1], config.batch_size, **options)
+
+    steps = math.ceil(len(train[0]) / config.batch_size)
+    train_data, val_data = batches(train, shuffle_seed=config.seed), batches(val)
+    fit = _fit(head, train_data, val_data, steps, resolved, on_event, cancel)
+    fold_standardisation(head.get_layer(FIRST_DENSE), mean, std)
+    return Fit(fit.history, fit.best_epoch, fit.stopped, fit.seconds, standardised=True)
+
+
+def _fit(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    val_data: tf.data.Dataset,
+    steps: int,
+    resolved: ResolvedConfig,
+    on_event: OnEvent | None,
+    cancel: CancelToken | None,
+) -> Fit:
+    """Compile and fit a model with the run's callbacks; return what the fit did."""
+    from flower_model.callbacks import training_callbacks
+    from flower_model.optimizer import FusedAdam
+
+    config = resolved.config
+    model.compile(
+        optimizer=FusedAdam(resolved.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = training_callbacks(
+        on_event or (lambda event: None),
+        cancel or CancelToken(),
+        config.epochs,
+        steps,
+        config.patience,
+    )
+    start = time.perf_counter()
+    logs = model.fit(
+        train_data,
+        epochs=config.epochs,
+        validation_data=val_data,
+        shuffle=False,  # the datasets shuffle themselves, seeded
+        callbacks=callbacks.ordered,
+        verbose=0,
+    ).history
+    # Keras' history also holds an epoch a stop request cut short; it was not completed.
+    completed = len(logs.get("loss", [])) - int(callbacks.stop.cut_short)
+    if completed < 1:
+        raise TrainingCancelled("stopped before the first epoch completed; nothing was saved")
+    if callbacks.best.best_epoch == 0:
+        raise TrainingError(
+            "the validation loss was never a finite number: training diverged; "
+            "try a lower learning rate"
+        )
+    history = {key: [float(v) for v in logs.get(key, [])[:completed]] for key in HISTORY_KEYS}
+    if callbacks.stop.requested:
+        stopped = "stopped by the user"
+    elif completed < config.epochs:
+        stopped = "early stopping"
+    else:
+        stopped = "all epochs"
+    return Fit(history, callbacks.best.best_epoch, stopped, time.perf_counter() - start)

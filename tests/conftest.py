@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-# The five classes and a rough colour each, so made-up photos still differ by class.
-from bench.photos import CLASSES, COLOURS
+from flower_model.synthetic import CLASSES, flower_photo, write_photos
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -20,33 +18,23 @@ SHARED_SAMPLE = REPO.parent / "shared" / "data" / "flowers-sample"
 
 
 def make_photo(path: Path, colour: tuple[int, int, int], seed: int, size=(160, 120)) -> Path:
-    """Write a JPEG: a coloured blob on a green, noisy background."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    image = np.empty((h, w, 3), dtype=np.float64)
-    image[:] = (60, 120, 40)
-    yy, xx = np.mgrid[0:h, 0:w]
-    cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
-    blob = (xx - cx) ** 2 + (yy - cy) ** 2 < (rng.uniform(0.2, 0.35) * min(w, h)) ** 2
-    image[blob] = colour
-    image += rng.normal(0, 12, image.shape)
+    """Write one generated flower-like JPEG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=90)
+    flower_photo(np.random.default_rng(seed), colour, size).save(path, quality=90)
     return path
 
 
 def build_sample(folder: Path, per_class: int) -> Path:
-    """Lay out `folder/flowers/<class>/*.jpg` as kagglehub does; return `folder`."""
-    for label, name in enumerate(CLASSES):
+    """Lay out `folder/flowers/<class>/*.jpg` as kagglehub does, with real photos from
+    ../shared when present, else generated ones; return `folder`."""
+    if not all((SHARED_SAMPLE / "flowers" / name).is_dir() for name in CLASSES):
+        write_photos(folder / "flowers", per_class * len(CLASSES), seed=7, size=(160, 120))
+        return folder
+    for name in CLASSES:
         target = folder / "flowers" / name
         target.mkdir(parents=True, exist_ok=True)
-        source = SHARED_SAMPLE / "flowers" / name
-        if source.is_dir():
-            for photo in sorted(source.glob("*.jpg"))[:per_class]:
-                shutil.copy(photo, target / photo.name)
-        else:
-            for i in range(per_class):
-                make_photo(target / f"{name}_{i:03d}.jpg", COLOURS[name], seed=label * 1000 + i)
+        for photo in sorted((SHARED_SAMPLE / "flowers" / name).glob("*.jpg"))[:per_class]:
+            shutil.copy(photo, target / photo.name)
     return folder
 
 
@@ -90,6 +78,6 @@ def sample(sample_dir: Path, session_home: Path):
 @pytest.fixture(scope="session")
 def resnet():
     """The real ResNet50 graph, frozen, with seeded random weights (no ImageNet file here)."""
-    from flower_model.backbone import WeightsChoice, build_backbone
+    from flower_model.backbone import WeightsChoice, build_resnet50
 
-    return build_backbone(WeightsChoice("none"), seed=42)
+    return build_resnet50(WeightsChoice("none"), seed=42)

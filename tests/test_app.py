@@ -85,7 +85,8 @@ def with_sample(fresh_home, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def trained(with_sample, sample):
-    from flower_model.train import TrainConfig, train
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
 
     return train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
 
@@ -172,7 +173,7 @@ def test_train_click_draws_curves_and_saves_a_run(with_sample) -> None:
     assert len(runs) == 1 and runs[0].run_id in app.success[0].value
     loss = next(c for c in charts(app) if title(c) == "Loss")
     assert [len(values(trace["y"])) for trace in loss["data"]] == [3, 3]  # train and validation
-    assert runs[0].metadata["epochs_completed"] == 3
+    assert runs[0].metadata.epochs_completed == 3
 
 
 def test_classify_shows_one_bar_per_class(trained, sample) -> None:
@@ -206,7 +207,8 @@ def test_classify_grad_cam_overlay(trained, sample) -> None:
 
 
 def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
-    from flower_model.train import TrainConfig, train
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
 
     train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0, seed=7))
     app = open_page("pages/evaluate.py")

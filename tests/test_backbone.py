@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from flower_model import backbone as bb
-from flower_model.backbone import WeightsChoice, build_backbone, resolve_weights, weights_status
+from flower_model.backbone import (
+    WeightsChoice,
+    build_resnet50,
+    resolve_weights,
+    weights_status,
+)
 from flower_model.errors import WeightsError
 
 
@@ -60,20 +65,20 @@ def test_offline_imagenet_download_fails_with_directions(keras_home: Path, monke
     status = weights_status()
     assert not status.available and str(keras_home) in status.message
     with pytest.raises(WeightsError) as caught:
-        build_backbone(resolve_weights("imagenet"))
+        build_resnet50(resolve_weights("imagenet"))
     message = str(caught.value)
     assert "could not be downloaded" in message
     assert str(keras_home) in message and "--weights" in message and "'none'" in message
 
 
 def test_weights_file_is_loaded(tmp_path: Path) -> None:
-    first = build_backbone(WeightsChoice("none"), seed=3)
+    first = build_resnet50(WeightsChoice("none"), seed=3)
     path = tmp_path / "resnet.weights.h5"
     first.save_weights(path)
-    loaded = build_backbone(WeightsChoice("imagenet", path))
+    loaded = build_resnet50(WeightsChoice("imagenet", path))
     assert bb.weights_identity(loaded) == bb.weights_identity(first)
     assert bb.weights_identity(
-        build_backbone(WeightsChoice("none"), seed=4)
+        build_resnet50(WeightsChoice("none"), seed=4)
     ) != bb.weights_identity(first)
     assert not loaded.trainable
 
@@ -82,4 +87,4 @@ def test_a_file_that_is_not_resnet_weights_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5")
     with pytest.raises(WeightsError, match="cannot load ResNet50 weights"):
-        build_backbone(WeightsChoice("imagenet", bad))
+        build_resnet50(WeightsChoice("imagenet", bad))

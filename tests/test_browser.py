@@ -49,7 +49,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served by `streamlit run` on a free localhost port: the small sample, one run."""
-    from flower_model.train import TrainConfig, train
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
 
     home = tmp_path_factory.mktemp("browser-home")
     with pytest.MonkeyPatch.context() as patch:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -12,19 +9,19 @@ import pytest
 from flower_model import data
 from flower_model.data import (
     dataset_summary,
-    download_dataset,
     find_class_root,
     scan_dataset,
     split_dataset,
 )
 from flower_model.errors import DatasetError
-from tests.conftest import COLOURS, make_photo
+from flower_model.synthetic import COLOURS
+from tests.conftest import make_photo
 
 
 def make_dataset(root: Path, per_class: int = 3, classes=("daisy", "rose", "tulip")) -> Path:
     for name in classes:
         for i in range(per_class):
-            make_photo(root / name / f"{name}{i}.jpg", COLOURS[name], seed=hash(name) % 1000 + i)
+            make_photo(root / name / f"{name}{i}.jpg", COLOURS[name], seed=sum(name.encode()) + i)
     return root
 
 
@@ -139,86 +136,3 @@ def test_split_refuses_bad_fraction_and_tiny_classes(tmp_path: Path, sample) -> 
     make_dataset(tmp_path, per_class=1)
     with pytest.raises(DatasetError, match="at least two"):
         split_dataset(scan_dataset(tmp_path))
-
-
-def fake_kagglehub(monkeypatch: pytest.MonkeyPatch, download) -> list[str]:
-    calls: list[str] = []
-
-    def dataset_download(handle: str, *args, **kwargs) -> str:
-        calls.append(handle)
-        return str(download(handle))
-
-    monkeypatch.setitem(
-        sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=dataset_download)
-    )
-    return calls
-
-
-@pytest.mark.parametrize(
-    ("handle", "layout", "classes"),
-    [
-        (data.DEFAULT_HANDLE, "flowers", ("daisy", "dandelion", "rose", "sunflower", "tulip")),
-        (
-            "someone/flower-photos",
-            "flower_photos",
-            ("daisy", "dandelion", "roses", "sunflowers", "tulips"),
-        ),
-    ],
-)
-def test_download_uses_kagglehub_and_finds_the_classes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handle: str, layout: str, classes
-) -> None:
-    cache = tmp_path / "kagglehub" / "datasets" / handle / "versions" / "1"
-    for name in classes:
-        make_photo(cache / layout / name / "a.jpg", (200, 10, 10), seed=1)
-        make_photo(cache / layout / name / "b.jpg", (10, 200, 10), seed=2)
-    calls = fake_kagglehub(monkeypatch, lambda h: cache)
-    folder = download_dataset(handle)
-    assert calls == [handle]
-    dataset = scan_dataset(folder)
-    assert dataset.root == cache / layout
-    assert dataset.class_names == tuple(sorted(classes))
-
-
-@pytest.mark.parametrize(
-    ("error", "expected"),
-    [
-        (ConnectionError("Max retries exceeded (NameResolutionError)"), "no connection to Kaggle"),
-        (RuntimeError("403 Client Error: Forbidden"), "refused the request"),
-        (RuntimeError("404 Client Error: Not Found"), "no dataset with that handle"),
-    ],
-)
-def test_download_failure_is_one_clear_sentence(
-    monkeypatch: pytest.MonkeyPatch, error: Exception, expected: str
-) -> None:
-    def fail(handle):
-        raise error
-
-    fake_kagglehub(monkeypatch, fail)
-    with pytest.raises(DatasetError) as caught:
-        download_dataset("owner/flowers")
-    message = str(caught.value)
-    assert expected in message and "local folder" in message and "\n" not in message
-
-
-def test_download_progress_reaches_the_caller(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tqdm import tqdm
-
-    clients = types.SimpleNamespace(tqdm=tqdm)
-    monkeypatch.setitem(sys.modules, "kagglehub.clients", clients)
-    make_dataset(tmp_path / "flowers")
-
-    def download(handle: str) -> Path:
-        # What kagglehub's HTTP client does while it streams the archive.
-        with clients.tqdm(total=300, file=io.StringIO()) as bar:
-            for _ in range(3):
-                bar.update(100)
-        return tmp_path
-
-    fake_kagglehub(monkeypatch, download)
-    seen: list[tuple[int, int]] = []
-    assert download_dataset("owner/flowers", progress=lambda d, t: seen.append((d, t))) == tmp_path
-    assert seen == [(100, 300), (200, 300), (300, 300)]
-    assert clients.tqdm is tqdm  # put back afterwards

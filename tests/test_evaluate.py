@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model.data import Split
 from flower_model.evaluate import (
     Evaluation,
     class_metrics,
@@ -48,14 +47,15 @@ def test_mistakes_are_the_most_confidently_wrong_first() -> None:
 
 
 def test_evaluate_run_uses_only_the_held_out_split(sample, fresh_home) -> None:
-    from flower_model.train import TrainConfig, train
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
 
     info = train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
     evaluation = evaluate_run(info.run_id, sample)
-    split = Split.from_json(info.metadata["split"])
+    split = info.metadata.split
     assert evaluation.count == len(split.val)
     assert sum(sum(row) for row in evaluation.confusion) == len(split.val)
     assert {m.path for m in evaluation.mistakes} <= set(split.val)
-    stored = info.metadata["evaluation"]
-    assert evaluation.accuracy == pytest.approx(stored["accuracy"])
-    assert evaluation.loss == pytest.approx(stored["loss"], rel=1e-4)
+    stored = info.metadata.evaluation
+    assert evaluation.accuracy == pytest.approx(stored.accuracy)
+    assert evaluation.loss == pytest.approx(stored.loss, rel=1e-4)

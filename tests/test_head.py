@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_model.features import pooled_extractor
-from flower_model.head import backbone_of, build_networks, networks_of
+from flower_model.backbone import pooled_resnet
+from flower_model.head import build_networks, networks_of
 
 
 def test_architecture_matches_the_seed_layer_by_layer(resnet) -> None:
@@ -56,8 +56,8 @@ def test_saved_classifier_gives_back_backbone_and_head(resnet, tmp_path: Path) -
     networks.classifier.save(path)
     loaded = networks_of(keras.models.load_model(path, compile=False))
     images = np.random.default_rng(1).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
-    features = pooled_extractor(backbone_of(loaded.classifier))(images).numpy()
-    expected = pooled_extractor(resnet)(images).numpy()
+    features = pooled_resnet(loaded.resnet)(images).numpy()
+    expected = pooled_resnet(resnet)(images).numpy()
     np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(
         loaded.head(features).numpy(), loaded.classifier(images).numpy(), rtol=1e-4, atol=1e-5

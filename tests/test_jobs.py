@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
+from flower_model.config import TrainConfig
 from flower_model.errors import TrainingCancelled
-from flower_model.jobs import JobBoard, JobConflict, progress_of
-from flower_model.train import TrainConfig, TrainEvent
+from flower_model.events import TrainEvent, progress_of
+from flower_model.jobs import JobBoard, JobConflict
 
 
 class FakeRun:
@@ -52,7 +53,7 @@ def test_a_second_job_on_the_same_data_is_refused_until_the_first_ends(sample) -
     assert board.running_on(sample.fingerprint) is None
     again = board.start_training(sample, TrainConfig(), train_fn=blocking_train(release))
     again.thread.join(10)
-    assert board.latest() is again
+    assert board.latest_training(sample.fingerprint) is again
 
 
 def test_stop_and_failure_are_reported_not_raised(sample) -> None:

@@ -17,7 +17,8 @@ from flower_model.predict import Classifier, Failure, Prediction
 
 @pytest.fixture(scope="module")
 def classifier(sample, tmp_path_factory):
-    from flower_model.train import TrainConfig, train
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLOWER_LENS_HOME", str(tmp_path_factory.mktemp("predict-home")))

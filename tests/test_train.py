@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 
@@ -9,10 +10,11 @@ import numpy as np
 import pytest
 
 from flower_model import runs
-from flower_model.data import Split
+from flower_model.config import TrainConfig
 from flower_model.errors import TrainingCancelled, WeightsError
-from flower_model.features import Backbone
-from flower_model.train import CancelToken, TrainConfig, request_stop, train
+from flower_model.events import CancelToken
+from flower_model.extractor import FeatureExtractor
+from flower_model.train import train
 
 FAST = TrainConfig(epochs=3, batch_size=8, weights="none", patience=0)
 
@@ -31,50 +33,49 @@ def test_training_saves_a_complete_run(sample, fresh_home) -> None:
     assert batch.batches == 4 and batch.loss > 0  # 30 training photos in batches of 8
 
     meta = info.metadata
-    assert meta["class_names"] == list(sample.class_names)
-    assert meta["weights"]["label"] == "none (no transfer learning)"
-    assert meta["weights"]["transfer_learning"] is False
-    assert meta["dataset"]["fingerprint"] == sample.fingerprint
-    assert meta["input_size"] == [224, 224, 3] and "preprocess_input" in meta["preprocessing"]
-    assert meta["epochs_completed"] == 3 and len(meta["history"]["val_loss"]) == 3
-    assert meta["config"]["learning_rate"] == 1e-4  # the default on random features
-    assert {"tensorflow", "keras", "python"} <= set(meta["versions"])
-    split = Split.from_json(meta["split"])
-    assert len(split.val) == 10 and set(split.train).isdisjoint(split.val)
-    assert meta["evaluation"]["count"] == 10
-    # Saved, listed, and the event log kept with it.
+    assert meta.class_names == sample.class_names
+    assert meta.weights.label == "none (no transfer learning)"
+    assert meta.weights.transfer_learning is False
+    assert meta.dataset.fingerprint == sample.fingerprint
+    assert meta.input_size == (224, 224, 3) and "preprocess_input" in meta.preprocessing
+    assert meta.epochs_completed == 3 and len(meta.history["val_loss"]) == 3
+    assert meta.config.learning_rate == 1e-4  # the default on random features
+    assert {"tensorflow", "keras", "python"} <= set(meta.versions)
+    assert len(meta.split.val) == 10 and set(meta.split.train).isdisjoint(meta.split.val)
+    assert meta.evaluation.count == 10
+    # Saved, listed, and the event log kept with it; nothing half-written left behind.
     assert [r.run_id for r in runs.list_runs()] == [info.run_id]
-    logged = runs.read_events(info.path)
+    logged = [json.loads(line) for line in (info.path / runs.EVENTS_FILE).read_text().splitlines()]
     assert logged[0]["kind"] == "start" and logged[-1]["kind"] == "end"
-    assert runs.partial_runs() == []
+    assert logged[0]["run_id"] == info.run_id
+    assert not [p for p in fresh_home.joinpath("runs").iterdir() if p.name.startswith(".")]
 
 
 def test_second_identical_run_computes_no_features(sample, fresh_home, monkeypatch) -> None:
     first = train(sample, FAST)
-    assert first.metadata["features"]["computed"] == len(sample.records)
+    assert first.metadata.features.computed == len(sample.records)
     calls: list[int] = []
-    real_run = Backbone.run
-    monkeypatch.setattr(Backbone, "run", lambda self, x: calls.append(len(x)) or real_run(self, x))
+    real_run = FeatureExtractor.run
+    monkeypatch.setattr(
+        FeatureExtractor, "run", lambda self, x: calls.append(len(x)) or real_run(self, x)
+    )
     second = train(sample, FAST)
     assert calls == []
-    assert second.metadata["features"] == {
-        **second.metadata["features"],
-        "cached": len(sample.records),
-        "computed": 0,
-    }
+    features = second.metadata.features
+    assert (features.cached, features.computed) == (len(sample.records), 0)
     # Same data, same seed, same features: the same model.
-    assert second.metadata["history"] == first.metadata["history"]
+    assert second.metadata.history == first.metadata.history
 
 
 def test_best_completed_epoch_is_kept(sample, fresh_home) -> None:
     info = train(
         sample, TrainConfig(epochs=6, batch_size=8, weights="none", patience=0, learning_rate=0.05)
     )
-    history = info.metadata["history"]["val_loss"]
-    best = info.metadata["best_epoch"]
+    history = info.metadata.history["val_loss"]
+    best = info.metadata.best_epoch
     assert history[best - 1] == min(history)
     # The saved model is the best epoch's: its held-out loss is that epoch's val_loss.
-    assert info.metadata["evaluation"]["loss"] == pytest.approx(min(history), rel=1e-3)
+    assert info.metadata.evaluation.loss == pytest.approx(min(history), rel=1e-3)
 
 
 def test_cancel_from_another_thread_keeps_completed_epochs(sample, fresh_home) -> None:
@@ -103,25 +104,25 @@ def test_cancel_from_another_thread_keeps_completed_epochs(sample, fresh_home) -
     # Stopped within one batch of the request: no further epoch completed.
     assert not [e for e in after_cancel if e.kind == "epoch"]
     info = result["info"]
-    assert info.metadata["stopped"] == "stopped by the user"
-    assert info.metadata["epochs_completed"] == 2
+    assert info.metadata.stopped == "stopped by the user"
+    assert info.metadata.epochs_completed == 2
+    assert len(info.metadata.history["loss"]) == 2
 
 
-def test_stop_file_stops_before_first_epoch_and_saves_nothing(sample, fresh_home) -> None:
-    events = []
+def test_stop_before_the_first_epoch_saves_nothing(sample, fresh_home) -> None:
+    events, cancel = [], CancelToken()
 
     def on_event(event) -> None:
         events.append(event)
         if event.kind == "batch":
-            # What another process does: the stop file in the run's partial folder.
-            request_stop(runs.partial_runs()[0])
+            cancel.cancel()
 
     config = TrainConfig(epochs=5, batch_size=2, weights="none")
     with pytest.raises(TrainingCancelled, match="nothing was saved"):
-        train(sample, config, on_event=on_event)
+        train(sample, config, on_event=on_event, cancel=cancel)
     assert sum(e.kind == "batch" for e in events) == 1
     assert events[-1].kind == "cancelled"
-    assert runs.list_runs() == [] and runs.partial_runs() == []
+    assert runs.list_runs() == [] and not list((fresh_home / "runs").iterdir())
 
 
 def test_failure_is_reported_and_leaves_no_run(sample, fresh_home, tmp_path) -> None:
@@ -130,7 +131,7 @@ def test_failure_is_reported_and_leaves_no_run(sample, fresh_home, tmp_path) -> 
     with pytest.raises(WeightsError):
         train(sample, config, on_event=events.append)
     assert events[-1].kind == "error" and "does not exist" in events[-1].message
-    assert runs.list_runs() == [] and runs.partial_runs() == []
+    assert runs.list_runs() == [] and not list((fresh_home / "runs").iterdir())
 
 
 @pytest.mark.parametrize(
@@ -139,6 +140,8 @@ def test_failure_is_reported_and_leaves_no_run(sample, fresh_home, tmp_path) -> 
         ("epochs", 0, "epochs"),
         ("batch_size", 0, "batch size"),
         ("learning_rate", -1.0, "learning rate"),
+        ("learning_rate", float("inf"), "learning rate"),
+        ("learning_rate", float("nan"), "learning rate"),
         ("mode", "magic", "mode"),
         ("val_fraction", 1.0, "validation share"),
         ("patience", -1, "patience"),
@@ -156,11 +159,11 @@ def test_fine_tune_trains_conv5_and_keeps_earlier_layers(sample, fresh_home) -> 
         epochs=1, batch_size=8, weights="none", mode="finetune", learning_rate=1e-3
     )
     info = train(sample, config)
-    assert info.metadata["config"]["mode"] == "finetune" and info.metadata["features"] is None
+    assert info.metadata.config.mode == "finetune" and info.metadata.features is None
     tuned = load_model(info).get_layer("resnet50")
-    from flower_model.backbone import WeightsChoice, build_backbone
+    from flower_model.backbone import WeightsChoice, build_resnet50
 
-    start = build_backbone(WeightsChoice("none"), seed=42)
+    start = build_resnet50(WeightsChoice("none"), seed=42)
     conv1 = tuned.get_layer("conv1_conv").kernel.numpy()
     assert np.array_equal(conv1, start.get_layer("conv1_conv").kernel.numpy())
     conv5 = tuned.get_layer("conv5_block3_3_conv").kernel.numpy()
@@ -170,10 +173,3 @@ def test_fine_tune_trains_conv5_and_keeps_earlier_layers(sample, fresh_home) -> 
     np.testing.assert_array_equal(
         tuned.get_layer(bn).moving_mean.numpy(), start.get_layer(bn).moving_mean.numpy()
     )
-
-
-def test_default_learning_rate_follows_mode_and_weights() -> None:
-    assert TrainConfig(weights="imagenet").lr == 1e-3
-    assert TrainConfig(weights="none").lr == 1e-4
-    assert TrainConfig(mode="finetune").lr == 1e-5
-    assert TrainConfig(weights="none", learning_rate=0.5).lr == 0.5

@@ -1,53 +1,19 @@
-"""The frozen ResNet50 made fast for inference: BatchNorm folded into the convolutions, and
-bfloat16 on CPUs that compute it natively (checked against float32 before it is trusted).
+"""Folding an affine normalisation into the linear layer beside it: the same function, fewer passes.
 
-Measured on a 2-core Xeon with AMX (`make bench`): folding alone is 1.3× faster and equal to
-the unfolded network within 1e-6; bfloat16 on the folded network is 5.4× faster than the
-plain float32 network, its pooled features at cosine similarity 0.999995 to float32 ones.
+Two folds: every BatchNormalization of the frozen ResNet50 into the convolution before it
+(measured on a 2-core Xeon, `make bench`: 1.3× faster, equal within 1e-6), and the feature
+standardisation the head trains with into the head's first Dense layer (so the saved model
+is exactly the seed's architecture, taking raw features).
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model import workspace
-
 if TYPE_CHECKING:
     import keras
-
-PRECISIONS = ("auto", "float32", "bfloat16")
-# bfloat16 features are used only when they agree this closely with float32 ones.
-MIN_BF16_COSINE = 0.999
-# CPU flags of native bfloat16 arithmetic (Intel AVX512-BF16 and AMX, Linux's names).
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-VERDICTS_FILE = "bfloat16-checks.json"
-# The read-modify-write of the checks file, between the threads of one server.
-_VERDICTS_LOCK = threading.Lock()
-
-
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Return whether this CPU computes bfloat16 natively (elsewhere it is emulated, slowly)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return any(flag in flags for flag in BF16_CPU_FLAGS)
-    return False
-
-
-def validate_precision(precision: str) -> str:
-    """Return the precision if it is one of PRECISIONS, else raise ValueError."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not '{precision}'")
-    return precision
 
 
 def _inputs(layer: keras.layers.Layer) -> list:
@@ -148,49 +114,16 @@ def fold_batch_norm(model: keras.Model, dtype: str = "float32") -> keras.Model:
     return folded
 
 
-def probe_images(count: int = 8, seed: int = 0) -> np.ndarray:
-    """Return photo-like uint8 images (smooth colour fields with grain) to compare precisions."""
-    from PIL import Image
+def fold_standardisation(dense: keras.layers.Dense, mean: np.ndarray, std: np.ndarray) -> None:
+    """Make a Dense layer that was trained on (x - mean) / std give the same outputs on x.
 
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        coarse = rng.uniform(0, 255, (5, 5, 3)).astype(np.uint8)
-        smooth = Image.fromarray(coarse).resize((224, 224), Image.Resampling.BICUBIC)
-        grain = rng.normal(0.0, 8.0, (224, 224, 3))
-        images.append(np.clip(np.asarray(smooth, np.float64) + grain, 0, 255).astype(np.uint8))
-    return np.stack(images)
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return the cosine similarity of each row of `a` with the same row of `b`."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.divide((a * b).sum(axis=1), norms, out=np.ones(len(a)), where=norms > 0)
-
-
-def _verdicts_file() -> Path:
-    return workspace.home_dir() / VERDICTS_FILE
-
-
-def recorded_cosine(identity: str) -> float | None:
-    """Return the bfloat16-vs-float32 cosine measured before for these weights, if any."""
-    try:
-        value = json.loads(_verdicts_file().read_text()).get(identity)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, int | float) else None
-
-
-def record_cosine(identity: str, cosine: float) -> None:
-    """Remember the bfloat16-vs-float32 cosine of these weights (an atomic write)."""
-    target = _verdicts_file()
-    with _VERDICTS_LOCK:
-        try:
-            verdicts = json.loads(target.read_text())
-            if not isinstance(verdicts, dict):
-                verdicts = {}
-        except (OSError, ValueError):
-            verdicts = {}
-        verdicts[identity] = cosine
-        workspace.write_atomic(target, json.dumps(verdicts, indent=1))
+    W·(x - mean)/std + b = (W/std)·x + (b - W·mean/std): the kernel's rows are divided by std
+    and the bias absorbs the shift, in float64 before the float32 weights are written back.
+    """
+    kernel = np.asarray(dense.kernel, dtype=np.float64)
+    bias = np.asarray(dense.bias, dtype=np.float64)
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    if mean.shape != (kernel.shape[0],) or std.shape != mean.shape or not np.all(std > 0):
+        raise ValueError("the standardisation must give one positive std and a mean per input")
+    scaled = kernel / std[:, np.newaxis]
+    dense.set_weights([scaled.astype(np.float32), (bias - mean @ scaled).astype(np.float32)])
