@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.extraction import extract_from_disk, fresh_cache
 from bench.photos import PhotoSet
-from bench.training import fit_head
-from flower_model.features import Backbone
-
-if TYPE_CHECKING:
-    import keras
+from bench.training import measure_head_fit
+from flower_model.extractor import FeatureExtractor
 
 
 @dataclass(frozen=True)
@@ -33,8 +29,7 @@ class GrowthStep:
 
 def measure_growth_step(
     photos: PhotoSet,
-    backbone: keras.Model,
-    extractor: Backbone,
+    extractor: FeatureExtractor,
     work: Path,
     epochs: int,
     batch_size: int,
@@ -49,7 +44,7 @@ def measure_growth_step(
             f"expected {len(photos)} computed then 0, got {stats.computed} then {again.computed}"
         )
     labels = np.asarray(photos.labels)
-    fit = fit_head(backbone, features, labels, epochs, batch_size, work / "runs")
+    fit = measure_head_fit(features, labels, epochs, batch_size)
     return GrowthStep(
         images=len(photos),
         extraction_seconds=extraction,
@@ -64,8 +59,7 @@ def measure_growth_step(
 def measure_growth(
     photos: PhotoSet,
     sizes: Sequence[int],
-    backbone: keras.Model,
-    extractor: Backbone,
+    extractor: FeatureExtractor,
     work: Path,
     epochs: int,
     batch_size: int,
@@ -75,7 +69,5 @@ def measure_growth(
     steps = []
     for size in sorted(sizes):
         progress(f"growth: {size} photos")
-        steps.append(
-            measure_growth_step(photos.first(size), backbone, extractor, work, epochs, batch_size)
-        )
+        steps.append(measure_growth_step(photos.first(size), extractor, work, epochs, batch_size))
     return tuple(steps)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.subprocesses import run_probe
 
@@ -19,9 +18,7 @@ class TrainingMemory:
     seconds: float  # the fit in that process
 
 
-def measure_training_memory(
-    images: int, epochs: int, batch_size: int, runs_root: Path
-) -> TrainingMemory:
+def measure_training_memory(images: int, epochs: int, batch_size: int) -> TrainingMemory:
     """Return the memory of training the head on `images` cached features for `epochs`."""
     answer, _ = run_probe(
         "train-memory",
@@ -31,8 +28,6 @@ def measure_training_memory(
         str(epochs),
         "--batch-size",
         str(batch_size),
-        "--runs",
-        str(runs_root),
     )
     return TrainingMemory(
         images=images,

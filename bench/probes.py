@@ -66,18 +66,18 @@ def cold_start(run_id: str, photo: Path, spawned: float) -> dict:
     }
 
 
-def train_memory(images: int, epochs: int, batch_size: int, runs_root: Path) -> dict:
+def train_memory(images: int, epochs: int, batch_size: int) -> dict:
     """Return memory before and at peak of a head training from cached features."""
     import psutil
 
-    from bench.training import fit_head, random_features
-    from flower_model.backbone import WeightsChoice, build_backbone
+    from bench.training import measure_head_fit, random_features
+    from flower_model.backbone import WeightsChoice, build_resnet50
 
-    # As in train.py: the backbone is built (for the cache key and the saved model) first.
-    backbone = build_backbone(WeightsChoice("none"), seed=42)
+    # As in train.py: ResNet50 is built (for the cache key and the saved model) first.
+    resnet = build_resnet50(WeightsChoice("none"), seed=42)  # noqa: F841 - its memory counts
     features, labels = random_features(images)
     before = psutil.Process().memory_info().rss / 2**20
-    fit = fit_head(backbone, features, labels, epochs, batch_size, runs_root)
+    fit = measure_head_fit(features, labels, epochs, batch_size)
     return {
         "rss_before_mb": before,
         "peak_rss_mb": peak_rss_mb(),
@@ -99,14 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--images", type=int, required=True)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--runs", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.probe == "home-import":
         result = home_import(args.modules)
     elif args.probe == "cold-start":
         result = cold_start(args.run, args.photo, args.spawned)
     else:
-        result = train_memory(args.images, args.epochs, args.batch_size, args.runs)
+        result = train_memory(args.images, args.epochs, args.batch_size)
     print(json.dumps(result))
     return 0
 

@@ -99,7 +99,7 @@ def markdown(results: Results) -> str:
     ]
     lines += [
         "",
-        f"ResNet50's arithmetic on {r.variants.source} (`Backbone.create('auto')` chose "
+        f"ResNet50's arithmetic on {r.variants.source} (`FeatureExtractor.create('auto')` chose "
         f"{r.variants.chosen}; native bfloat16 on this CPU: "
         f"{'yes' if r.variants.cpu_bf16 else 'no'}):",
         "",

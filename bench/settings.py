@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from flower_model.train import TrainConfig
+from flower_model.config import default_of
 
-DEFAULT_BATCH_SIZE = TrainConfig().batch_size
+DEFAULT_BATCH_SIZE = default_of("batch_size")
 
 # The targets the measurements are compared with (limits, not results).
 TARGETS = {

@@ -39,7 +39,7 @@ class Results:
     photo_size: tuple[int, int]
     photo_bytes_mean: float
     variants: Variants
-    extraction: Extraction  # with the backbone `Backbone.create('auto')` chose
+    extraction: Extraction  # with the extractor `FeatureExtractor.create('auto')` chose
     extraction_float32: Extraction | None  # with float32, when auto chose otherwise
     training: Training
     classify: Classify
@@ -68,9 +68,9 @@ def variant_photos(photos: PhotoSet, count: int) -> tuple[np.ndarray, str]:
 
 def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -> Results:
     """Return every measurement; `work` becomes the workspace ($FLOWER_LENS_HOME) and scratch."""
-    from bench.photos import PHOTO_SIZE
-    from flower_model.backbone import WeightsChoice, build_backbone
-    from flower_model.features import Backbone
+    from flower_model.backbone import WeightsChoice, build_resnet50
+    from flower_model.extractor import FeatureExtractor
+    from flower_model.synthetic import PHOTO_SIZE
     from flower_model.workspace import HOME_ENV
 
     start = time.perf_counter()
@@ -84,12 +84,12 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
     run = save_small_run(work / "run-photos")
 
     progress("building ResNet50 (seeded random weights)")
-    backbone = build_backbone(WeightsChoice("none"), seed=42)
-    extractor = Backbone.create(backbone)
+    resnet = build_resnet50(WeightsChoice("none"), seed=42)
+    extractor = FeatureExtractor.create(resnet)
     progress(f"ResNet50 variants (auto chose {extractor.precision})")
     images, source = variant_photos(photos, settings.variant_images)
     variants = measure_variants(
-        backbone,
+        resnet,
         images,
         extractor,
         settings.variant_batch_sizes,
@@ -111,20 +111,19 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         progress("extraction again with the float32 backbone")
         extraction_float32 = measure_extraction(
             extraction_photos,
-            Backbone(backbone, "float32", extractor.identity),
+            FeatureExtractor(resnet, "float32", extractor.identity),
             work / "features",
             settings.batch_size,
             settings.extraction_repeats,
         )
     progress(f"training: {settings.training_images} cached features vs the plain fit")
     training = measure_training(
-        backbone,
+        resnet,
         photos.first(settings.plain_images),
         settings.training_images,
         settings.epochs,
         settings.batch_size,
         extraction.pipeline_images_per_s,
-        work / "runs",
         settings.other_batch_size,
     )
     progress("classify one photo and Grad-CAM")
@@ -134,13 +133,10 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
     cold = measure_cold_start(run.run_id, photo, settings.cold_starts)
     home = measure_home_import(settings.home_imports)
     progress("memory of a head training (fresh process)")
-    memory = measure_training_memory(
-        settings.training_images, settings.epochs, settings.batch_size, work / "runs"
-    )
+    memory = measure_training_memory(settings.training_images, settings.epochs, settings.batch_size)
     growth = measure_growth(
         photos,
         settings.growth_sizes,
-        backbone,
         extractor,
         work,
         settings.epochs,

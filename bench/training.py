@@ -1,38 +1,38 @@
-"""Training speed: the head on cached features (the project's way) vs the seed's plain fit."""
+"""Training speed: the head on cached features (the library's `fit_head`) vs the seed's plain
+fit through ResNet50 every epoch (Keras' own compile and fit, as the seed wrote it)."""
 
 from __future__ import annotations
 
-import math
 import statistics
+import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 
-from bench.photos import CLASSES, PhotoSet
+from bench.photos import PhotoSet
 from bench.timing import timed
-from flower_model.backbone import FEATURE_DIM, preprocess
-from flower_model.head import build_networks
-from flower_model.pipeline import feature_dataset, image_dataset
-from flower_model.runs import RunWriter
-from flower_model.train import CancelToken, TrainConfig, TrainEvent, _fit, _Reporter
-
-if TYPE_CHECKING:
-    import keras
+from flower_model.backbone import FEATURE_DIM
+from flower_model.config import TrainConfig, resolve_config
+from flower_model.events import TrainEvent
+from flower_model.head import build_head, build_networks
+from flower_model.pipeline import image_dataset
+from flower_model.synthetic import CLASSES
+from flower_model.train import fit_head
 
 VAL_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
 class HeadFit:
-    """One training of the head on features, through train.py's own fit."""
+    """One training of the head on features, through the library's `fit_head`."""
 
     images: int
     batch_size: int
     epochs: int  # epochs completed
-    seconds: float  # the whole fit: compile, tracing and every epoch
+    seconds: float  # the whole fit: standardising, compile, tracing, every epoch, folding
     epoch_seconds: float  # median epoch after the first (the first includes tracing)
+    val_accuracy: float  # at the best epoch
 
 
 @dataclass(frozen=True)
@@ -69,96 +69,84 @@ def random_features(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
-def _fit_timed(
-    model: keras.Model,
-    train_data: object,
-    val_data: object,
-    config: TrainConfig,
-    steps: int,
-    runs_root: Path,
-) -> tuple[list[float], float]:
-    """Return each epoch's seconds and the whole fit's seconds, through train.py's `_fit`."""
-    events: list[TrainEvent] = []
-    writer = RunWriter(runs_root)
-    report = _Reporter(writer, events.append)
-    try:
-        _, seconds = timed(
-            lambda: _fit(model, train_data, val_data, config, steps, report, CancelToken())
-        )
-    finally:
-        writer.discard()
-    elapsed = [e.elapsed for e in events if e.kind == "epoch" and e.elapsed is not None]
-    epochs = [b - a for a, b in zip([0.0, *elapsed[:-1]], elapsed, strict=True)]
-    return epochs, seconds
-
-
-def fit_head(
-    backbone: keras.Model,
-    features: np.ndarray,
-    labels: np.ndarray,
-    epochs: int,
-    batch_size: int,
-    runs_root: Path,
+def measure_head_fit(
+    features: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int
 ) -> HeadFit:
-    """Return the time of training a fresh head on features as train.py's features mode does."""
-    networks = build_networks(backbone, len(CLASSES))
+    """Return the time of `fit_head` on a fresh head, the last fifth of the rows held out."""
     n_train = len(features) - max(1, round(len(features) * VAL_FRACTION))
     # patience=0: every epoch runs, so the time is that of `epochs` epochs.
     config = TrainConfig(epochs=epochs, batch_size=batch_size, weights="none", patience=0)
-    epoch_times, seconds = _fit_timed(
-        networks.head,
-        feature_dataset(features[:n_train], labels[:n_train], batch_size, shuffle_seed=42),
-        feature_dataset(features[n_train:], labels[n_train:], batch_size),
-        config,
-        math.ceil(n_train / batch_size),
-        runs_root,
+    events: list[TrainEvent] = []
+    fit, seconds = timed(
+        lambda: fit_head(
+            build_head(len(CLASSES)),
+            (features[:n_train], labels[:n_train]),
+            (features[n_train:], labels[n_train:]),
+            resolve_config(config),
+            events.append,
+        )
     )
-    steady = epoch_times[1:] or epoch_times
+    elapsed = [e.elapsed for e in events if e.kind == "epoch" and e.elapsed is not None]
+    epoch_times = [b - a for a, b in zip([0.0, *elapsed[:-1]], elapsed, strict=True)]
+    epochs_done = [e for e in events if e.kind == "epoch"]
     return HeadFit(
         images=len(features),
         batch_size=batch_size,
-        epochs=len(epoch_times),
+        epochs=fit.epochs_completed,
         seconds=seconds,
-        epoch_seconds=statistics.median(steady),
+        epoch_seconds=statistics.median(epoch_times[1:] or epoch_times),
+        val_accuracy=epochs_done[fit.best_epoch - 1].val_accuracy,
     )
 
 
-def plain_epoch(
-    backbone: keras.Model, photos: PhotoSet, batch_size: int, runs_root: Path
-) -> PlainEpoch:
-    """Return the time of one epoch of the full classifier's fit on photos decoded from disk.
+class EpochTimes(keras.callbacks.Callback):
+    """Keeps each epoch's seconds."""
 
-    It runs through train.py's own fit, so its optimizer is FusedAdam rather than the seed's
-    Keras Adam; only the head trains, and its update is a tiny part of an epoch through ResNet50.
-    """
-    networks = build_networks(backbone, len(CLASSES))
-    data = image_dataset(list(photos.paths), list(photos.labels), batch_size, shuffle_seed=42)
-    data = data.map(lambda x, y: (preprocess(x), y))
-    config = TrainConfig(epochs=2, batch_size=batch_size, weights="none", patience=0)
-    steps = math.ceil(len(photos) / batch_size)
-    epoch_times, _ = _fit_timed(networks.classifier, data, None, config, steps, runs_root)
-    if len(epoch_times) != 2:
-        raise RuntimeError(f"the plain fit completed {len(epoch_times)} epochs, not 2")
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self.start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def plain_epoch(resnet: keras.Model, photos: PhotoSet, batch_size: int) -> PlainEpoch:
+    """Return the time of one epoch of the seed's plain fit: the full classifier, compiled with
+    Keras' Adam, on photos decoded from disk and sent through ResNet50 every epoch."""
+    classifier = build_networks(resnet, len(CLASSES)).classifier
+    classifier.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    data = image_dataset(
+        list(photos.paths), list(photos.labels), batch_size, shuffle_seed=42, preprocessed=True
+    )
+    times = EpochTimes()
+    classifier.fit(data, epochs=2, callbacks=[times], verbose=0)
     return PlainEpoch(
-        images=len(photos), first_epoch_seconds=epoch_times[0], epoch_seconds=epoch_times[1]
+        images=len(photos), first_epoch_seconds=times.seconds[0], epoch_seconds=times.seconds[1]
     )
 
 
 def measure_training(
-    backbone: keras.Model,
+    resnet: keras.Model,
     photos: PhotoSet,
     images: int,
     epochs: int,
     batch_size: int,
     pipeline_images_per_s: float,
-    runs_root: Path,
     other_batch_size: int,
 ) -> Training:
     """Return cached-feature training of `images` for `epochs` vs the plain fit, extrapolated."""
     features, labels = random_features(images)
-    cached = fit_head(backbone, features, labels, epochs, batch_size, runs_root)
-    other = fit_head(backbone, features, labels, epochs, other_batch_size, runs_root)
-    plain = plain_epoch(backbone, photos, batch_size, runs_root)
+    cached = measure_head_fit(features, labels, epochs, batch_size)
+    other = measure_head_fit(features, labels, epochs, other_batch_size)
+    plain = plain_epoch(resnet, photos, batch_size)
     estimate = plain.estimate(images, epochs)
     extraction = images / pipeline_images_per_s
     return Training(

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.timing import timed
-from flower_model.backbone import INPUT_SIZE, preprocess
-from flower_model.features import Backbone
-from flower_model.inference import cosine_similarity, cpu_has_bf16
+from flower_model.backbone import photo_function
+from flower_model.extractor import FeatureExtractor
+from flower_model.precision import cosine_similarity, cpu_has_bf16
 
 if TYPE_CHECKING:
     import keras
@@ -33,7 +33,7 @@ class Variant:
 
 @dataclass(frozen=True)
 class Variants:
-    """Every variant, on the same photos, and which one `Backbone.create('auto')` chose."""
+    """Every variant, on the same photos, and which one `FeatureExtractor.create('auto')` chose."""
 
     photos: int
     source: str  # where the photos came from
@@ -51,34 +51,26 @@ class Variants:
 def _plain(resnet: keras.Model, jit_compile: bool = False):
     import tensorflow as tf
 
-    return tf.function(
-        lambda x: tf.reduce_mean(resnet(preprocess(x), training=False), axis=(1, 2)),
-        input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
-        jit_compile=jit_compile,
+    return photo_function(
+        lambda x: tf.reduce_mean(resnet(x, training=False), axis=(1, 2)), jit_compile=jit_compile
     )
 
 
-def _folded_xla(backbone: Backbone):
-    import tensorflow as tf
-
-    model = backbone.model
-    return tf.function(
-        lambda x: model(preprocess(x), training=False),
-        input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.uint8)],
-        jit_compile=True,
-    )
+def _folded_xla(extractor: FeatureExtractor):
+    model = extractor.model
+    return photo_function(lambda x: model(x, training=False), jit_compile=True)
 
 
 def measure_variants(
     resnet: keras.Model,
     images: np.ndarray,
-    chosen: Backbone,
+    chosen: FeatureExtractor,
     batch_sizes: tuple[int, ...],
     repeats: int,
     source: str,
 ) -> Variants:
     """Return speed and agreement of each variant on `images` (uint8, 224×224)."""
-    folded32 = Backbone(resnet, "float32", chosen.identity)
+    folded32 = FeatureExtractor(resnet, "float32", chosen.identity)
     calls = {
         "plain Keras float32": _plain(resnet),
         "plain Keras float32 + XLA": _plain(resnet, jit_compile=True),
@@ -86,7 +78,8 @@ def measure_variants(
         "BatchNorm folded, float32 + XLA": _folded_xla(folded32),
     }
     if cpu_has_bf16():  # elsewhere bfloat16 is emulated: slow, and not what auto would pick
-        calls["BatchNorm folded, bfloat16"] = Backbone(resnet, "bfloat16", chosen.identity).run
+        bfloat16 = FeatureExtractor(resnet, "bfloat16", chosen.identity)
+        calls["BatchNorm folded, bfloat16"] = bfloat16.run
 
     def features(call, batch: np.ndarray) -> np.ndarray:
         return np.asarray(call(batch), dtype=np.float32)

@@ -14,8 +14,7 @@ from pathlib import Path
 from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
 from flower_model.precision import PRECISIONS
-
-DATA_ENV = "FLOWER_LENS_DATA"
+from flower_model.workspace import DATA_ENV
 
 
 def _quiet_tensorflow() -> None:

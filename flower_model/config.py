@@ -34,10 +34,11 @@ class TrainConfig:
     batch_size: int = _setting(64, "photos per training step; larger steps make epochs faster")
     learning_rate: float | None = _setting(
         None,
-        f"the optimizer's step size; by default (auto) {DEFAULT_LEARNING_RATE['features']:g} for the "
-        f"head on ImageNet features, {DEFAULT_LEARNING_RATE['features-random']:g} on random "
-        f"features, {DEFAULT_LEARNING_RATE['finetune']:g} for fine-tuning (so as not to wreck "
-        "what ResNet50 knows)",
+        "the optimizer's step size; by default (auto) "
+        f"{DEFAULT_LEARNING_RATE['features']:g} for the head on ImageNet features, "
+        f"{DEFAULT_LEARNING_RATE['features-random']:g} on random features, "
+        f"{DEFAULT_LEARNING_RATE['finetune']:g} for fine-tuning (so as not to wreck what "
+        "ResNet50 knows)",
     )
     val_fraction: float = _setting(0.2, "share of each class held out to measure the model")
     seed: int = _setting(42, "the split, the initialisation and the shuffling: same seed, same run")

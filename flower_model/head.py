@@ -78,6 +78,11 @@ def _head_on(layers: list[keras.layers.Layer]) -> keras.Model:
     return keras.Model(features, _stack(features, layers), name="flower_head")
 
 
+def build_head(num_classes: int, seed: int = 42) -> keras.Model:
+    """Return the seed's head alone: 2048-d features -> class probabilities."""
+    return _head_on(head_layers(num_classes, seed))
+
+
 def build_networks(resnet: keras.Model, num_classes: int, seed: int = 42) -> Networks:
     """Return the seed's model: image -> frozen ResNet50 -> global average pooling -> head."""
     import keras

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 HOME_ENV = "FLOWER_LENS_HOME"
+# The dataset folder the CLI and the app use when none is chosen.
+DATA_ENV = "FLOWER_LENS_DATA"
 DEFAULT_HOME = Path(__file__).resolve().parent.parent / "workspace"
 
 

@@ -5,34 +5,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from flower_model.evaluate import Evaluation
-from flower_model.runs import list_runs
+from flower_model.runs import RunInfo, list_runs
 from flower_model.ui import figures, session
 
-st.title("Evaluate")
 
-runs = list_runs()
-if not runs:
-    session.no_run_hint()
-    st.stop()
-
-
-by_id = {r.run_id: r for r in runs}
-
-
-def describe(run_id: str) -> str:
-    info = by_id[run_id]
-    accuracy = f"{info.accuracy:.1%}" if info.accuracy is not None else "–"
-    mode = info.metadata["config"]["mode"]
-    return f"{info.run_id} · accuracy {accuracy} · {mode} · {info.weights_label}"
-
-
-single, compare = st.tabs(["One run", "Compare runs"])
-
-with single:
-    info = by_id[st.selectbox("Run", list(by_id), format_func=describe)]
-    evaluation = Evaluation.from_json(info.metadata["evaluation"])
-    if not info.metadata["weights"]["transfer_learning"]:
+def metrics_ui(info: RunInfo) -> None:
+    """Draw a run's headline numbers and what they were measured on."""
+    meta, evaluation = info.metadata, info.metadata.evaluation
+    if not info.transfer_learning:
         st.warning(
             "This run used **no transfer learning** (random ResNet50 weights).",
             icon=":material/casino:",
@@ -41,29 +21,32 @@ with single:
     cols[0].metric("accuracy", f"{evaluation.accuracy:.1%}")
     cols[1].metric("loss", f"{evaluation.loss:.3f}")
     cols[2].metric("held-out photos", evaluation.count)
-    cols[3].metric(
-        "epochs", f"{info.metadata['epochs_completed']} (best {info.metadata['best_epoch']})"
-    )
-    split = info.metadata["split"]
+    cols[3].metric("epochs", f"{meta.epochs_completed} (best {meta.best_epoch})")
     st.caption(
-        f"Measured on the run's own validation split of `{info.metadata['dataset']['root']}` "
-        f"(seed {split['seed']}, {split['val_fraction']:.0%} held out): none of these photos "
-        f"was trained on. Stopped by: {info.metadata['stopped']}."
+        f"Measured on the run's own validation split of `{meta.dataset.root}` "
+        f"(seed {meta.split.seed}, {meta.split.val_fraction:.0%} held out): none of these photos "
+        f"was trained on. Stopped by: {meta.stopped}."
     )
+
+
+def per_class_ui(info: RunInfo) -> None:
+    """Draw precision, recall and F1 per class, the confusion matrix and the curves."""
+    evaluation = info.metadata.evaluation
     left, right = st.columns(2)
+    table = pd.DataFrame(
+        [
+            {
+                "class": m.name,
+                "precision": m.precision,
+                "recall": m.recall,
+                "F1": m.f1,
+                "photos": m.support,
+            }
+            for m in evaluation.per_class
+        ]
+    )
     left.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "class": m.name,
-                    "precision": m.precision,
-                    "recall": m.recall,
-                    "F1": m.f1,
-                    "photos": m.support,
-                }
-                for m in evaluation.per_class
-            ]
-        ).style.format({"precision": "{:.2f}", "recall": "{:.2f}", "F1": "{:.2f}"}),
+        table.style.format({"precision": "{:.2f}", "recall": "{:.2f}", "F1": "{:.2f}"}),
         hide_index=True,
         width="stretch",
     )
@@ -74,10 +57,14 @@ with single:
     left.plotly_chart(figures.training_curves(info.history, "loss"), width="stretch")
     right.plotly_chart(figures.training_curves(info.history, "accuracy"), width="stretch")
 
+
+def mistakes_ui(info: RunInfo) -> None:
+    """Draw the held-out photos the run got most confidently wrong, with their bars."""
+    evaluation = info.metadata.evaluation
     st.subheader("Most confidently wrong")
     if not evaluation.mistakes:
         st.success("No held-out photo was misclassified.")
-    root = Path(info.metadata["dataset"]["root"])
+    root = Path(info.metadata.dataset.root)
     grid = st.columns(3)
     for i, mistake in enumerate(evaluation.mistakes):
         with grid[i % 3], st.container(border=True):
@@ -94,34 +81,49 @@ with single:
                 key=f"mistake-{i}",
             )
 
-with compare:
-    picked_ids = st.multiselect("Runs", list(by_id), default=list(by_id)[:2], format_func=describe)
+
+def compare_ui(by_id: dict[str, RunInfo]) -> None:
+    """Draw two or more runs side by side: settings, results, validation curves."""
+    picked_ids = st.multiselect(
+        "Runs", list(by_id), default=list(by_id)[:2], format_func=lambda i: by_id[i].describe()
+    )
     picked = [by_id[i] for i in picked_ids]
     if len(picked) < 2:
         st.info("Pick two or more runs to compare them.")
-    else:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "run": r.run_id,
-                        "accuracy": r.accuracy,
-                        "loss": r.metadata["evaluation"]["loss"],
-                        "weights": r.weights_label,
-                        "mode": r.metadata["config"]["mode"],
-                        "epochs": r.metadata["epochs_completed"],
-                        "learning rate": r.metadata["config"]["learning_rate"],
-                        "batch size": r.metadata["config"]["batch_size"],
-                        "photos": r.metadata["dataset"]["images"],
-                        "seconds": r.metadata["seconds"],
-                    }
-                    for r in picked
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-        )
-        histories = {r.run_id: r.history for r in picked}
-        left, right = st.columns(2)
-        left.plotly_chart(figures.compare_curves(histories, "val_loss"), width="stretch")
-        right.plotly_chart(figures.compare_curves(histories, "val_accuracy"), width="stretch")
+        return
+    rows = [
+        {
+            "run": r.run_id,
+            "accuracy": r.accuracy,
+            "loss": r.metadata.evaluation.loss,
+            "weights": r.weights_label,
+            "mode": r.metadata.config.mode,
+            "epochs": r.metadata.epochs_completed,
+            "learning rate": r.metadata.config.learning_rate,
+            "batch size": r.metadata.config.batch_size,
+            "photos": r.metadata.dataset.images,
+            "seconds": r.metadata.seconds,
+        }
+        for r in picked
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    histories = {r.run_id: r.history for r in picked}
+    left, right = st.columns(2)
+    left.plotly_chart(figures.compare_curves(histories, "val_loss"), width="stretch")
+    right.plotly_chart(figures.compare_curves(histories, "val_accuracy"), width="stretch")
+
+
+st.title("Evaluate")
+runs = list_runs()
+if not runs:
+    session.no_run_hint()
+    st.stop()
+by_id = {r.run_id: r for r in runs}
+single, compare = st.tabs(["One run", "Compare runs"])
+with single:
+    info = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].describe())]
+    metrics_ui(info)
+    per_class_ui(info)
+    mistakes_ui(info)
+with compare:
+    compare_ui(by_id)

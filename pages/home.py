@@ -53,8 +53,7 @@ with runs_col:
         st.write("None yet.")
     else:
         latest = runs[0]
-        accuracy = f"{latest.accuracy:.1%}" if latest.accuracy is not None else "–"
-        st.metric("runs · latest accuracy", f"{len(runs)} · {accuracy}")
+        st.metric("runs · latest accuracy", f"{len(runs)} · {latest.accuracy:.1%}")
         st.caption(f"latest: {latest.run_id} · weights {latest.weights_label}")
         st.page_link("pages/evaluate.py", label="Evaluate", icon=":material/analytics:")
     st.page_link("pages/classify.py", label="Classify your photos", icon=":material/image_search:")

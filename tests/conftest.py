@@ -81,3 +81,15 @@ def resnet():
     from flower_model.backbone import WeightsChoice, build_resnet50
 
     return build_resnet50(WeightsChoice("none"), seed=42)
+
+
+@pytest.fixture(scope="session")
+def reference(resnet):
+    """The textbook feature extractor with the same weights: ResNet50(pooling='avg')."""
+    import keras
+
+    model = keras.applications.ResNet50(
+        include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3)
+    )
+    model.set_weights(resnet.get_weights())
+    return model

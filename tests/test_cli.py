@@ -34,35 +34,14 @@ def test_every_command_has_help(command: str, tmp_path: Path) -> None:
 
 
 def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> None:
-    train = cli(
-        "train",
-        "--data",
-        str(sample_dir),
-        "--weights",
-        "none",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        home=tmp_path,
-    )
+    args = ("train", "--data", str(sample_dir), "--weights", "none", "--epochs", "3")
+    train = cli(*args, "--batch-size", "8", home=tmp_path)
     assert train.returncode == 0, train.stderr
     run_id = train.stdout.strip().splitlines()[-1]
     assert "0 from cache, 40 computed" in train.stderr
     assert "no transfer learning" in train.stderr and "epoch 3/3" in train.stderr
 
-    again = cli(
-        "train",
-        "--data",
-        str(sample_dir),
-        "--weights",
-        "none",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "8",
-        home=tmp_path,
-    )
+    again = cli(*args, "--batch-size", "8", home=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "40 from cache, 0 computed" in again.stderr
 

@@ -38,3 +38,13 @@ def test_overlay_keeps_the_photo_and_colours_hot_spots() -> None:
     assert blended.shape == image.shape and blended.dtype == np.uint8
     assert blended[0, 0, 0] > blended[3, 3, 0]  # red where the model looked
     assert blended[3, 3, 2] > blended[0, 0, 2]  # blue where it did not
+
+
+def test_the_layer_is_an_argument(classifier) -> None:
+    image = np.random.default_rng(2).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    last = GradCam(classifier)(image, 0)
+    earlier = GradCam(classifier, layer_name="conv4_block6_out")(image, 0)
+    assert earlier.shape == (224, 224) and earlier.max() <= 1.0 + 1e-6
+    assert not np.allclose(last, earlier)
+    with pytest.raises(ValueError):
+        GradCam(classifier, layer_name="no_such_layer")

@@ -21,16 +21,6 @@ def photos(sample) -> np.ndarray:
     )
 
 
-@pytest.fixture(scope="module")
-def reference(resnet):
-    """The textbook feature extractor: ResNet50(include_top=False, pooling='avg')."""
-    model = keras.applications.ResNet50(
-        include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3)
-    )
-    model.set_weights(resnet.get_weights())
-    return model
-
-
 def test_float32_features_equal_resnet50_on_preprocessed_resized_images(
     resnet, reference, photos
 ) -> None:

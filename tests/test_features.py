@@ -26,16 +26,6 @@ def extractor(resnet):
     return FeatureExtractor(resnet, precision="float32")
 
 
-@pytest.fixture(scope="module")
-def reference(resnet):
-    """The textbook feature extractor: ResNet50(include_top=False, pooling='avg')."""
-    model = keras.applications.ResNet50(
-        include_top=False, weights=None, pooling="avg", input_shape=(224, 224, 3)
-    )
-    model.set_weights(resnet.get_weights())
-    return model
-
-
 def photos(sample, n: int = 4) -> list[Path]:
     return [sample.path_of(record) for record in sample.records[:: len(sample.records) // n][:n]]
 

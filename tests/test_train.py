@@ -173,3 +173,53 @@ def test_fine_tune_trains_conv5_and_keeps_earlier_layers(sample, fresh_home) -> 
     np.testing.assert_array_equal(
         tuned.get_layer(bn).moving_mean.numpy(), start.get_layer(bn).moving_mean.numpy()
     )
+
+
+def test_the_head_trains_on_standardised_features_and_saves_the_seeds_head(
+    sample, fresh_home
+) -> None:
+    import keras
+
+    from flower_model.config import resolve_config
+    from flower_model.head import build_head
+    from flower_model.train import fit_head, standardisation
+
+    rng = np.random.default_rng(0)
+    # Features like random ResNet50's: large offsets shared by every photo, a dead column.
+    x = rng.normal(40.0, 3.0, (60, 2048)).astype("float32")
+    x[:, :5] += np.eye(5)[np.arange(60) % 5] * 10
+    x[:, 7] = 0.0
+    y = np.arange(60) % 5
+    head = build_head(5)
+    config = TrainConfig(epochs=3, batch_size=16, weights="none", patience=0)
+    fit = fit_head(head, (x[:50], y[:50]), (x[50:], y[50:]), resolve_config(config))
+    assert fit.standardised and fit.epochs_completed == 3
+    # The saved head takes raw features and gives what the trained one gave on standardised ones.
+    mean, std = standardisation(x[:50])
+    unfolded = keras.models.clone_model(head)
+    unfolded.set_weights(head.get_weights())
+    first = unfolded.get_layer("dense_256")
+    kernel, bias = (w.astype("float64") for w in first.get_weights())
+    first.set_weights([(kernel * std[:, None]).astype("float32"), (bias + mean @ kernel)])
+    scaled = ((x - mean) / std).astype("float32")
+    np.testing.assert_allclose(
+        head.predict(x, verbose=0), unfolded.predict(scaled, verbose=0), atol=1e-5
+    )
+    assert [type(layer).__name__ for layer in head.layers][1:] == [
+        "Dense", "Dropout", "Dense", "Dropout", "Dense", "Dropout", "Dense"
+    ]  # fmt: skip
+
+
+def test_training_does_not_reseed_the_process_random_generators(sample, fresh_home) -> None:
+    import random
+
+    # Two visitors' sessions share one process: a training must not reset its generators.
+    draws = []
+    for seed in (1, 2):
+        np.random.seed(seed)
+        random.seed(seed)
+        state = np.random.get_state()[1].copy()
+        train(sample, FAST)
+        assert np.array_equal(np.random.get_state()[1], state)  # not even drawn from
+        draws.append(random.random())
+    assert draws[0] != draws[1]

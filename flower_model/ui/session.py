@@ -12,7 +12,6 @@ from flower_model.data import Dataset, scan_dataset
 from flower_model.errors import FlowerLensError
 from flower_model.jobs import Job, JobBoard
 
-DATA_ENV = "FLOWER_LENS_DATA"
 DATASET_KEY = "dataset_path"
 
 
@@ -45,7 +44,7 @@ def dataset_path() -> Path | None:
     remembered = workspace.last_dataset()
     if remembered is not None and remembered.exists():
         return remembered
-    from_env = os.environ.get(DATA_ENV)
+    from_env = os.environ.get(workspace.DATA_ENV)
     return Path(from_env) if from_env else None
 
 
@@ -114,7 +113,7 @@ def job_panel(job: Job) -> None:
     progress = job.progress()
     st.progress(progress.fraction, text=f"{progress.phase}{_eta(progress.eta)}")
     if job.kind == "training":
-        if job.config.weights == "none":
+        if not job.weights.transfer_learning:
             st.caption(
                 "Weights: **none (no transfer learning)** — ResNet50 starts from random weights."
             )
