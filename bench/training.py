@@ -13,7 +13,7 @@ import numpy as np
 from bench.photos import PhotoSet
 from bench.timing import timed
 from flower_model.backbone import FEATURE_DIM
-from flower_model.config import TrainConfig, resolve_config
+from flower_model.config import TrainConfig
 from flower_model.events import TrainEvent
 from flower_model.head import build_head, build_networks
 from flower_model.pipeline import image_dataset
@@ -82,7 +82,7 @@ def measure_head_fit(
             build_head(len(CLASSES)),
             (features[:n_train], labels[:n_train]),
             (features[n_train:], labels[n_train:]),
-            resolve_config(config),
+            config,
             events.append,
         )
     )

@@ -209,6 +209,7 @@ CONFIG_ARGUMENTS = {
     "epochs": ("--epochs", {"type": int, "metavar": "N"}),
     "batch_size": ("--batch-size", {"type": int, "metavar": "N"}),
     "learning_rate": ("--lr", {"type": float, "metavar": "RATE"}),
+    "fine_tune_learning_rate": ("--fine-tune-lr", {"type": float, "metavar": "RATE"}),
     "val_fraction": ("--val-fraction", {"type": float, "metavar": "SHARE"}),
     "patience": ("--patience", {"type": int, "metavar": "N"}),
     "seed": ("--seed", {"type": int, "metavar": "N"}),
@@ -220,7 +221,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one option per TrainConfig setting, with the setting's own default and help."""
     for name, (flag, options) in CONFIG_ARGUMENTS.items():
         default = default_of(name)
-        shown = "" if default is None else f" (default {default})"
+        shown = f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
         parser.add_argument(flag, dest=name, default=default, help=help_of(name) + shown, **options)
 
 

@@ -147,12 +147,8 @@ def evaluate_run(
         )
     records = records_for(dataset, info.metadata.split.val)
     classifier = Classifier.load(info.run_id)
-    # The arithmetic the run was measured with, so the same numbers: fine-tuned runs and runs
-    # from before bfloat16 were measured in float32.
-    features = info.metadata.features
-    precision = features.precision if features is not None else "float32"
     probabilities = classifier.probabilities_of_records(
-        dataset, records, progress=progress, precision=precision
+        dataset, records, progress=progress, precision=info.metadata.measured_precision
     )
     return evaluate_predictions(
         [r.label for r in records], probabilities, info.class_names, [r.path for r in records]

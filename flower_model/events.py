@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# The phase message that starts fine-tuning: after it, epochs train ResNet50's last stage too.
+FINE_TUNING_PHASE = "fine-tuning conv5 and the head on photos"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class TrainingProgress:
     epochs: int | None
     run_id: str | None
     error: str | None
+    fine_tuned_after: int | None = None  # completed epochs when fine-tuning began
 
 
 def progress_of(
@@ -80,10 +83,12 @@ def progress_of(
 ) -> TrainingProgress:
     """Return phase, progress and curves described by a list of training events."""
     history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
-    phase, fraction, eta, epochs = "starting", 0.0, None, None
+    phase, fraction, eta, epochs, fine_tuned_after = "starting", 0.0, None, None, None
     for event in events:
         if event.kind == "phase":
             phase, fraction, eta = event.message or phase, 0.0, None
+            if phase.startswith(FINE_TUNING_PHASE):
+                fine_tuned_after = len(history["loss"])
         elif event.kind == "extract" and event.total:
             phase = f"extracting features {event.done:,}/{event.total:,}"
             fraction = event.done / event.total
@@ -105,5 +110,13 @@ def progress_of(
     if status == "done":
         fraction = 1.0
     return TrainingProgress(
-        status, phase, min(max(fraction, 0.0), 1.0), eta, history, epochs, run_id, error
+        status,
+        phase,
+        min(max(fraction, 0.0), 1.0),
+        eta,
+        history,
+        epochs,
+        run_id,
+        error,
+        fine_tuned_after,
     )

@@ -96,7 +96,7 @@ class RunMetadata:
     config: TrainConfig  # with the learning rate that was used
     dataset: DatasetInfo
     split: Split
-    features: ExtractionStats | None  # None when fine-tuned on photos
+    features: ExtractionStats | None  # how the head's features were had (None: older fine-tunes)
     history: dict[str, list[float]]  # per completed epoch
     epochs_completed: int
     best_epoch: int  # 1-based: the epoch whose weights were saved
@@ -105,11 +105,20 @@ class RunMetadata:
     versions: dict[str, str]
     # Whether the head trained on standardised features (folded into its first layer on saving).
     standardised_features: bool = False
+    # Fine-tuned runs: the epochs of the head alone, before ResNet50's last stage trained too.
+    fine_tuned_after: int | None = None
 
     @property
     def accuracy(self) -> float:
         """Return the held-out accuracy."""
         return self.evaluation.accuracy
+
+    @property
+    def measured_precision(self) -> str:
+        """Return the arithmetic the held-out photos were measured in, so that evaluating
+        again gives the same numbers: the features' for a head on features, else float32."""
+        fine_tuned = self.config.mode == "finetune"
+        return "float32" if fine_tuned or self.features is None else self.features.precision
 
     def to_json(self) -> dict[str, Any]:
         """Return the metadata as plain JSON values, as `metadata.json` holds them."""
@@ -147,6 +156,7 @@ class RunMetadata:
                 evaluation=Evaluation.from_json(value["evaluation"]),
                 versions=dict(value.get("versions") or {}),
                 standardised_features=bool(value.get("standardised_features", False)),
+                fine_tuned_after=value.get("fine_tuned_after"),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not the metadata of a Flower Lens run ({exc!r})") from exc

@@ -1,13 +1,13 @@
 """Train a run, in the order of the Keras transfer-learning guide: hold out photos, build the
-frozen ResNet50 and the head, fit the head on features extracted once (or fine-tune the last
-stage on photos), measure on the held-out photos, save."""
+frozen ResNet50 and the head, fit the head (on features extracted once), then, to fine-tune,
+unfreeze the last stage and fit again on photos; measure on the held-out photos, save."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from flower_model.config import ResolvedConfig, TrainConfig, resolve_config
 from flower_model.data import Dataset, ImageRecord, records_for, split_dataset
 from flower_model.errors import TrainingCancelled, TrainingError
 from flower_model.evaluate import evaluate_predictions
-from flower_model.events import HISTORY_KEYS, CancelToken, OnEvent, TrainEvent
+from flower_model.events import FINE_TUNING_PHASE, HISTORY_KEYS, CancelToken, OnEvent, TrainEvent
 from flower_model.features import ExtractionStats, FeatureCache, extract_features
 from flower_model.head import FIRST_DENSE, Networks, build_networks
 from flower_model.metadata import DatasetInfo, RunMetadata, WeightsInfo, versions
@@ -51,6 +51,7 @@ class Fit:
     stopped: str  # "all epochs", "early stopping" or "stopped by the user"
     seconds: float  # compile, tracing and every epoch
     standardised: bool = False  # trained on standardised features (folded in since)
+    fine_tuned_after: int | None = None  # epochs of the head alone before fine-tuning began
 
     @property
     def epochs_completed(self) -> int:
@@ -102,15 +103,21 @@ def train(
         resnet = build_resnet50(resolved.weights, seed=config.seed)
         identity = weights_identity(resnet)
         networks = build_networks(resnet, len(dataset.class_names), seed=config.seed)
-        if config.mode == "features":
-            fit, val_probabilities, stats = _train_on_features(
-                dataset, train_records, val_records, networks, identity, resolved, report, cancel
-            )
-        else:
+        fit, val_probabilities, stats = _train_on_features(
+            dataset, train_records, val_records, networks, identity, resolved, report, cancel
+        )
+        if config.mode == "finetune" and fit.stopped != "stopped by the user":
             fit, val_probabilities = _fine_tune(
-                dataset, train_records, val_records, networks, resolved, report, cancel
+                dataset,
+                train_records,
+                val_records,
+                networks,
+                fit,
+                val_probabilities,
+                config,
+                report,
+                cancel,
             )
-            stats = None
 
         evaluation = evaluate_predictions(
             _labels(val_records), val_probabilities, dataset.class_names, split.val
@@ -134,6 +141,7 @@ def train(
             evaluation=evaluation,
             versions=versions(),
             standardised_features=fit.standardised,
+            fine_tuned_after=fit.fine_tuned_after,
         )
         report("phase", message="saving the run")
         info = writer.finish(networks.classifier, metadata)
@@ -200,7 +208,7 @@ def _train_on_features(
         (features[:n], _labels(train_records)),
         (features[n:], _labels(val_records)),
     )
-    fit = fit_head(networks.head, train_part, val_part, resolved, report.emit, cancel)
+    fit = fit_head(networks.head, train_part, val_part, config, report.emit, cancel)
     return fit, networks.head.predict(features[n:], verbose=0), stats
 
 
@@ -209,14 +217,17 @@ def _fine_tune(
     train_records: Sequence[ImageRecord],
     val_records: Sequence[ImageRecord],
     networks: Networks,
-    resolved: ResolvedConfig,
+    head_fit: Fit,
+    head_probabilities: np.ndarray,
+    config: TrainConfig,
     report: _Reporter,
     cancel: CancelToken,
 ) -> tuple[Fit, np.ndarray]:
-    """Unfreeze ResNet50's last stage and fit it with the head on augmented photos; return
-    the fit and the held-out photos' probabilities."""
-    config = resolved.config
+    """Unfreeze ResNet50's last stage and fit it with the trained head on augmented photos;
+    return both fits as one and the held-out photos' probabilities. Stopped before a
+    fine-tuning epoch completed, the head's fit stands, as it was."""
     unfreeze_last_stage(networks.resnet)
+    before = networks.classifier.get_weights()
 
     def photos(records: Sequence[ImageRecord], **options: object) -> tf.data.Dataset:
         paths = [dataset.path_of(r) for r in records]
@@ -226,9 +237,25 @@ def _fine_tune(
 
     train_data = photos(train_records, shuffle_seed=config.seed, augment=True)
     val_data = photos(val_records)
-    report("phase", message="fine-tuning conv5 and the head on images")
+    report("phase", message=FINE_TUNING_PHASE)
     steps = math.ceil(len(train_records) / config.batch_size)
-    fit = _fit(networks.classifier, train_data, val_data, steps, resolved, report.emit, cancel)
+    try:
+        rate = config.fine_tune_learning_rate
+        tuned = _fit(
+            networks.classifier, train_data, val_data, steps, config, rate, report.emit, cancel
+        )
+    except TrainingCancelled:
+        networks.classifier.set_weights(before)
+        return replace(head_fit, stopped="stopped by the user"), head_probabilities
+    head_epochs = head_fit.epochs_completed
+    fit = Fit(
+        history={k: head_fit.history[k] + tuned.history[k] for k in HISTORY_KEYS},
+        best_epoch=head_epochs + tuned.best_epoch,
+        stopped=tuned.stopped,
+        seconds=head_fit.seconds + tuned.seconds,
+        standardised=head_fit.standardised,
+        fine_tuned_after=head_epochs,
+    )
     return fit, networks.classifier.predict(val_data.map(lambda x, y: x), verbose=0)
 
 
@@ -243,7 +270,7 @@ def fit_head(
     head: keras.Model,
     train: Features,
     val: Features,
-    resolved: ResolvedConfig,
+    config: TrainConfig,
     on_event: OnEvent | None = None,
     cancel: CancelToken | None = None,
 ) -> Fit:
@@ -255,7 +282,6 @@ def fit_head(
     """
     from flower_model.fold import fold_standardisation
 
-    config = resolved.config
     mean, std = standardisation(train[0])
 
     def batches(part: Features, **options: object) -> tf.data.Dataset:
@@ -264,7 +290,7 @@ def fit_head(
 
     steps = math.ceil(len(train[0]) / config.batch_size)
     train_data, val_data = batches(train, shuffle_seed=config.seed), batches(val)
-    fit = _fit(head, train_data, val_data, steps, resolved, on_event, cancel)
+    fit = _fit(head, train_data, val_data, steps, config, config.learning_rate, on_event, cancel)
     fold_standardisation(head.get_layer(FIRST_DENSE), mean, std)
     return Fit(fit.history, fit.best_epoch, fit.stopped, fit.seconds, standardised=True)
 
@@ -274,7 +300,8 @@ def _fit(
     train_data: tf.data.Dataset,
     val_data: tf.data.Dataset,
     steps: int,
-    resolved: ResolvedConfig,
+    config: TrainConfig,
+    learning_rate: float,
     on_event: OnEvent | None,
     cancel: CancelToken | None,
 ) -> Fit:
@@ -282,9 +309,8 @@ def _fit(
     from flower_model.callbacks import training_callbacks
     from flower_model.optimizer import FusedAdam
 
-    config = resolved.config
     model.compile(
-        optimizer=FusedAdam(resolved.learning_rate),
+        optimizer=FusedAdam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -54,8 +54,9 @@ def per_class_ui(info: RunInfo) -> None:
         figures.confusion_heatmap(evaluation.confusion, evaluation.class_names), width="stretch"
     )
     left, right = st.columns(2)
-    left.plotly_chart(figures.training_curves(info.history, "loss"), width="stretch")
-    right.plotly_chart(figures.training_curves(info.history, "accuracy"), width="stretch")
+    after = info.metadata.fine_tuned_after
+    left.plotly_chart(figures.training_curves(info.history, "loss", after), width="stretch")
+    right.plotly_chart(figures.training_curves(info.history, "accuracy", after), width="stretch")
 
 
 def mistakes_ui(info: RunInfo) -> None:

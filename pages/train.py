@@ -15,7 +15,7 @@ MODE_LABELS = {
     "features": "Feature extraction (fast)",
     "finetune": "Fine-tune conv5 + augmentation (slow)",
 }
-LEARNING_RATES = ["auto", 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+LEARNING_RATES = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
 
 def weights_notice_ui() -> bool:
@@ -64,9 +64,16 @@ def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
         learning_rate = middle.select_slider(
             "Learning rate",
             LEARNING_RATES,
-            value="auto",
-            format_func=lambda v: v if v == "auto" else f"{v:g}",
+            value=default_of("learning_rate"),
+            format_func=lambda v: f"{v:g}",
             help=help_of("learning_rate"),
+        )
+        fine_tune_learning_rate = middle.select_slider(
+            "Fine-tuning learning rate",
+            LEARNING_RATES,
+            value=default_of("fine_tune_learning_rate"),
+            format_func=lambda v: f"{v:g}",
+            help=help_of("fine_tune_learning_rate"),
         )
         val_fraction = right.slider(
             "Validation share",
@@ -94,7 +101,8 @@ def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
     return TrainConfig(
         epochs=int(epochs),
         batch_size=int(batch_size),
-        learning_rate=None if learning_rate == "auto" else float(learning_rate),
+        learning_rate=float(learning_rate),
+        fine_tune_learning_rate=float(fine_tune_learning_rate),
         val_fraction=float(val_fraction),
         seed=int(seed),
         patience=int(patience),

@@ -30,6 +30,13 @@ def test_training_curves_have_train_and_validation_per_epoch() -> None:
     assert ys(fig.data[1]) == [1.1, 0.7, 0.6]
 
 
+def test_fine_tuning_is_marked_where_it_began() -> None:
+    history = {"loss": [1.0, 0.5, 0.4, 0.3], "val_loss": [1.1, 0.7, 0.6, 0.5]}
+    assert not figures.training_curves(history, "loss").layout.shapes
+    (line,) = figures.training_curves(history, "loss", fine_tuned_after=2).layout.shapes
+    assert line.x0 == line.x1 == 2.5  # between the head's last epoch and the first tuned one
+
+
 def test_empty_history_still_draws() -> None:
     fig = figures.training_curves({"loss": [], "val_loss": []}, "accuracy")
     assert [len(t.y) for t in fig.data] == [0, 0]

@@ -8,7 +8,7 @@ import pytest
 
 from flower_model.config import TrainConfig
 from flower_model.errors import TrainingCancelled
-from flower_model.events import TrainEvent, progress_of
+from flower_model.events import FINE_TUNING_PHASE, TrainEvent, progress_of
 from flower_model.jobs import JobBoard, JobConflict
 
 
@@ -102,6 +102,9 @@ def test_progress_follows_the_events() -> None:
     }
     assert progress.fraction == 0.25 and progress.eta == 6.0
     assert progress_of(events, "done").fraction == 1.0
+    assert progress.fine_tuned_after is None
+    events.append(TrainEvent("phase", message=FINE_TUNING_PHASE))
+    assert progress_of(events, "running").fine_tuned_after == 1
 
 
 def test_features_job_fills_the_cache(sample, fresh_home) -> None:

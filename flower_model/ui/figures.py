@@ -47,8 +47,13 @@ def image_sizes(widths: Sequence[int], heights: Sequence[int], labels: Sequence[
     return _tidy(fig)
 
 
-def training_curves(history: Mapping[str, Sequence[float]], metric: str = "loss") -> go.Figure:
-    """Return train and validation curves of one metric ('loss' or 'accuracy') per epoch."""
+def training_curves(
+    history: Mapping[str, Sequence[float]],
+    metric: str = "loss",
+    fine_tuned_after: int | None = None,
+) -> go.Figure:
+    """Return train and validation curves of one metric ('loss' or 'accuracy') per epoch,
+    with a line where fine-tuning began, if it did."""
     fig = go.Figure()
     for label, key in (("train", metric), ("validation", f"val_{metric}")):
         values = list(history.get(key, []))
@@ -70,6 +75,14 @@ def training_curves(history: Mapping[str, Sequence[float]], metric: str = "loss"
     )
     if metric == "accuracy":
         fig.update_yaxes(range=[0, 1.02])
+    if fine_tuned_after is not None:
+        fig.add_vline(
+            x=fine_tuned_after + 0.5,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text="fine-tuning",
+            annotation_position="top left",
+        )
     return _tidy(fig)
 
 

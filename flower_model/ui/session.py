@@ -119,12 +119,12 @@ def job_panel(job: Job) -> None:
             )
         left, right = st.columns(2)
         left.plotly_chart(
-            figures.training_curves(progress.history, "loss"),
+            figures.training_curves(progress.history, "loss", progress.fine_tuned_after),
             width="stretch",
             key=f"{job.job_id}-loss",
         )
         right.plotly_chart(
-            figures.training_curves(progress.history, "accuracy"),
+            figures.training_curves(progress.history, "accuracy", progress.fine_tuned_after),
             width="stretch",
             key=f"{job.job_id}-accuracy",
         )
