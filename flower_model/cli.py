@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,12 +15,8 @@ from pathlib import Path
 from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
 from flower_model.precision import PRECISIONS
+from flower_model.runtime import start_tensorflow
 from flower_model.workspace import DATA_ENV
-
-
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter is not for the user.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -32,28 +29,63 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(value)
 
 
-def _bar(desc: str, total: int | None = None, unit: str = "img"):
-    from tqdm import tqdm
+class _Progress:
+    """Progress of one phase on stderr: a live bar on a terminal; in a pipe or a file, whole
+    lines, at most one every LINE_SECONDS, and the last one always."""
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=True, dynamic_ncols=True)
+    LINE_SECONDS = 5.0
+
+    def __init__(self, desc: str, total: int, unit: str = "photos") -> None:
+        self.desc, self.total, self.unit = desc, total, unit
+        self.last_line = time.monotonic()
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, done: int, note: str = "") -> None:
+        """Show that `done` of the total are done, with an optional note."""
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.set_postfix_str(note, refresh=False)
+            self.bar.refresh()
+            return
+        now = time.monotonic()
+        if done < self.total and now - self.last_line < self.LINE_SECONDS:
+            return
+        self.last_line = now
+        share = done / self.total if self.total else 1.0
+        line = f"{self.desc}: {done:,}/{self.total:,} {self.unit} ({share:.0%})"
+        print(line + (f", {note}" if note else ""), file=sys.stderr)
+
+    def write(self, line: str) -> None:
+        """Print a whole line without breaking the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
+    def close(self) -> None:
+        """End the bar (a terminal's stays on screen, complete)."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _scan(path: Path):
     from flower_model.data import scan_dataset
 
-    bar = None
+    bars: list[_Progress] = []
 
     def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = _bar("checking photos", total)
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(_Progress("checking photos", total))
+        bars[0].update(done)
 
     try:
         return scan_dataset(path, progress=progress)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
 
 
@@ -89,7 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from flower_model.events import CancelToken
+    from flower_model.events import CancelToken, TrainEvent
     from flower_model.train import train
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
@@ -97,51 +129,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     cancel = CancelToken()
     # The first Ctrl-C stops after the current batch and keeps the best completed epoch.
     signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
-    bars: dict[str, object] = {}
+    bars: dict[str, _Progress] = {}
 
-    def on_event(event) -> None:
+    def close_bars() -> None:
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+
+    def on_event(event: TrainEvent) -> None:
         if event.kind == "extract":
-            bar = bars.get("extract") or bars.setdefault("extract", _bar("features", event.total))
-            bar.n = event.done
-            bar.refresh()
+            bars.setdefault("extract", _Progress("features", event.total)).update(event.done)
         elif event.kind == "phase":
-            if "extract" in bars and event.message.startswith("features:"):
-                bars.pop("extract").close()
+            close_bars()
             print(event.message, file=sys.stderr)
         elif event.kind == "batch":
-            bar = bars.get("train") or bars.setdefault(
-                "train", _bar("training", event.epochs * event.batches, unit="batch")
+            bar = bars.setdefault(
+                "train", _Progress("training", event.epochs * event.batches, unit="batches")
             )
-            bar.n = (event.epoch - 1) * event.batches + event.batch
-            bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.loss:.3f}")
-        elif event.kind == "epoch" and "train" in bars:
-            bars["train"].write(
+            done = (event.epoch - 1) * event.batches + event.batch
+            bar.update(done, f"epoch {event.epoch}/{event.epochs}, loss {event.loss:.3f}")
+        elif event.kind == "epoch":
+            line = (
                 f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f} "
                 f"acc {event.accuracy:.3f}  val_loss {event.val_loss:.4f} "
-                f"val_acc {event.val_accuracy:.3f}",
-                file=sys.stderr,
+                f"val_acc {event.val_accuracy:.3f}"
             )
+            if "train" in bars:
+                bars["train"].write(line)
+            else:
+                print(line, file=sys.stderr)
 
+    start_tensorflow()
     try:
         info = train(dataset, config, on_event=on_event, cancel=cancel)
     finally:
-        for bar in bars.values():
-            bar.close()
+        close_bars()
     meta = info.metadata
     print(
         f"run {info.run_id}: validation accuracy {info.accuracy:.3f} "
         f"({meta.epochs_completed} epochs, {meta.stopped}, weights {info.weights_label}, "
-        f"learning rate {meta.config.learning_rate:g})",
+        f"learning rate {_rates(meta.config)})",
         file=sys.stderr,
     )
     print(info.run_id)
     return 0
 
 
+def _rates(config: TrainConfig) -> str:
+    if config.mode == "finetune":
+        return f"{config.learning_rate:g}, then {config.fine_tune_learning_rate:g} fine-tuning"
+    return f"{config.learning_rate:g}"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from flower_model.evaluate import evaluate_run
     from flower_model.runs import get_run
 
+    start_tensorflow()
     info = get_run(args.run)
     data = Path(args.data) if args.data else Path(info.metadata.dataset.root)
     evaluation = evaluate_run(info.run_id, _scan(data))
@@ -166,6 +210,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from flower_model.predict import Classifier, Failure
 
+    start_tensorflow()
     classifier = Classifier.load(args.run)
     results = classifier.classify([Path(p) for p in args.photos])
     failed = sum(isinstance(r, Failure) for r in results)
@@ -275,7 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    _quiet_tensorflow()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -26,7 +26,7 @@ class TrainConfig:
 
     epochs: int = _setting(20, "at most this many passes over the training photos")
     # 64, not 32: a step of the head costs about as much at 64 as at 32 on a 2-core CPU, so an
-    # epoch takes about a third less (`make bench`: 20 epochs on 4,000 features 6.94 s, 4.56 s).
+    # epoch takes about a third less (`make bench`: 20 epochs on 4,000 features 7.31 s, 4.78 s).
     batch_size: int = _setting(64, "photos per training step; larger steps make epochs faster")
     # One rate for ImageNet and random features alike: the head trains on standardised
     # features. Measured on the 500-photo sample with random weights, 3 seeds: 1e-3 50%, 3e-4

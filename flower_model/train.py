@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from flower_model.backbone import (
     weights_identity,
 )
 from flower_model.config import ResolvedConfig, TrainConfig, resolve_config
-from flower_model.data import Dataset, ImageRecord, records_for, split_dataset
+from flower_model.data import Dataset, ImageRecord, Split, records_for, split_dataset
 from flower_model.errors import TrainingCancelled, TrainingError
 from flower_model.evaluate import evaluate_predictions
 from flower_model.events import FINE_TUNING_PHASE, HISTORY_KEYS, CancelToken, OnEvent, TrainEvent
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
+STOPPED_BY_USER = "stopped by the user"
 # Standard deviations below this are taken as 1: a feature that never varies carries nothing.
 MIN_FEATURE_STD = 1e-6
 
@@ -74,6 +76,41 @@ class _Reporter:
         self.emit(TrainEvent(kind=kind, **fields))
 
 
+@contextmanager
+def _discarded_on_failure(writer: RunWriter, report: _Reporter) -> Iterator[None]:
+    """Report how a run failed or was stopped, and leave nothing of it on disk."""
+    try:
+        yield
+    except TrainingCancelled as exc:
+        report("cancelled", message=str(exc))
+        writer.discard()
+        raise
+    except Exception as exc:
+        report("error", message=str(exc) or type(exc).__name__)
+        writer.discard()
+        raise
+
+
+@dataclass(frozen=True)
+class _Photos:
+    """A dataset's photos as a run splits them: training first, then held out."""
+
+    dataset: Dataset
+    train: tuple[ImageRecord, ...]
+    val: tuple[ImageRecord, ...]
+
+    @classmethod
+    def split(cls, dataset: Dataset, split: Split) -> _Photos:
+        return cls(dataset, records_for(dataset, split.train), records_for(dataset, split.val))
+
+    def paths(self, records: Sequence[ImageRecord]) -> list[Path]:
+        return [self.dataset.path_of(r) for r in records]
+
+    @staticmethod
+    def labels(records: Sequence[ImageRecord]) -> np.ndarray:
+        return np.array([r.label for r in records], dtype=np.int64)
+
+
 def train(
     dataset: Dataset,
     config: TrainConfig | None = None,
@@ -90,37 +127,26 @@ def train(
     writer = RunWriter(runs_root)
     report = _Reporter(writer, on_event)
     started = time.time()
-    try:
+    with _discarded_on_failure(writer, report):
         report("start", run_id=writer.run_id, message=f"{config.mode} training")
         resolved = resolve_config(config)
         split = split_dataset(dataset, config.val_fraction, config.seed)
-        train_records, val_records = (
-            records_for(dataset, split.train),
-            records_for(dataset, split.val),
-        )
+        photos = _Photos.split(dataset, split)
 
         report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
         resnet = build_resnet50(resolved.weights, seed=config.seed)
         identity = weights_identity(resnet)
         networks = build_networks(resnet, len(dataset.class_names), seed=config.seed)
         fit, val_probabilities, stats = _train_on_features(
-            dataset, train_records, val_records, networks, identity, resolved, report, cancel
+            photos, networks, identity, resolved, report, cancel
         )
-        if config.mode == "finetune" and fit.stopped != "stopped by the user":
+        if config.mode == "finetune" and fit.stopped != STOPPED_BY_USER:
             fit, val_probabilities = _fine_tune(
-                dataset,
-                train_records,
-                val_records,
-                networks,
-                fit,
-                val_probabilities,
-                config,
-                report,
-                cancel,
+                photos, networks, fit, val_probabilities, config, report, cancel
             )
 
         evaluation = evaluate_predictions(
-            _labels(val_records), val_probabilities, dataset.class_names, split.val
+            photos.labels(photos.val), val_probabilities, dataset.class_names, split.val
         )
         metadata = RunMetadata(
             run_id=writer.run_id,
@@ -130,7 +156,7 @@ def train(
             input_size=INPUT_SHAPE,
             preprocessing=PREPROCESSING,
             weights=WeightsInfo.of(resolved.weights, identity),
-            config=resolved.config,
+            config=config,
             dataset=DatasetInfo.of(dataset),
             split=split,
             features=stats,
@@ -145,32 +171,12 @@ def train(
         )
         report("phase", message="saving the run")
         info = writer.finish(networks.classifier, metadata)
-        report(
-            "end",
-            run_id=info.run_id,
-            message=f"saved run {info.run_id}",
-            accuracy=evaluation.accuracy,
-            val_loss=evaluation.loss,
-        )
+        report("end", run_id=info.run_id, message=f"saved run {info.run_id}")
         return info
-    except TrainingCancelled as exc:
-        report("cancelled", message=str(exc))
-        writer.discard()
-        raise
-    except Exception as exc:
-        report("error", message=str(exc) or type(exc).__name__)
-        writer.discard()
-        raise
-
-
-def _labels(records: Sequence[ImageRecord]) -> np.ndarray:
-    return np.array([r.label for r in records], dtype=np.int64)
 
 
 def _train_on_features(
-    dataset: Dataset,
-    train_records: Sequence[ImageRecord],
-    val_records: Sequence[ImageRecord],
+    photos: _Photos,
     networks: Networks,
     identity: str,
     resolved: ResolvedConfig,
@@ -185,9 +191,9 @@ def _train_on_features(
     report("phase", message="preparing ResNet50 for feature extraction")
     extractor = FeatureExtractor.create(networks.resnet, config.precision, identity)
     report("phase", message=f"extracting features ({extractor.precision})")
-    records = [*train_records, *val_records]
+    records = [*photos.train, *photos.val]
     features, stats = extract_features(
-        [dataset.path_of(r) for r in records],
+        photos.paths(records),
         [r.sha256 for r in records],
         extractor,
         FeatureCache.for_extractor(extractor, resolved.weights.label),
@@ -203,19 +209,15 @@ def _train_on_features(
     )
 
     report("phase", message="training the head")
-    n = len(train_records)
-    train_part, val_part = (
-        (features[:n], _labels(train_records)),
-        (features[n:], _labels(val_records)),
-    )
+    n = len(photos.train)
+    train_part = (features[:n], photos.labels(photos.train))
+    val_part = (features[n:], photos.labels(photos.val))
     fit = fit_head(networks.head, train_part, val_part, config, report.emit, cancel)
     return fit, networks.head.predict(features[n:], verbose=0), stats
 
 
 def _fine_tune(
-    dataset: Dataset,
-    train_records: Sequence[ImageRecord],
-    val_records: Sequence[ImageRecord],
+    photos: _Photos,
     networks: Networks,
     head_fit: Fit,
     head_probabilities: np.ndarray,
@@ -229,16 +231,15 @@ def _fine_tune(
     unfreeze_last_stage(networks.resnet)
     before = networks.classifier.get_weights()
 
-    def photos(records: Sequence[ImageRecord], **options: object) -> tf.data.Dataset:
-        paths = [dataset.path_of(r) for r in records]
-        return image_dataset(
-            paths, _labels(records), config.batch_size, preprocessed=True, **options
-        )
+    def batches(records: Sequence[ImageRecord], **options: object) -> tf.data.Dataset:
+        labels = photos.labels(records)
+        paths = photos.paths(records)
+        return image_dataset(paths, labels, config.batch_size, preprocessed=True, **options)
 
-    train_data = photos(train_records, shuffle_seed=config.seed, augment=True)
-    val_data = photos(val_records)
+    train_data = batches(photos.train, shuffle_seed=config.seed, augment=True)
+    val_data = batches(photos.val)
     report("phase", message=FINE_TUNING_PHASE)
-    steps = math.ceil(len(train_records) / config.batch_size)
+    steps = math.ceil(len(photos.train) / config.batch_size)
     try:
         rate = config.fine_tune_learning_rate
         tuned = _fit(
@@ -246,7 +247,7 @@ def _fine_tune(
         )
     except TrainingCancelled:
         networks.classifier.set_weights(before)
-        return replace(head_fit, stopped="stopped by the user"), head_probabilities
+        return replace(head_fit, stopped=STOPPED_BY_USER), head_probabilities
     head_epochs = head_fit.epochs_completed
     fit = Fit(
         history={k: head_fit.history[k] + tuned.history[k] for k in HISTORY_KEYS},
@@ -343,7 +344,7 @@ def _fit(
         )
     history = {key: [float(v) for v in logs.get(key, [])[:completed]] for key in HISTORY_KEYS}
     if callbacks.stop.requested:
-        stopped = "stopped by the user"
+        stopped = STOPPED_BY_USER
     elif completed < config.epochs:
         stopped = "early stopping"
     else:

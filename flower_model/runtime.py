@@ -1,0 +1,43 @@
+"""The TensorFlow runtime, started quietly: its C++ start-up messages are not for the user.
+
+TensorFlow 2.21 writes them (oneDNN notices, "could not find cuda drivers", a failed cuInit)
+through absl before its logging is set up, where TF_CPP_MIN_LOG_LEVEL does not reach them; so
+the process's stderr is pointed at /dev/null while TensorFlow loads and finds its devices.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send what anything in this process writes to file descriptor 2 to /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def start_tensorflow() -> None:
+    """Import TensorFlow and let it find its devices, without its start-up messages.
+
+    For command-line programs, before the first TensorFlow work; a second call costs nothing.
+    Not for a server: other threads' writes to stderr would be lost meanwhile.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    with _stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
