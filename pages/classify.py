@@ -43,7 +43,7 @@ def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, bool]:
     if not info.transfer_learning:
         st.warning(
             "This model was trained with **no transfer learning** (random ResNet50 weights): "
-            "expect guesses near chance.",
+            "expect many wrong guesses.",
             icon=":material/casino:",
         )
     return info, explain

@@ -1,6 +1,7 @@
 """Train: pick the settings, click Train, watch the curves; the run goes on if you leave."""
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from flower_model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
 from flower_model.config import MODES, TrainConfig, default_of, help_of
@@ -13,7 +14,7 @@ from flower_model.ui import session
 
 MODE_LABELS = {
     "features": "Feature extraction (fast)",
-    "finetune": "Fine-tune conv5 + augmentation (slow)",
+    "finetune": "Head, then fine-tune conv5 on augmented photos (slow)",
 }
 LEARNING_RATES = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
@@ -35,6 +36,17 @@ def weights_notice_ui() -> bool:
         st.markdown("and put it here (or point `$FLOWER_LENS_WEIGHTS` at it):")
         st.code(str(weights.expected_path), language=None)
     return False
+
+
+def rate_slider(column: DeltaGenerator, label: str, name: str) -> float:
+    """Draw a learning-rate slider for one TrainConfig setting; return the rate chosen."""
+    return column.select_slider(
+        label,
+        LEARNING_RATES,
+        value=default_of(name),
+        format_func=lambda v: f"{v:g}",
+        help=help_of(name),
+    )
 
 
 def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
@@ -61,19 +73,9 @@ def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
             value=default_of("batch_size"),
             help=help_of("batch_size"),
         )
-        learning_rate = middle.select_slider(
-            "Learning rate",
-            LEARNING_RATES,
-            value=default_of("learning_rate"),
-            format_func=lambda v: f"{v:g}",
-            help=help_of("learning_rate"),
-        )
-        fine_tune_learning_rate = middle.select_slider(
-            "Fine-tuning learning rate",
-            LEARNING_RATES,
-            value=default_of("fine_tune_learning_rate"),
-            format_func=lambda v: f"{v:g}",
-            help=help_of("fine_tune_learning_rate"),
+        learning_rate = rate_slider(middle, "Learning rate", "learning_rate")
+        fine_tune_learning_rate = rate_slider(
+            middle, "Fine-tuning learning rate", "fine_tune_learning_rate"
         )
         val_fraction = right.slider(
             "Validation share",

@@ -19,15 +19,18 @@ def save(image: Image.Image, path: Path, **kwargs) -> Path:
     return path
 
 
-def test_exif_orientation_is_applied(tmp_path: Path) -> None:
-    # A 60×40 photo, left half red, stored with "rotate 90° clockwise to view" (orientation 6).
-    array = np.zeros((40, 60, 3), dtype=np.uint8)
-    array[:, :30] = (255, 0, 0)
+def sideways(path: Path, width: int, height: int) -> Path:
+    """Write a photo, left half red, stored with "rotate 90° clockwise to view" (orientation 6)."""
+    array = np.zeros((height, width, 3), dtype=np.uint8)
+    array[:, : width // 2] = (255, 0, 0)
     image = Image.fromarray(array)
     exif = image.getexif()
     exif[0x0112] = 6
-    path = save(image, tmp_path / "rotated.jpg", exif=exif, quality=95)
-    loaded = load_rgb(path)
+    return save(image, path, exif=exif, quality=95)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    loaded = load_rgb(sideways(tmp_path / "rotated.jpg", 60, 40))
     assert loaded.shape == (60, 40, 3)
     # After rotating clockwise, the red half is on top.
     assert loaded[5, 20, 0] > 200 and loaded[5, 20, 1] < 60
@@ -142,3 +145,15 @@ def test_inspect_reports_size(tmp_path: Path) -> None:
     path = save(Image.new("RGB", (33, 21)), tmp_path / "small.jpg")
     info = inspect(path.read_bytes(), path.name)
     assert (info.width, info.height) == (33, 21)
+
+
+def test_a_preview_is_upright_and_at_most_its_side(tmp_path: Path) -> None:
+    # A large photo stored sideways: the preview is small, and upright like the model's input.
+    data = sideways(tmp_path / "big.jpg", 1200, 800).read_bytes()
+    preview = images.load_preview(data, "big.jpg", max_side=300)
+    assert preview.shape == (300, 200, 3)
+    assert preview[10, 100, 0] > 200 and preview[290, 100, 0] < 60
+    full = images.load_preview(data, "big.jpg", max_side=2000)
+    assert full.shape == (1200, 800, 3)  # never enlarged
+    with pytest.raises(ImageError, match="nope.png"):
+        images.load_preview(b"not an image", "nope.png")

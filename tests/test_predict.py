@@ -65,3 +65,9 @@ def test_low_confidence_is_flagged() -> None:
     sure = Prediction("y.jpg", ("a", "b", "c"), (0.05, 0.9, 0.05))
     assert not flat.confident and sure.confident
     assert sure.to_json()["top_class"] == "b"
+
+
+def test_a_photo_loaded_once_classifies_as_from_its_file(classifier, sample) -> None:
+    path = sample.path_of(sample.records[2])
+    image = load_rgb(path.read_bytes(), size=INPUT_SIZE, name=path.name)
+    assert classifier.classify_image(path.name, image) == classifier.classify_one(path)
