@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# Only this machine can reach the app unless told otherwise (make run ADDRESS=0.0.0.0).
+ADDRESS ?= localhost
 # The shared sample photos, when this checkout has them beside it: the app opens on them.
 SAMPLE := $(wildcard ../shared/data/flowers-sample)
 STAMP  := $(VENV)/.installed
@@ -25,7 +27,8 @@ browser:
 
 run: $(STAMP)
 	FLOWER_LENS_DATA="$${FLOWER_LENS_DATA:-$(SAMPLE)}" \
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
+	  --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP) browser
 	$(PY) -m pytest

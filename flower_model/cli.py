@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 print(line, file=sys.stderr)
 
-    start_tensorflow()
+    start_tensorflow(quiet=not args.debug)
     try:
         info = train(dataset, config, on_event=on_event, cancel=cancel)
     finally:
@@ -185,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flower_model.evaluate import evaluate_run
     from flower_model.runs import get_run
 
-    start_tensorflow()
+    start_tensorflow(quiet=not args.debug)
     info = get_run(args.run)
     data = Path(args.data) if args.data else Path(info.metadata.dataset.root)
     evaluation = evaluate_run(info.run_id, _scan(data))
@@ -208,22 +208,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from flower_model.predict import Classifier, Failure
+    from flower_model.predict import Classifier, Failure, photos_in
 
-    start_tensorflow()
+    start_tensorflow(quiet=not args.debug)
     classifier = Classifier.load(args.run)
-    results = classifier.classify([Path(p) for p in args.photos])
-    failed = sum(isinstance(r, Failure) for r in results)
+    results = classifier.classify_stream(photos_in(Path(p) for p in args.photos))
+    failed = total = 0
     if args.json:
-        print(json.dumps([r.to_json() for r in results], indent=1))
-    else:
-        for result in results:
-            if isinstance(result, Failure):
-                print(f"{result.name}: error: {result.message}")
-                continue
-            note = "" if result.confident else "  (not confident: maybe none of these)"
+        # Streamed, one object a line, so that a large folder never waits in memory.
+        print("[")
+    for result in results:
+        failed += isinstance(result, Failure)
+        if args.json:
+            text = json.dumps(result.to_json(), allow_nan=False)
+            print(("," if total else "") + text, flush=True)
+        elif isinstance(result, Failure):
+            print(f"error: {result.message}", file=sys.stderr)
+        else:
+            note = "  (not confident: maybe none of these)" if not result.confident else ""
             print(f"{result.name}: {result.top_class} {result.top_probability:.3f}{note}")
-    return 1 if failed == len(results) else 0
+        total += 1
+    if args.json:
+        print("]")
+    if failed:
+        print(f"error: {failed} of {total} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed or not total else 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -306,8 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify photos")
-    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p = sub.add_parser(
+        "predict",
+        help="classify photos; exits 1 if any could not be",
+        description="Classify photos, or every photo in folders (searched recursively).",
+    )
+    p.add_argument("photos", nargs="+", metavar="PHOTO_OR_FOLDER")
     p.add_argument("--run", default="latest", help="run id or 'latest' (default)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)

@@ -72,6 +72,8 @@ class TrainConfig:
         for rate in (self.learning_rate, self.fine_tune_learning_rate):
             if not 0 < rate < float("inf"):  # NaN fails this too
                 raise ValueError(f"a learning rate must be a positive number, not {rate}")
+        if self.seed < 0:
+            raise ValueError(f"the seed must be 0 or more, not {self.seed}")
         if self.patience < 0:
             raise ValueError(f"patience must be 0 (off) or more, not {self.patience}")
         if not 0.0 < self.val_fraction < 1.0:

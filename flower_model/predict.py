@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +13,7 @@ from flower_model.backbone import INPUT_SIZE, photo_function
 from flower_model.errors import ImageError
 from flower_model.features import FeatureCache, extract_features
 from flower_model.head import Networks, networks_of
-from flower_model.images import load_rgb
+from flower_model.images import IMAGE_SUFFIXES, load_rgb
 from flower_model.runs import RunInfo, get_run, load_model
 
 if TYPE_CHECKING:
@@ -103,30 +103,51 @@ class Classifier:
         return self.classify_image(*_load(source))
 
     def classify_image(self, name: str, image: np.ndarray) -> Prediction:
-        """Return the prediction for one photo already loaded at 224×224 (`load_rgb(size=224)`)."""
-        row = self.probabilities(image[np.newaxis])[0].astype(np.float64)
-        return Prediction(name, self.class_names, tuple(float(p) for p in row))
+        """Return the prediction for one photo already loaded at 224×224 (`load_rgb(size=224)`);
+        raise ImageError if the model gives no valid probabilities for it."""
+        result = self._prediction(name, self.probabilities(image[np.newaxis])[0])
+        if isinstance(result, Failure):
+            raise ImageError(result.message)
+        return result
 
     def classify(
-        self, sources: Sequence[Source], batch_size: int = 16
+        self, sources: Sequence[Source | Failure], batch_size: int = 16
     ) -> list[Prediction | Failure]:
         """Return one result per photo, in order: a bad photo gives a Failure, not an exception."""
-        loaded: list[tuple[int, str, np.ndarray]] = []
-        results: list[Prediction | Failure | None] = [None] * len(sources)
-        for i, source in enumerate(sources):
-            try:
-                name, image = _load(source)
-            except ImageError as exc:
-                results[i] = Failure(_name(source), str(exc))
-                continue
-            loaded.append((i, name, image))
-        for start in range(0, len(loaded), batch_size):
-            chunk = loaded[start : start + batch_size]
-            rows = self.probabilities(np.stack([image for _, _, image in chunk]))
-            for (i, name, _), row in zip(chunk, rows, strict=True):
-                probs = row.astype(np.float64)
-                results[i] = Prediction(name, self.class_names, tuple(float(p) for p in probs))
-        return [r for r in results if r is not None]
+        return list(self.classify_stream(sources, batch_size))
+
+    def classify_stream(
+        self, sources: Iterable[Source | Failure], batch_size: int = 16
+    ) -> Iterator[Prediction | Failure]:
+        """Yield one result per photo, in order, holding at most one batch of photos in memory.
+
+        A Failure among the sources (a file skipped before loading) is passed through.
+        """
+        for chunk in _batched(sources, batch_size):
+            results: list[Prediction | Failure | None] = []
+            loaded: list[tuple[int, str, np.ndarray]] = []
+            for source in chunk:
+                if isinstance(source, Failure):
+                    results.append(source)
+                    continue
+                try:
+                    name, image = _load(source)
+                except ImageError as exc:
+                    results.append(Failure(_name(source), str(exc)))
+                    continue
+                loaded.append((len(results), name, image))
+                results.append(None)
+            if loaded:
+                rows = self.probabilities(np.stack([image for _, _, image in loaded]))
+                for (i, name, _), row in zip(loaded, rows, strict=True):
+                    results[i] = self._prediction(name, row)
+            yield from (r for r in results if r is not None)
+
+    def _prediction(self, name: str, row: np.ndarray) -> Prediction | Failure:
+        probabilities = row.astype(np.float64)
+        if not np.all(np.isfinite(probabilities)):
+            return Failure(name, f"{name}: the model gave no valid probabilities (not finite)")
+        return Prediction(name, self.class_names, tuple(float(p) for p in probabilities))
 
     def probabilities_of_records(
         self,
@@ -147,6 +168,40 @@ class Classifier:
             progress=progress,
         )
         return self.networks.head.predict(features, verbose=0)
+
+
+def _batched(items: Iterable, size: int) -> Iterator[list]:
+    """Yield lists of `size` items (the last may be shorter); Python 3.12's itertools.batched."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def photos_in(paths: Iterable[Path]) -> Iterator[Path | Failure]:
+    """Yield the photos named: files as given, folders searched recursively in name order
+    (hidden entries and files of other types are yielded as Failures with the reason)."""
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                relative = found.relative_to(path)
+                if any(part.startswith(".") for part in relative.parts):
+                    continue
+                if found.is_dir():
+                    continue
+                if found.suffix.lower() in IMAGE_SUFFIXES:
+                    yield found
+                else:
+                    kind = found.suffix.lower() or "no extension"
+                    yield Failure(str(found), f"{found}: not an image file type ({kind})")
+        elif path.exists():
+            yield path
+        else:
+            yield Failure(str(path), f"{path}: no such file or folder")
 
 
 def _name(source: Source) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 
 @contextmanager
@@ -28,16 +28,18 @@ def _stderr_silenced() -> Iterator[None]:
         os.close(null)
 
 
-def start_tensorflow() -> None:
-    """Import TensorFlow and let it find its devices, without its start-up messages.
+def start_tensorflow(quiet: bool = True) -> None:
+    """Import TensorFlow and let it find its devices, without its start-up messages unless
+    `quiet` is off (the CLI's --debug).
 
     For command-line programs, before the first TensorFlow work; a second call costs nothing.
     Not for a server: other threads' writes to stderr would be lost meanwhile.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
-    with _stderr_silenced():
+    with _stderr_silenced() if quiet else nullcontext():
         import tensorflow as tf
 
         tf.config.list_physical_devices()

@@ -40,6 +40,10 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     run_id = train.stdout.strip().splitlines()[-1]
     assert "0 from cache, 40 computed" in train.stderr
     assert "no transfer learning" in train.stderr and "epoch 3/3" in train.stderr
+    # Output for people: through a pipe, whole lines; no TensorFlow or CUDA start-up lines.
+    assert "\r" not in train.stderr and "features: 40/40 photos (100%)" in train.stderr
+    for noise in ("absl", "cuda", "oneDNN", "I0000", "E0000"):
+        assert noise not in train.stderr
 
     again = cli(*args, "--batch-size", "8", home=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -59,7 +63,8 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     broken = tmp_path / "broken.jpg"
     broken.write_text("nope")
     predict = cli("predict", "--run", "latest", "--json", str(photo), str(broken), home=tmp_path)
-    assert predict.returncode == 0, predict.stderr
+    # One file failed: the exit code says so, and the JSON still lists every file.
+    assert predict.returncode == 1 and "1 of 2 file(s)" in predict.stderr
     first, second = json.loads(predict.stdout)
     assert first["file"] == photo.name
     assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -68,6 +73,30 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
 
     text = cli("evaluate", home=tmp_path)
     assert text.returncode == 0 and "accuracy" in text.stdout and "confusion" in text.stdout
+
+    # A folder is searched recursively; files of other types are named, with the reason.
+    folder = tmp_path / "photos"
+    (folder / "inner").mkdir(parents=True)
+    (folder / "inner" / "a.jpg").write_bytes(photo.read_bytes())
+    (folder / "b.jpg").write_bytes(photo.read_bytes())
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / ".hidden.jpg").write_text("skipped silently")
+    listed = cli("predict", str(folder), home=tmp_path)
+    assert listed.returncode == 1
+    assert [line.split(":")[0] for line in listed.stdout.splitlines()] == ["b.jpg", "a.jpg"]
+    assert "notes.txt: not an image file type (.txt)" in listed.stderr
+    assert "hidden" not in listed.stdout + listed.stderr
+    good = cli("predict", "--json", str(folder / "inner"), home=tmp_path)
+    assert good.returncode == 0 and len(json.loads(good.stdout)) == 1
+
+
+def test_bad_settings_are_refused_before_any_work(sample_dir: Path, tmp_path: Path) -> None:
+    for flag, value in (("--seed", "-1"), ("--lr", "nan"), ("--epochs", "0")):
+        result = cli("train", "--data", str(sample_dir), flag, value, home=tmp_path, timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert (
+            len(result.stderr.strip().splitlines()) == 1 and "checking photos" not in result.stderr
+        )
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
