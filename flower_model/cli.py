@@ -104,7 +104,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     summary = dataset_summary(_scan(_data_dir(args)))
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1, allow_nan=False))
         return 0
     print(f"dataset   {summary['root']}  ({summary['images']} photos, id {summary['fingerprint']})")
     for name, count in summary["classes"].items():
@@ -190,7 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else Path(info.metadata.dataset.root)
     evaluation = evaluate_run(info.run_id, _scan(data))
     if args.json:
-        print(json.dumps({"run": info.run_id, **evaluation.to_json()}, indent=1))
+        print(json.dumps({"run": info.run_id, **evaluation.to_json()}, indent=1, allow_nan=False))
         return 0
     print(f"run {info.run_id} (weights {info.weights_label}) on {evaluation.count} held-out photos")
     print(f"accuracy {evaluation.accuracy:.3f}   loss {evaluation.loss:.4f}")
@@ -236,13 +236,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from flower_model.runs import list_runs
+    from flower_model.runs import scan_runs
 
-    runs = list_runs()
+    runs, broken = scan_runs()
     if args.json:
-        print(json.dumps([info.metadata.to_json() for info in runs], indent=1))
+        listed = [info.metadata.to_json() for info in runs]
+        listed += [{"run_id": b.run_id, "broken": b.reason} for b in broken]
+        print(json.dumps(listed, indent=1, allow_nan=False))
         return 0
-    if not runs:
+    if not runs and not broken:
         print("no runs yet: python -m flower_model train --data DIR", file=sys.stderr)
         return 0
     print(f"{'run':<22}{'accuracy':>9}  {'epochs':>6}  {'mode':<9}weights")
@@ -252,6 +254,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
             f"{info.run_id:<22}{info.accuracy:>9.3f}  {meta.epochs_completed:>6}  "
             f"{meta.config.mode:<9}{info.weights_label}"
         )
+    for item in broken:
+        print(f"{item.run_id:<22}{'broken':>9}  {item.reason}")
     return 0
 
 

@@ -14,6 +14,8 @@ HIDDEN_UNITS = (256, 128, 64)
 DROPOUT_RATE = 0.2
 # The head's first layer: where the feature standardisation is folded in before saving.
 FIRST_DENSE = f"dense_{HIDDEN_UNITS[0]}"
+# The softmax layer: one unit per class.
+OUTPUT_LAYER = "probabilities"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def head_layers(num_classes: int, seed: int = 42) -> list[keras.layers.Layer]:
     init = keras.initializers.GlorotUniform(seed=seed + len(HIDDEN_UNITS))
     layers.append(
         keras.layers.Dense(
-            num_classes, activation="softmax", kernel_initializer=init, name="probabilities"
+            num_classes, activation="softmax", kernel_initializer=init, name=OUTPUT_LAYER
         )
     )
     return layers

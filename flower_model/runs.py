@@ -12,12 +12,16 @@ import os
 import secrets
 import shutil
 import time
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flower_model import workspace
+from flower_model.backbone import RESNET_NAME
 from flower_model.errors import RunError
+from flower_model.head import OUTPUT_LAYER
 from flower_model.metadata import RunMetadata
 
 if TYPE_CHECKING:
@@ -110,32 +114,99 @@ class RunWriter:
         shutil.rmtree(self.partial, ignore_errors=True)
 
 
-def _read(path: Path) -> RunInfo | None:
+@dataclass(frozen=True)
+class BrokenRun:
+    """A run folder that cannot be used, and why: listed, never loaded, never a default."""
+
+    run_id: str
+    path: Path
+    reason: str
+
+
+def _layer_configs(config: object) -> Iterator[dict]:
+    """Yield every layer configuration nested anywhere in a Keras model's config.json."""
+    if isinstance(config, dict):
+        if "class_name" in config:
+            yield config
+        for value in config.values():
+            yield from _layer_configs(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _layer_configs(value)
+
+
+def model_problem(path: Path, class_names: tuple[str, ...]) -> str | None:
+    """Return why a `.keras` file is not a Flower Lens classifier for these classes, or None.
+
+    Reads only the archive's config.json (milliseconds): no code and no weights are loaded.
+    """
     try:
-        metadata = RunMetadata.from_json(json.loads((path / METADATA_FILE).read_text()))
-    except (OSError, ValueError):
-        return None
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return f"{MODEL_FILE} is not a Keras model file"
+    layers = list(_layer_configs(config))
+    if any(layer.get("class_name") == "Lambda" for layer in layers):
+        return f"{MODEL_FILE} holds a Lambda layer (Python code): refused"
+    names = {str((layer.get("config") or {}).get("name")): layer for layer in layers}
+    output = (names.get(OUTPUT_LAYER) or {}).get("config") or {}
+    if RESNET_NAME not in names or output.get("units") != len(class_names):
+        return f"{MODEL_FILE} is not a Flower Lens classifier of {len(class_names)} classes"
+    return None
+
+
+def _read(path: Path) -> RunInfo | BrokenRun:
+    """Return a run folder as a run, or as a broken run with the reason."""
+    try:
+        text = (path / METADATA_FILE).read_text()
+    except OSError:
+        return BrokenRun(path.name, path, f"no readable {METADATA_FILE}")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return BrokenRun(path.name, path, f"{METADATA_FILE}: not valid JSON (cut short?)")
+    try:
+        metadata = RunMetadata.from_json(value)
+    except ValueError as exc:
+        return BrokenRun(path.name, path, f"{METADATA_FILE}: {exc}")
     if not (path / MODEL_FILE).is_file():
-        return None
+        return BrokenRun(path.name, path, f"no {MODEL_FILE}")
+    problem = model_problem(path / MODEL_FILE, metadata.class_names)
+    if problem is not None:
+        return BrokenRun(path.name, path, problem)
     return RunInfo(path.name, path, metadata)
 
 
-def list_runs(root: Path | None = None) -> list[RunInfo]:
-    """Return the completely saved runs, newest first."""
+def scan_runs(root: Path | None = None) -> tuple[list[RunInfo], list[BrokenRun]]:
+    """Return the saved runs and the broken run folders, each newest first.
+
+    Runs still being written (`.partial-*`) are neither.
+    """
     root = root or workspace.runs_dir()
     if not root.is_dir():
-        return []
-    runs = [
-        info
-        for path in root.iterdir()
-        if path.is_dir() and not path.name.startswith(".") and (info := _read(path))
+        return [], []
+    found = [
+        _read(path)
+        for path in sorted(root.iterdir(), reverse=True)
+        if path.is_dir() and not path.name.startswith(".")
     ]
-    return sorted(runs, key=lambda info: info.run_id, reverse=True)
+    return (
+        [item for item in found if isinstance(item, RunInfo)],
+        [item for item in found if isinstance(item, BrokenRun)],
+    )
+
+
+def list_runs(root: Path | None = None) -> list[RunInfo]:
+    """Return the completely saved, usable runs, newest first."""
+    return scan_runs(root)[0]
 
 
 def get_run(run_id: str = "latest", root: Path | None = None) -> RunInfo:
     """Return a run by id, by a unique id prefix, or 'latest'."""
-    runs = list_runs(root)
+    runs, broken = scan_runs(root)
+    named = [b for b in broken if run_id not in ("", "latest") and b.run_id.startswith(run_id)]
+    if named and not any(info.run_id.startswith(run_id) for info in runs):
+        raise RunError(f"run {named[0].run_id} is broken: {named[0].reason}")
     if not runs:
         raise RunError(
             "no trained model yet: train one first (python -m flower_model train --data DIR)"
@@ -155,6 +226,7 @@ def load_model(info: RunInfo) -> keras.Model:
     import keras
 
     try:
-        return keras.models.load_model(info.model_path, compile=False)
+        # safe_mode: a model file may not bring code with it (Lambda layers are refused).
+        return keras.models.load_model(info.model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged file
         raise RunError(f"cannot load the model of run {info.run_id} ({exc})") from exc

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from flower_model.runs import RunInfo, list_runs
+from flower_model.runs import BrokenRun, RunInfo, scan_runs
 from flower_model.ui import figures, session
 
 
@@ -114,8 +114,17 @@ def compare_ui(by_id: dict[str, RunInfo]) -> None:
     right.plotly_chart(figures.compare_curves(histories, "val_accuracy"), width="stretch")
 
 
+def broken_ui(broken: list[BrokenRun]) -> None:
+    """List the run folders that cannot be used, with the reason (they are never picked)."""
+    if broken:
+        with st.expander(f"{len(broken)} run folder(s) could not be read", icon=":material/error:"):
+            for item in broken:
+                st.markdown(f"`{item.run_id}`: {item.reason}")
+
+
 st.title("Evaluate")
-runs = list_runs()
+runs, broken = scan_runs()
+broken_ui(broken)
 if not runs:
     session.no_run_hint()
     st.stop()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from flower_model.backbone import weights_status
-from flower_model.runs import list_runs
+from flower_model.runs import scan_runs
 from flower_model.ui import session
 
 st.title(":material/local_florist: Flower Lens")
@@ -16,7 +16,7 @@ st.markdown(
 
 dataset = session.current_dataset()
 weights = weights_status()
-runs = list_runs()
+runs, broken = scan_runs()
 
 data_col, weights_col, runs_col = st.columns(3, border=True)
 with data_col:
@@ -56,6 +56,8 @@ with runs_col:
         st.metric("runs · latest accuracy", f"{len(runs)} · {latest.accuracy:.1%}")
         st.caption(f"latest: {latest.run_id} · weights {latest.weights_label}")
         st.page_link("pages/evaluate.py", label="Evaluate", icon=":material/analytics:")
+    if broken:
+        st.caption(f"{len(broken)} run folder(s) could not be read: see Evaluate.")
     st.page_link("pages/classify.py", label="Classify your photos", icon=":material/image_search:")
 
 with st.expander("How it works"):

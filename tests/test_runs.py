@@ -15,7 +15,7 @@ from flower_model.errors import RunError
 from flower_model.evaluate import evaluate_predictions
 from flower_model.features import ExtractionStats
 from flower_model.metadata import DatasetInfo, RunMetadata, WeightsInfo
-from flower_model.runs import METADATA_FILE, MODEL_FILE, RunWriter, get_run, list_runs
+from flower_model.runs import METADATA_FILE, MODEL_FILE, RunInfo, RunWriter, get_run, list_runs
 
 
 def metadata(run_id: str, accuracy: float = 0.5) -> RunMetadata:
@@ -45,10 +45,22 @@ def metadata(run_id: str, accuracy: float = 0.5) -> RunMetadata:
     )
 
 
+def fake_model(path: Path, classes: int) -> None:
+    """Write a `.keras` archive whose config is shaped like the classifier's (no weights)."""
+    import zipfile
+
+    layers = [
+        {"class_name": "Functional", "config": {"name": "resnet50"}},
+        {"class_name": "Dense", "config": {"name": "probabilities", "units": classes}},
+    ]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps({"config": {"layers": layers}}))
+
+
 def fake_run(root: Path, run_id: str, accuracy: float = 0.5) -> Path:
     folder = root / run_id
     folder.mkdir(parents=True)
-    (folder / MODEL_FILE).write_bytes(b"model")
+    fake_model(folder / MODEL_FILE, classes=2)
     (folder / METADATA_FILE).write_text(json.dumps(metadata(run_id, accuracy).to_json()))
     return folder
 
@@ -105,3 +117,110 @@ def test_unfinished_and_broken_runs_are_never_listed(tmp_path: Path, content: st
     assert [r.path for r in list_runs(tmp_path)] == [good]
     writer.discard()
     assert not writer.partial.exists()
+
+
+@pytest.fixture(scope="module")
+def saved_run(sample, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run, saved by the training code."""
+    from flower_model.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    train(sample, TrainConfig(epochs=1, batch_size=8, weights="none", patience=0), runs_root=root)
+    (folder,) = root.iterdir()
+    return folder
+
+
+def tampered(saved: Path, root: Path, run_id: str) -> Path:
+    """Return a copy of a saved run under another id, ready to be damaged."""
+    import shutil
+
+    copy = root / run_id
+    shutil.copytree(saved, copy)
+    meta = json.loads((copy / METADATA_FILE).read_text())
+    (copy / METADATA_FILE).write_text(json.dumps({**meta, "run_id": run_id}))
+    return copy
+
+
+def keras_model(path: Path, lambda_layer: bool = False) -> None:
+    import keras
+
+    image = keras.Input((4,))
+    x = keras.layers.Lambda(lambda t: t * 2)(image) if lambda_layer else image
+    keras.Model(image, keras.layers.Dense(5, name="probabilities")(x)).save(path)
+
+
+def test_tampered_runs_are_listed_as_broken_with_the_reason(saved_run: Path, tmp_path: Path):
+    from flower_model.runs import load_model, scan_runs
+
+    tampered(saved_run, tmp_path, "20990101-000000-good")
+    damage = {
+        "20990102-000000-garb": lambda run: (run / MODEL_FILE).write_bytes(b"garbage"),
+        "20990103-000000-othr": lambda run: keras_model(run / MODEL_FILE),
+        "20990104-000000-lamb": lambda run: keras_model(run / MODEL_FILE, lambda_layer=True),
+        "20990105-000000-list": lambda run: (run / METADATA_FILE).write_text("[]"),
+        "20990106-000000-trun": lambda run: (run / METADATA_FILE).write_text('{"run_id": "x", '),
+        "20990107-000000-keys": lambda run: (run / METADATA_FILE).write_text('{"run_id": "x"}'),
+        "20990108-000000-nomd": lambda run: (run / METADATA_FILE).unlink(),
+    }
+    for run_id, spoil in damage.items():
+        spoil(tampered(saved_run, tmp_path, run_id))
+    runs, broken = scan_runs(tmp_path)
+    assert [r.run_id for r in runs] == ["20990101-000000-good"]
+    reasons = {b.run_id[-4:]: b.reason for b in broken}
+    assert reasons == {
+        "garb": "model.keras is not a Keras model file",
+        "othr": "model.keras is not a Flower Lens classifier of 5 classes",
+        "lamb": "model.keras holds a Lambda layer (Python code): refused",
+        "list": "metadata.json: run metadata must be a JSON object, not list",
+        "trun": "metadata.json: not valid JSON (cut short?)",
+        "keys": reasons["keys"],
+        "nomd": "no readable metadata.json",
+    }
+    assert reasons["keys"].startswith("metadata.json: not the metadata of a Flower Lens run")
+    # Never the default: 'latest' is the newest usable run; a broken one named says why.
+    assert get_run("latest", tmp_path).run_id == "20990101-000000-good"
+    with pytest.raises(RunError, match="20990104-000000-lamb is broken: .*Lambda"):
+        get_run("20990104", tmp_path)
+    # Loading refuses code even where the listing was bypassed.
+    lamb = tmp_path / "20990104-000000-lamb"
+    with pytest.raises(RunError, match="cannot load the model"):
+        load_model(RunInfo("x", lamb, metadata("x")))
+
+
+def test_the_command_line_and_the_pages_name_broken_runs(saved_run: Path, fresh_home: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+    from tests.test_cli import cli
+
+    runs_root = fresh_home / "runs"
+    runs_root.mkdir(parents=True)
+    tampered(saved_run, runs_root, "20990101-000000-good")
+    (tampered(saved_run, runs_root, "20990102-000000-garb") / MODEL_FILE).write_bytes(b"x")
+    text = cli("runs", home=fresh_home)
+    assert text.returncode == 0
+    assert "20990102-000000-garb     broken  model.keras is not a Keras model file" in text.stdout
+    listed = json.loads(cli("runs", "--json", home=fresh_home).stdout)
+    assert listed[1] == {
+        "run_id": "20990102-000000-garb",
+        "broken": "model.keras is not a Keras model file",
+    }
+    predict = cli("predict", "--run", "20990102", str(saved_run), home=fresh_home)
+    assert predict.returncode == 1 and "is broken" in predict.stderr
+    assert len(predict.stderr.strip().splitlines()) == 1
+    pages = {}
+    for page in ("pages/evaluate.py", "pages/classify.py", "pages/home.py"):
+        app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        app.run()
+        app.switch_page(page)
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        pages[page] = app
+    evaluate = pages["pages/evaluate.py"]
+    (expander,) = [e for e in evaluate.get("expander") if "could not be read" in e.label]
+    assert expander.label == "1 run folder(s) could not be read"
+    assert "model.keras is not a Keras model file" in expander.markdown[0].value
+    assert evaluate.selectbox[0].value == "20990101-000000-good"
+    assert pages["pages/classify.py"].selectbox[0].value == "20990101-000000-good"
+    home_captions = [c.value for c in pages["pages/home.py"].caption]
+    assert "1 run folder(s) could not be read: see Evaluate." in home_captions
