@@ -16,7 +16,7 @@ from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
 from flower_model.precision import PRECISIONS
 from flower_model.runtime import start_tensorflow
-from flower_model.workspace import DATA_ENV
+from flower_model.workspace import DATA_ENV, remove_stale_temporaries
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -159,6 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 print(line, file=sys.stderr)
 
+    remove_stale_temporaries()
     start_tensorflow(quiet=not args.debug)
     try:
         info = train(dataset, config, on_event=on_event, cancel=cancel)

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import time
 import zipfile
 from collections.abc import Iterator
@@ -31,6 +32,11 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 EVENTS_FILE = "events.jsonl"
 PARTIAL_PREFIX = ".partial-"
+# In a partial run folder: the process writing it, so that another can tell it was abandoned.
+OWNER_FILE = "owner.json"
+# A partial folder without an owner (from before owners were recorded) untouched this long
+# is abandoned.
+ABANDONED_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,10 @@ class RunWriter:
         self.root = root or workspace.runs_dir()
         self.run_id = run_id or new_run_id()
         self.partial = self.root / f"{PARTIAL_PREFIX}{self.run_id}"
+        remove_abandoned(self.root)
         self.partial.mkdir(parents=True, exist_ok=False)
+        owner = {"pid": os.getpid(), "host": socket.gethostname()}
+        workspace.write_atomic(self.partial / OWNER_FILE, json.dumps(owner))
         self.final = self.root / self.run_id
         self.folder = self.partial  # where events go: the partial folder, then the saved one
 
@@ -105,6 +114,7 @@ class RunWriter:
         model.save(self.partial / MODEL_FILE)
         text = json.dumps(metadata.to_json(), indent=1, allow_nan=False)
         workspace.write_atomic(self.partial / METADATA_FILE, text)
+        (self.partial / OWNER_FILE).unlink(missing_ok=True)
         os.replace(self.partial, self.final)
         self.folder = self.final
         return RunInfo(self.run_id, self.final, metadata)
@@ -112,6 +122,43 @@ class RunWriter:
     def discard(self) -> None:
         """Remove a run that will not be saved."""
         shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _abandoned(partial: Path, now: float) -> bool:
+    """Return whether a partial run folder's writer is gone (killed, or its machine restarted)."""
+    try:
+        owner = json.loads((partial / OWNER_FILE).read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return now - partial.stat().st_mtime > ABANDONED_SECONDS
+        except OSError:
+            return False
+    return host == socket.gethostname() and not _process_alive(pid)
+
+
+def remove_abandoned(root: Path | None = None) -> list[Path]:
+    """Remove the partial run folders of trainings whose process is gone (killed while it
+    trained or saved, ~94 MB each); return them."""
+    root = root or workspace.runs_dir()
+    if not root.is_dir():
+        return []
+    now, removed = time.time(), []
+    for path in root.iterdir():
+        if path.name.startswith(PARTIAL_PREFIX) and path.is_dir() and _abandoned(path, now):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 HOME_ENV = "FLOWER_LENS_HOME"
@@ -49,6 +50,25 @@ def last_dataset() -> Path | None:
 def remember_dataset(path: Path) -> None:
     """Remember a dataset folder for next time."""
     write_atomic(_settings_file(), json.dumps({"dataset": str(path)}))
+
+
+# A temporary file of write_atomic untouched this long was left by a process that died.
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+def remove_stale_temporaries(root: Path | None = None) -> int:
+    """Remove write_atomic's temporary files that a killed process left in the workspace;
+    return how many. Recent ones may belong to a write in progress and are kept."""
+    root = root or home_dir()
+    removed, now = 0, time.time()
+    for path in root.rglob(".*.tmp") if root.is_dir() else []:
+        try:
+            if now - path.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

@@ -224,3 +224,67 @@ def test_the_command_line_and_the_pages_name_broken_runs(saved_run: Path, fresh_
     assert pages["pages/classify.py"].selectbox[0].value == "20990101-000000-good"
     home_captions = [c.value for c in pages["pages/home.py"].caption]
     assert "1 run folder(s) could not be read: see Evaluate." in home_captions
+
+
+def test_a_killed_training_is_cleaned_up_at_the_next_start(
+    sample_dir: Path, fresh_home: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from flower_model.runs import remove_abandoned
+    from flower_model.workspace import remove_stale_temporaries
+    from tests.conftest import REPO
+
+    env = {**os.environ, "FLOWER_LENS_HOME": str(fresh_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["--data", str(sample_dir), "--weights", "none", "--epochs", "500", "--patience", "0"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flower_model", "train", *args, "--batch-size", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs_root = fresh_home / "runs"
+    deadline = time.time() + 180
+    while (
+        not list(runs_root.glob(".partial-*/events.jsonl"))
+        or '"epoch"' not in next(runs_root.glob(".partial-*/events.jsonl")).read_text()
+    ):
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.5)
+    (partial,) = runs_root.glob(".partial-*")
+    # A training alive is left alone.
+    assert remove_abandoned(runs_root) == [] and partial.is_dir()
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    # A write that the kill cut short, and one in progress right now.
+    features = fresh_home / "features"
+    old = features / "ab" / ".abcd.npy.x1.tmp"
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_bytes(b"half")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    recent = features / "ab" / ".abce.npy.x2.tmp"
+    recent.write_bytes(b"half")
+    assert list_runs(runs_root) == []  # never listed
+    # The next start (a server's first page, or the next training) removes what was left.
+    assert remove_abandoned(runs_root) == [partial] and not partial.exists()
+    assert remove_stale_temporaries(fresh_home) == 1 and not old.exists() and recent.exists()
+
+
+def test_a_partial_folder_from_before_owners_were_recorded_goes_after_an_hour(
+    tmp_path: Path,
+) -> None:
+    import os
+    import time
+
+    from flower_model.runs import remove_abandoned
+
+    fresh, stale = tmp_path / ".partial-fresh", tmp_path / ".partial-stale"
+    fresh.mkdir()
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert remove_abandoned(tmp_path) == [stale] and fresh.is_dir()

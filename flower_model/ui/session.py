@@ -17,7 +17,14 @@ DATASET_KEY = "dataset_path"
 
 @st.cache_resource
 def job_board() -> JobBoard:
-    """Return this server's job board: every session sees the same training jobs."""
+    """Return this server's job board: every session sees the same training jobs.
+
+    Made once per server, which is when what killed trainings left behind is removed.
+    """
+    from flower_model.runs import remove_abandoned
+
+    remove_abandoned()
+    workspace.remove_stale_temporaries()
     return JobBoard()
 
 
