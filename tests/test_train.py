@@ -229,3 +229,36 @@ def test_training_does_not_reseed_the_process_random_generators(sample, fresh_ho
         assert np.array_equal(np.random.get_state()[1], state)  # not even drawn from
         draws.append(random.random())
     assert draws[0] != draws[1]
+
+
+def test_a_stop_while_fine_tuning_keeps_the_trained_head(sample, fresh_home) -> None:
+    from flower_model.events import FINE_TUNING_PHASE
+    from flower_model.predict import Classifier
+
+    cancel = CancelToken()
+
+    def on_event(event) -> None:
+        if event.kind == "phase" and event.message == FINE_TUNING_PHASE:
+            cancel.cancel()  # before any fine-tuning epoch completes
+
+    config = TrainConfig(epochs=2, batch_size=8, weights="none", mode="finetune")
+    info = train(sample, config, on_event=on_event, cancel=cancel)
+    meta = info.metadata
+    assert meta.stopped == "stopped by the user" and meta.fine_tuned_after is None
+    assert meta.epochs_completed == 2  # the head's epochs, kept
+    # The saved model is the head's, as it was before fine-tuning began: conv5 untouched by
+    # the batch that ran, and the held-out probabilities those the run recorded.
+    from flower_model.backbone import WeightsChoice, build_resnet50
+
+    classifier = Classifier.load(info.run_id)
+    start = build_resnet50(WeightsChoice("none"), seed=42).get_layer("conv5_block3_3_conv")
+    saved = classifier.networks.resnet.get_layer("conv5_block3_3_conv")
+    np.testing.assert_array_equal(saved.kernel.numpy(), start.kernel.numpy())
+    paths = [sample.root / path for path in meta.split.val]
+    loss = -np.mean(
+        [
+            np.log(max(p.probabilities[sample.class_names.index(path.parent.name)], 1e-7))
+            for p, path in zip(classifier.classify(paths), paths, strict=True)
+        ]
+    )
+    assert loss == pytest.approx(meta.evaluation.loss, rel=2e-2)
