@@ -115,16 +115,17 @@ class StopOnRequest(keras.callbacks.Callback):
         self.requested = False  # whether this callback stopped the training
         self.cut_short = False  # whether it stopped in the middle of an epoch's batches
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def _stop_if_asked(self, within_epoch: bool) -> None:
         if self.cancel.is_set() and not self.requested:
-            self.requested = self.cut_short = True
+            self.requested, self.cut_short = True, within_epoch
             self.model.stop_training = True
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._stop_if_asked(within_epoch=True)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         # Between epochs too: a request made during validation stops before the next epoch.
-        if self.cancel.is_set() and not self.requested:
-            self.requested = True
-            self.model.stop_training = True
+        self._stop_if_asked(within_epoch=False)
 
 
 @dataclass(frozen=True)

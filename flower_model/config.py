@@ -7,7 +7,7 @@ open: which weights 'imagenet' means on this machine.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any
 
 from flower_model.backbone import WeightsChoice, resolve_weights
@@ -92,17 +92,21 @@ class TrainConfig:
         return cls(**{k: v for k, v in value.items() if k in known})
 
 
+def _setting_field(name: str) -> Field:
+    for setting in fields(TrainConfig):
+        if setting.name == name:
+            return setting
+    raise KeyError(f"TrainConfig has no setting '{name}'")
+
+
 def default_of(name: str) -> Any:
     """Return the default of one TrainConfig setting."""
-    default = next(f.default for f in fields(TrainConfig) if f.name == name)
-    if default is MISSING:
-        raise KeyError(name)
-    return default
+    return _setting_field(name).default
 
 
 def help_of(name: str) -> str:
     """Return the help text of one TrainConfig setting."""
-    return next(f.metadata["help"] for f in fields(TrainConfig) if f.name == name)
+    return _setting_field(name).metadata["help"]
 
 
 @dataclass(frozen=True)

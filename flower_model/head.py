@@ -34,11 +34,6 @@ class Networks:
         """Return the ResNet50 inside the classifier."""
         return self.classifier.get_layer(RESNET_NAME)
 
-    @property
-    def first_dense(self) -> keras.layers.Dense:
-        """Return the head's first Dense layer (it reads the 2048 features)."""
-        return self.classifier.get_layer(FIRST_DENSE)
-
 
 def head_layers(num_classes: int, seed: int = 42) -> list[keras.layers.Layer]:
     """Return the seed's head: Dense 256/128/64 ReLU, each followed by Dropout 0.2, then softmax.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flower_model.backbone import WeightsChoice, resolve_weights
+from flower_model.config import resolve_config
 from flower_model.errors import FlowerLensError, TrainingCancelled
 from flower_model.events import CancelToken, TrainEvent, TrainingProgress, progress_of
 
@@ -131,7 +132,7 @@ class JobBoard:
         def work(job: Job) -> str:
             return run(dataset, config, on_event=job.events.append, cancel=job.cancel).run_id
 
-        return self._launch(dataset, "training", resolve_weights(config.weights), work)
+        return self._launch(dataset, "training", resolve_config(config).weights, work)
 
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> Job:
         """Start filling the feature cache for a dataset in a background thread."""

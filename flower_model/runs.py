@@ -182,7 +182,7 @@ def _layer_configs(config: object) -> Iterator[dict]:
             yield from _layer_configs(value)
 
 
-def model_problem(path: Path, class_names: tuple[str, ...]) -> str | None:
+def _model_problem(path: Path, class_names: tuple[str, ...]) -> str | None:
     """Return why a `.keras` file is not a Flower Lens classifier for these classes, or None.
 
     Reads only the archive's config.json (milliseconds): no code and no weights are loaded.
@@ -218,7 +218,7 @@ def _read(path: Path) -> RunInfo | BrokenRun:
         return BrokenRun(path.name, path, f"{METADATA_FILE}: {exc}")
     if not (path / MODEL_FILE).is_file():
         return BrokenRun(path.name, path, f"no {MODEL_FILE}")
-    problem = model_problem(path / MODEL_FILE, metadata.class_names)
+    problem = _model_problem(path / MODEL_FILE, metadata.class_names)
     if problem is not None:
         return BrokenRun(path.name, path, problem)
     return RunInfo(path.name, path, metadata)
