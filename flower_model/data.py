@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,8 @@ MAX_ROOT_DEPTH = 2
 SCAN_VERSION = 1
 
 Progress = Callable[[int, int], None]
+# Whether the app may read a (resolved) path.
+Allowed = Callable[[Path], bool]
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ def _class_image_count(folder: Path) -> int:
     return sum(counts) if sum(1 for c in counts if c) >= 2 else 0
 
 
+def looks_like_class_root(folder: Path) -> bool:
+    """Return whether two or more of a folder's sub-folders hold image files."""
+    return _class_image_count(folder) > 0
+
+
 def find_class_root(path: Path) -> Path:
     """Return the folder whose sub-folders are the classes, searching up to two levels down."""
     path = Path(path).expanduser()
@@ -140,30 +148,63 @@ def find_class_root(path: Path) -> Path:
     )
 
 
-def _listing(root: Path) -> tuple[list[tuple[str, Path]], list[SkippedFile]]:
-    """Return (class name, file) for each candidate image, and the files passed over."""
-    candidates: list[tuple[str, Path]] = []
+def _unreadable(entry: Path, allowed: Allowed | None) -> str | None:
+    """Return why a file or folder of a dataset cannot be read, or None if it can."""
+    try:
+        if entry.is_symlink():
+            target = entry.resolve(strict=True)
+            if allowed is not None and not allowed(target):
+                return "a link to outside the folders this app may read (not followed)"
+        entry.stat()
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        return "a symlink loop"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop"
+        if entry.is_symlink():
+            return "a broken link (its target does not exist)"
+        return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def _listing(
+    root: Path, allowed: Allowed | None
+) -> tuple[list[tuple[str, Path, os.stat_result]], list[SkippedFile]]:
+    """Return (class name, file, its stat) for each candidate image, and the files passed over."""
+    candidates: list[tuple[str, Path, os.stat_result]] = []
     skipped: list[SkippedFile] = []
     for class_dir in _subdirs(root):
-        for entry in sorted(class_dir.iterdir()):
+        if (reason := _unreadable(class_dir, allowed)) is not None:
+            skipped.append(SkippedFile(class_dir.relative_to(root).as_posix(), reason))
+            continue
+        try:
+            entries = sorted(class_dir.iterdir())
+        except OSError as exc:
+            rel = class_dir.relative_to(root).as_posix()
+            skipped.append(SkippedFile(rel, f"folder cannot be read ({exc.strerror or exc})"))
+            continue
+        for entry in entries:
             rel = entry.relative_to(root).as_posix()
             if not _visible(entry):
                 skipped.append(SkippedFile(rel, "hidden file"))
+            elif (reason := _unreadable(entry, allowed)) is not None:
+                skipped.append(SkippedFile(rel, reason))
             elif entry.is_dir():
                 skipped.append(SkippedFile(rel, "folder inside a class folder (not read)"))
             elif entry.suffix.lower() not in IMAGE_SUFFIXES:
                 kind = entry.suffix.lower() or "no extension"
                 skipped.append(SkippedFile(rel, f"not an image file type ({kind})"))
             else:
-                candidates.append((class_dir.name, entry))
+                candidates.append((class_dir.name, entry, entry.stat()))
     return candidates, skipped
 
 
-def _listing_key(root: Path, candidates: list[tuple[str, Path]], skipped: list) -> str:
+def _listing_key(
+    root: Path, candidates: list[tuple[str, Path, os.stat_result]], skipped: list
+) -> str:
     """Return a cheap key of a folder's state: names, sizes and modification times."""
     digest = hashlib.sha256(f"v{SCAN_VERSION}:{root.resolve()}".encode())
-    for _, path in candidates:
-        stat = path.stat()
+    for _, path, stat in candidates:
         digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     for item in skipped:
         digest.update(f"{item.path}\0{item.reason}\n".encode())
@@ -195,10 +236,19 @@ def _content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecor
     return digest.hexdigest()[:16]
 
 
-def scan_dataset(path: Path, progress: Progress | None = None, use_cache: bool = True) -> Dataset:
-    """Return the dataset under a folder: every photo decoded once to find the unusable ones."""
+def scan_dataset(
+    path: Path,
+    progress: Progress | None = None,
+    use_cache: bool = True,
+    allowed: Allowed | None = None,
+) -> Dataset:
+    """Return the dataset under a folder: every photo decoded once to find the unusable ones.
+
+    Links whose target `allowed` refuses are skipped, with the reason (the app passes its data
+    roots' check; the CLI reads whatever its user can).
+    """
     root = find_class_root(Path(path))
-    candidates, skipped = _listing(root)
+    candidates, skipped = _listing(root, allowed)
     key = _listing_key(root, candidates, skipped)
     cache_file = workspace.scans_dir() / f"{key}.json"
     rows: list[tuple[dict | None, str | None]] | None = None

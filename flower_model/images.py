@@ -1,8 +1,16 @@
-"""Load any image file safely into an RGB array: the one image loader of the project."""
+"""Load any image file safely into an RGB array: the one image loader of the project.
+
+Memory is bounded per photo and per process: a file is refused if decoding it would hold more
+than MAX_DECODE_BYTES of pixels (JPEGs are decoded at a reduced scale first, so a 200-megapixel
+phone photo is fine), a large image is shrunk in its own mode before it is converted, and at
+most DECODE_SLOTS decodes run at once, however many visitors upload.
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +25,31 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 # The longest side of a photo shown on a page (decoded at reduced scale when it is larger).
 PREVIEW_SIDE = 640
+# The most pixel memory one decode may hold: with the small copies made after shrinking, a
+# photo then costs at most ~150 MB (measured by bench/images.py: a 9400×9400 1-bit PNG, a
+# 100-megapixel JPEG). 128 MB is 32 megapixels of RGB(A) or 128 of grey, 1-bit or palette.
+MAX_DECODE_BYTES = 128 * 2**20
+# What a header may declare at all; anything larger is refused before decoding. This check,
+# with the byte budget after a JPEG's reduced-scale decode, replaces Pillow's own bomb guard,
+# whose warning would only alarm users and whose limit refuses ordinary 100-megapixel photos.
+MAX_DECLARED_PIXELS = 1_000_000_000
+# How many decodes run at once in this process (a server's visitors share them).
+DECODE_SLOTS = max(2, os.cpu_count() or 2)
+# Images of more pixels than this are shrunk in their own mode before they are converted to
+# RGB, so that the conversion's copies stay small. A dataset photo or a phone JPEG (already
+# decoded at a reduced scale) never is, so its pixels do not depend on this step.
+PRESHRINK_PIXELS = 4_000_000
+
+Image.MAX_IMAGE_PIXELS = None  # see MAX_DECLARED_PIXELS
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 
 ImageSource = Path | bytes
+
+# Bytes per pixel of Pillow's in-memory storage (RGB is stored in four bytes).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+# Decoders that hold more than the image while they work: WebP's, about 15.5 bytes a pixel
+# (measured: 185 MB for a 12-megapixel WebP, lossy or lossless).
+_DECODER_BYTES_PER_PIXEL = {"WEBP": 16}
 
 
 @dataclass(frozen=True)
@@ -42,11 +73,21 @@ def read_bytes(path: Path) -> bytes:
             f"{path.name}: the file is {size / 2**20:.0f} MB, over the "
             f"{MAX_FILE_BYTES // 2**20} MB limit"
         )
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _bomb(name: str, width: int, height: int) -> ImageError:
+    return ImageError(
+        f"{name}: {width}×{height} is {width * height / 1e6:,.0f} megapixels, too many to decode "
+        "safely (refused as a possible decompression bomb)"
+    )
 
 
 def _open(data: bytes, name: str) -> Image.Image:
-    """Open image bytes lazily, with the decompression-bomb guard enforced as an error."""
+    """Open image bytes lazily, refusing what a header says is too large to decode."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
@@ -56,27 +97,67 @@ def _open(data: bytes, name: str) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name}: not an image Pillow can read") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: too many pixels, refused as a decompression bomb") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{name}: too many pixels (refused as a decompression bomb)") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError) as exc:
         raise ImageError(f"{name}: cannot open the image ({exc})") from exc
-    max_pixels = Image.MAX_IMAGE_PIXELS
-    if max_pixels and image.width * image.height > max_pixels:
-        raise ImageError(
-            f"{name}: {image.width}×{image.height} pixels is too many, "
-            "refused as a decompression bomb"
-        )
+    if image.width < 1 or image.height < 1:
+        raise ImageError(f"{name}: the image has no pixels ({image.width}×{image.height})")
+    if image.width * image.height > MAX_DECLARED_PIXELS:
+        raise _bomb(name, image.width, image.height)
     return image
+
+
+def _reduce_for_memory(image: Image.Image, name: str, target: int | None) -> None:
+    """Make a JPEG decode at the smallest scale that still serves `target`, then refuse the
+    image if its pixels would not fit in MAX_DECODE_BYTES."""
+    if image.format == "JPEG":
+        if target is not None:
+            image.draft("RGB", (target, target))
+        elif _pixel_bytes(image) > MAX_DECODE_BYTES:
+            scale = int(np.ceil(np.sqrt(_pixel_bytes(image) / MAX_DECODE_BYTES)))
+            image.draft("RGB", (max(1, image.width // scale), max(1, image.height // scale)))
+    if _pixel_bytes(image) > MAX_DECODE_BYTES:
+        raise ImageError(
+            f"{name}: {image.width}×{image.height} pixels ({image.mode}) would need "
+            f"{_pixel_bytes(image) / 2**20:,.0f} MB to decode, over the "
+            f"{MAX_DECODE_BYTES // 2**20} MB limit for one photo"
+        )
+
+
+def _pixel_bytes(image: Image.Image) -> int:
+    """Return the memory that decoding the image holds at its peak."""
+    per_pixel = _DECODER_BYTES_PER_PIXEL.get(image.format or "", 0) or _BYTES_PER_PIXEL.get(
+        image.mode, 4
+    )
+    return image.width * image.height * per_pixel
+
+
+def _preshrink(image: Image.Image, target: int) -> Image.Image:
+    """Return a large image shrunk in its own mode to no less than 2×target on its shorter
+    side, so that converting it to RGB costs little memory."""
+    if image.width * image.height <= PRESHRINK_PIXELS:
+        return image
+    factor = min(image.width, image.height) // (2 * target)
+    if factor < 2:
+        return image
+    size = (image.width // factor, image.height // factor)
+    if image.mode in ("1", "P", "RGBA", "LA", "PA") or image.mode.startswith("I;16"):
+        # Pillow's reduce() refuses the first modes, and makes a full-size premultiplied copy
+        # of those with alpha: nearest-neighbour takes every factor-th pixel, with no copy.
+        return image.resize(size, Image.Resampling.NEAREST)
+    return image.reduce(factor)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB: alpha on white, 16-bit scaled, CMYK converted."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        values = np.asarray(image, dtype=np.float64)
-        scale = 257.0 if values.max(initial=0) > 255 else 1.0
-        gray = np.clip(values / scale, 0, 255).astype(np.uint8)
+        values = np.asarray(image)
+        scale = 257 if values.max(initial=0) > 255 else 1
+        gray = np.clip(values // scale, 0, 255).astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if image.mode == "F":
-        gray = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        values = np.nan_to_num(np.asarray(image), nan=0.0, posinf=255.0, neginf=0.0)
+        gray = np.clip(values, 0, 255).astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode == "P" and "transparency" in image.info
@@ -88,34 +169,43 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _decode_error(name: str, exc: Exception) -> ImageError:
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError(f"{name}: too many pixels (refused as a decompression bomb)")
+    reason = "the file is truncated" if "truncated" in str(exc) else f"cannot decode ({exc})"
+    return ImageError(f"{name}: {reason}")
+
+
+# What a damaged file can make Pillow's decoders raise; anything of these becomes an ImageError.
+_DECODE_FAILURES = (OSError, ValueError, SyntaxError, EOFError, TypeError, IndexError, KeyError)
+
+
 def decode(
     data: bytes, name: str, size: int | None = None, max_side: int | None = None
 ) -> Image.Image:
     """Return the first frame of image bytes as an upright RGB image, resized to size×size
     (the model's input), or shrunk to at most max_side on its longer side (a preview)."""
-    image = _open(data, name)
-    try:
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
-        target = size or max_side
-        if target is not None and image.format == "JPEG":
-            # Let libjpeg decode at a reduced scale that is still at least `target`.
-            image.draft("RGB", (target, target))
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
-        if size is not None and image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-        elif max_side is not None and max(image.size) > max_side:
-            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-        image.load()
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: too many pixels, refused as a decompression bomb") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = "the file is truncated" if "truncated" in str(exc) else f"cannot decode ({exc})"
-        raise ImageError(f"{name}: {reason}") from exc
-    return image
+    with _decode_slots:
+        image = _open(data, name)
+        try:
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)
+            target = size or max_side
+            _reduce_for_memory(image, name, target)
+            image.load()
+            if target is not None:
+                image = _preshrink(image, target)
+            image = _to_rgb(ImageOps.exif_transpose(image))
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            elif max_side is not None and max(image.size) > max_side:
+                image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            image.load()
+        except ImageError:
+            raise
+        except (*_DECODE_FAILURES, Image.DecompressionBombError) as exc:
+            raise _decode_error(name, exc) from exc
+        return image
 
 
 def load_rgb(source: ImageSource, size: int | None = None, name: str | None = None) -> np.ndarray:
@@ -134,16 +224,17 @@ def load_preview(data: bytes, name: str, max_side: int = PREVIEW_SIDE) -> np.nda
 
 def inspect(data: bytes, name: str) -> ImageInfo:
     """Return the size of image bytes after a full (reduced-scale) decode that finds corruption."""
-    image = _open(data, name)
-    width, height = image.width, image.height
-    try:
-        if image.format == "JPEG":
-            # Every byte is still read at 1/8 scale, so truncation is still found, 8× faster.
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-        image.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: too many pixels, refused as a decompression bomb") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = "the file is truncated" if "truncated" in str(exc) else f"cannot decode ({exc})"
-        raise ImageError(f"{name}: {reason}") from exc
-    return ImageInfo(width=width, height=height)
+    with _decode_slots:
+        image = _open(data, name)
+        width, height = image.width, image.height
+        try:
+            if image.format == "JPEG":
+                # Every byte is still read at 1/8 scale, so truncation is still found, 8× faster.
+                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            _reduce_for_memory(image, name, None)
+            image.load()
+        except ImageError:
+            raise
+        except (*_DECODE_FAILURES, Image.DecompressionBombError) as exc:
+            raise _decode_error(name, exc) from exc
+        return ImageInfo(width=width, height=height)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -34,22 +33,9 @@ def scans_dir() -> Path:
     return home_dir() / "scans"
 
 
-def _settings_file() -> Path:
-    return home_dir() / "settings.json"
-
-
-def last_dataset() -> Path | None:
-    """Return the dataset folder used last time, if it was remembered."""
-    try:
-        value = json.loads(_settings_file().read_text()).get("dataset")
-    except (OSError, ValueError):
-        return None
-    return Path(value) if value else None
-
-
-def remember_dataset(path: Path) -> None:
-    """Remember a dataset folder for next time."""
-    write_atomic(_settings_file(), json.dumps({"dataset": str(path)}))
+def datasets_dir() -> Path:
+    """Return the folder of the datasets visitors uploaded, one sub-folder each."""
+    return home_dir() / "datasets"
 
 
 # A temporary file of write_atomic untouched this long was left by a process that died.

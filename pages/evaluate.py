@@ -69,9 +69,8 @@ def mistakes_ui(info: RunInfo) -> None:
     grid = st.columns(3)
     for i, mistake in enumerate(evaluation.mistakes):
         with grid[i % 3], st.container(border=True):
-            photo = root / mistake.path
-            if photo.is_file():
-                st.image(str(photo), width=200)
+            with st.container(width=200):
+                session.photo_ui(root / mistake.path)
             st.markdown(
                 f"**{mistake.true_class}** taken for **{mistake.predicted_class}** "
                 f"({mistake.probability:.0%})  \n`{mistake.path}`"

@@ -13,43 +13,81 @@ from flower_model.embedding import METHODS, project
 from flower_model.errors import FlowerLensError
 from flower_model.features import FeatureSet, cache_infos, feature_sets
 from flower_model.jobs import JobConflict
+from flower_model.roots import ROOTS_ENV, DataRoots
 from flower_model.ui import figures, session
 
 PER_PAGE = 18
 
 
-def source_ui() -> Path | None:
-    """Draw the folder box and the Kaggle download; return a class root the user just chose."""
+def folder_label(folder: Path, data_roots: DataRoots) -> str:
+    """Return a dataset folder as a visitor should see it: relative to its root."""
+    for root in data_roots.folders:
+        if folder.is_relative_to(root):
+            inside = folder.relative_to(root).as_posix()
+            return f"{root.name}/{inside}" if inside != "." else root.name
+    return str(folder)
+
+
+def folder_ui(current: Path | None) -> Path | None:
+    """Draw the choice among the dataset folders on this server; return the one just chosen."""
+    data_roots = session.data_roots()
+    choices = session.dataset_choices()
+    if choices:
+        picked = st.selectbox(
+            "Dataset folder",
+            choices,
+            index=choices.index(current) if current in choices else None,
+            format_func=lambda folder: folder_label(folder, data_roots),
+            placeholder="Choose a dataset",
+            help="The folders with one sub-folder per class that this server shares.",
+        )
+        if picked is not None and picked != current:
+            return picked
+    else:
+        st.info("This server shares no dataset folder yet: upload photos or download them.")
+    if data_roots.listed:
+        typed = st.text_input(
+            "Or type a folder under the shared folders",
+            placeholder=str(data_roots.shared[0]) if data_roots.shared else "/path/to/flowers",
+        )
+        if st.button("Use the typed folder") and typed.strip():
+            return data_roots.check(find_class_root(data_roots.check(Path(typed.strip()))))
+    shared = ", ".join(f"`{root}`" for root in data_roots.shared) or "none"
+    st.caption(
+        f"Shared folders: {shared}, and this app's own downloads and uploads. Whoever runs the "
+        f"server sets them with `${ROOTS_ENV}`."
+    )
+    return None
+
+
+def download_ui() -> Path | None:
+    """Draw the Kaggle download; return the class root of what was just downloaded."""
+    handle = st.text_input("Kaggle dataset", value=DEFAULT_HANDLE)
+    if not st.button("Download", type="primary"):
+        return None
+    bar = st.progress(0.0, text="Contacting Kaggle…")
+
+    def report(done: int, total: int) -> None:
+        if total:
+            megabytes = f"{done / 2**20:.0f} of {total / 2**20:.0f} MB"
+            bar.progress(min(done / total, 1.0), text=megabytes)
+
+    try:
+        return find_class_root(download_dataset(handle.strip(), progress=report))
+    finally:
+        bar.empty()
+        session.forget_dataset_choices()
+
+
+def source_ui(current: Path | None) -> Path | None:
+    """Draw where the photos come from; return a dataset folder the visitor just chose."""
     with st.container(border=True):
         source = st.radio(
-            "Photos from", ["A folder on this computer", "Download from Kaggle"], horizontal=True
+            "Photos from", ["A folder on this server", "Download from Kaggle"], horizontal=True
         )
-        if source == "A folder on this computer":
-            current = session.dataset_path()
-            folder = st.text_input(
-                "Folder with one sub-folder per class",
-                value=str(current) if current else "",
-                placeholder="/path/to/flowers",
-                help="The class folders may sit one or two levels down, as a Kaggle download "
-                "has them.",
-            )
-            if st.button("Use this folder", type="primary") and folder.strip():
-                return find_class_root(Path(folder.strip()))
-            return None
-        handle = st.text_input("Kaggle dataset", value=DEFAULT_HANDLE)
-        if not st.button("Download", type="primary"):
-            return None
-        bar = st.progress(0.0, text="Contacting Kaggle…")
-
-        def report(done: int, total: int) -> None:
-            if total:
-                megabytes = f"{done / 2**20:.0f} of {total / 2**20:.0f} MB"
-                bar.progress(min(done / total, 1.0), text=megabytes)
-
-        try:
-            return find_class_root(download_dataset(handle.strip(), progress=report))
-        finally:
-            bar.empty()
+        if source == "A folder on this server":
+            return folder_ui(current)
+        return download_ui()
 
 
 def summary_ui(dataset: Dataset) -> None:
@@ -81,10 +119,9 @@ def photo_grid_ui(dataset: Dataset) -> None:
     grid = st.columns(6)
     for i, record in enumerate(shown):
         with grid[i % 6]:
-            st.image(
-                str(dataset.path_of(record)),
-                caption=f"{dataset.class_names[record.label]} · {Path(record.path).name}",
-                width="stretch",
+            session.photo_ui(
+                dataset.path_of(record),
+                f"{dataset.class_names[record.label]} · {Path(record.path).name}",
             )
     st.caption(f"{len(records):,} photos, page {page} of {pages}")
 
@@ -190,26 +227,29 @@ def feature_map_ui(dataset: Dataset) -> None:
     picked = [p for p in event.selection.points if p.get("customdata")]
     if picked:
         record = dataset.records[rows[int(picked[0]["customdata"][0])]]
-        st.image(str(dataset.path_of(record)), caption=record.path, width=240)
+        with st.container(width=240):
+            session.photo_ui(dataset.path_of(record), record.path)
 
 
 st.title("Explore the dataset")
+path = session.dataset_path()
+dataset, problem = None, None
+if path is not None:
+    try:
+        dataset = session.scan_with_progress(path)
+    except FlowerLensError as exc:
+        problem = exc
 try:
-    chosen_root = source_ui()
+    chosen_root = source_ui(dataset.root if dataset else None)
     if chosen_root is not None:
         session.choose_dataset(chosen_root)
         st.rerun()
 except FlowerLensError as exc:
     session.show_error(exc)
-
-path = session.dataset_path()
-if path is None:
-    st.info("Choose a folder above, or download the Kaggle flowers, to see the photos.")
-    st.stop()
-try:
-    dataset = session.scan_with_progress(path)
-except FlowerLensError as exc:
-    session.show_error(exc)
+if problem is not None:
+    session.show_error(problem)
+if dataset is None:
+    st.info("Choose a dataset above, or download the Kaggle flowers, to see the photos.")
     st.stop()
 
 summary_ui(dataset)

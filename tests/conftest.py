@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from flower_model.synthetic import CLASSES, flower_photo, write_photos
 
@@ -93,3 +94,10 @@ def reference(resnet):
     )
     model.set_weights(resnet.get_weights())
     return model
+
+
+# In CI the fuzz tests replay the same examples each time, so that a red build is reproducible;
+# on a developer's machine they explore new ones.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -99,7 +100,7 @@ def photo_bytes(sample) -> bytes:
     ("page", "expected"),
     [
         ("pages/home.py", "No dataset chosen yet"),
-        ("pages/explore.py", "Choose a folder above"),
+        ("pages/explore.py", "Choose a dataset above"),
         ("pages/train.py", "No dataset yet"),
         ("pages/evaluate.py", "No trained model yet"),
         ("pages/classify.py", "No trained model yet"),
@@ -152,12 +153,79 @@ def test_explore_computes_features_then_draws_the_map(with_sample) -> None:
     }
 
 
-def test_explore_refuses_a_folder_that_does_not_exist(with_sample, tmp_path: Path) -> None:
-    app = open_page("pages/explore.py")
-    app.text_input[0].set_value(str(tmp_path / "nowhere"))
-    next(b for b in app.button if b.label == "Use this folder").click()
+def small_dataset(folder: Path, per_class: int = 3) -> Path:
+    from tests.conftest import make_photo
+
+    for i, name in enumerate(("oak", "ash")):
+        for j in range(per_class):
+            make_photo(folder / name / f"{j}.jpg", (40 * i, 150, 40), seed=10 * i + j)
+    return folder
+
+
+def open_with_link(page: str, **params: str) -> AppTest:
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.query_params.update(params)
     app.run()
+    app.switch_page(page)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_a_visitors_dataset_choice_is_theirs_alone(
+    with_sample, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_home
+) -> None:
+    leaves = small_dataset(tmp_path / "leaves")
+    monkeypatch.setenv("FLOWER_LENS_DATA_ROOTS", f"{sample_dir}:{leaves}")
+    first = open_page("pages/explore.py")
+    chooser = next(s for s in first.selectbox if s.label == "Dataset folder")
+    assert [Path(o).name for o in chooser.options] == ["flowers", "leaves"]
+    chooser.select(leaves.resolve()).run()
+    assert {m.label: m.value for m in first.metric}["photos"] == "6"
+    assert first.query_params["data"] == str(leaves.resolve())  # a link that can be shared
+    # Another visitor still gets the server's default, and nothing was written server-wide.
+    second = open_page("pages/explore.py")
+    assert {m.label: m.value for m in second.metric}["photos"] == "40"
+    assert not (fresh_home / "settings.json").exists()
+    # The shared link opens the same dataset for whoever follows it.
+    third = open_with_link("pages/explore.py", data=first.query_params["data"])
+    assert {m.label: m.value for m in third.metric}["photos"] == "6"
+
+
+@pytest.mark.parametrize("where", ["/proc", "/etc", "../../.."])
+def test_a_link_outside_the_data_roots_is_refused_in_one_line(with_sample, where: str) -> None:
+    for page in ("pages/explore.py", "pages/train.py", "pages/home.py"):
+        app = open_with_link(page, data=where)
+        assert any("FLOWER_LENS_DATA_ROOTS" in e.value for e in app.error), texts(app)
+        assert not app.metric or {m.label: m.value for m in app.metric}.get("photos") != "40"
+
+
+def test_a_typed_folder_is_offered_only_when_the_host_lists_roots(
+    with_sample, sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = open_page("pages/explore.py")
+    assert not app.text_input  # the default roots: a choice, no free text
+    monkeypatch.setenv("FLOWER_LENS_DATA_ROOTS", str(sample_dir))
+    app = open_page("pages/explore.py")
+    app.text_input[0].set_value(str(tmp_path))
+    next(b for b in app.button if b.label == "Use the typed folder").click().run()
+    assert any("outside the folders this app may read" in e.value for e in app.error)
+    app.text_input[0].set_value(str(sample_dir / "nowhere"))
+    next(b for b in app.button if b.label == "Use the typed folder").click().run()
     assert any("does not exist" in e.value for e in app.error)
+
+
+def test_explore_shows_photos_of_any_mode_and_shape(
+    fresh_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = small_dataset(tmp_path / "odd")
+    Image.fromarray(np.full((40, 30), 40000, dtype=np.uint16)).save(folder / "oak" / "deep.png")
+    Image.new("RGB", (6000, 2), (0, 90, 0)).save(folder / "ash" / "strip.jpg")
+    Image.new("P", (50, 50), 3).save(folder / "ash" / "palette.gif")
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(folder))
+    app = open_page("pages/explore.py")
+    assert {m.label: m.value for m in app.metric}["photos"] == "9"
+    assert len(app.get("image")) == 9
 
 
 def test_train_click_draws_curves_and_saves_a_run(with_sample) -> None:

@@ -72,6 +72,24 @@ def test_scan_skips_unusable_files_with_reasons(tmp_path: Path) -> None:
     assert summary["width"] == {"min": 160, "max": 160}
 
 
+def test_broken_links_loops_and_links_out_are_skipped_with_reasons(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "data")
+    outside = make_photo(tmp_path / "private" / "secret.jpg", (1, 2, 3), seed=1)
+    (root / "daisy" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (root / "rose" / "loop.jpg").symlink_to(root / "rose" / "loop.jpg")
+    (root / "tulip" / "out.jpg").symlink_to(outside)
+    (root / "tulip" / "in.jpg").symlink_to(root / "daisy" / "daisy0.jpg")
+    inside = (root.resolve(),)
+    dataset = scan_dataset(root, allowed=lambda path: path.is_relative_to(inside[0]))
+    reasons = {item.path: item.reason for item in dataset.skipped}
+    assert reasons["daisy/gone.jpg"] == "a broken link (its target does not exist)"
+    assert reasons["rose/loop.jpg"] == "a symlink loop"
+    assert reasons["tulip/out.jpg"].startswith("a link to outside the folders")
+    assert "tulip/in.jpg" in {r.path for r in dataset.records}  # a link inside is followed
+    # The CLI is not confined: the same folder scanned without a check reads the link out.
+    assert "tulip/out.jpg" in {r.path for r in scan_dataset(root).records}
+
+
 def test_class_order_is_sorted_folder_names(tmp_path: Path) -> None:
     make_dataset(tmp_path, classes=("tulip", "daisy", "rose"))
     dataset = scan_dataset(tmp_path)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
-from flower_model import workspace
-from flower_model.data import Dataset, scan_dataset
-from flower_model.errors import FlowerLensError
+from flower_model import roots, workspace
+from flower_model.data import Dataset, find_class_root, scan_dataset
+from flower_model.errors import FlowerLensError, ImageError
+from flower_model.images import load_preview, read_bytes
 from flower_model.jobs import Job, JobBoard
+from flower_model.roots import DataRoots
 
 DATASET_KEY = "dataset_path"
+# The longest side of a photo in a grid (decoded at reduced scale, cached per server).
+THUMBNAIL_SIDE = 320
+# The query parameter that carries a visitor's dataset in the page's link.
+DATASET_PARAM = "data"
 
 
 @st.cache_resource
@@ -44,21 +51,43 @@ def gradcam(run_id: str):
     return GradCam(classifier(run_id))
 
 
+def data_roots() -> DataRoots:
+    """Return the folders this server reads photos from."""
+    return roots.data_roots()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _datasets_under(data_roots: DataRoots) -> tuple[Path, ...]:
+    return data_roots.datasets()
+
+
+def dataset_choices() -> tuple[Path, ...]:
+    """Return the dataset folders under the data roots (looked for at most once a minute)."""
+    return _datasets_under(data_roots())
+
+
+def forget_dataset_choices() -> None:
+    """Look for dataset folders again on the next request (one was just added or removed)."""
+    _datasets_under.clear()
+
+
 def dataset_path() -> Path | None:
-    """Return this session's dataset folder, else last time's, else $FLOWER_LENS_DATA."""
+    """Return this visitor's dataset folder: chosen in this session, else named in the link
+    (`?data=`), else the server's default ($FLOWER_LENS_DATA). Nothing is shared with other
+    visitors."""
     if DATASET_KEY in st.session_state:
         return st.session_state[DATASET_KEY]
-    remembered = workspace.last_dataset()
-    if remembered is not None and remembered.exists():
-        return remembered
+    linked = st.query_params.get(DATASET_PARAM)
+    if linked:
+        return Path(linked)
     from_env = os.environ.get(workspace.DATA_ENV)
     return Path(from_env) if from_env else None
 
 
 def choose_dataset(path: Path) -> None:
-    """Make a folder this session's dataset and remember it for next time."""
+    """Make a folder this visitor's dataset, and put it in the page's link so it can be shared."""
     st.session_state[DATASET_KEY] = path
-    workspace.remember_dataset(path)
+    st.query_params[DATASET_PARAM] = str(path)
 
 
 def current_dataset() -> Dataset | None:
@@ -69,8 +98,33 @@ def current_dataset() -> Dataset | None:
         return None
     try:
         return scan_with_progress(path)
-    except FlowerLensError:
+    except FlowerLensError as exc:
+        show_error(exc)
         return None
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail(path: Path, version: tuple[int, int], side: int) -> np.ndarray:
+    return load_preview(read_bytes(path), path.name, max_side=side)
+
+
+def photo_ui(path: Path, caption: str | None = None, side: int = THUMBNAIL_SIDE) -> None:
+    """Draw a photo from disk, decoded by the project's own loader (any mode, any size), if
+    it is under the data roots; a file that cannot be shown gets one line instead."""
+    if not data_roots().allows(path):
+        st.caption(f"{path.name}: outside the folders this server shares, not shown")
+        return
+    try:
+        stat = path.stat()
+        st.image(
+            _thumbnail(path, (stat.st_size, stat.st_mtime_ns), side),
+            caption=caption,
+            width="stretch",
+        )
+    except OSError as exc:
+        st.caption(f"{path.name}: cannot be read ({exc.strerror or exc})")
+    except ImageError as exc:
+        st.caption(str(exc))
 
 
 def show_error(exc: Exception) -> None:
@@ -91,7 +145,10 @@ def no_run_hint() -> None:
 
 
 def scan_with_progress(path: Path) -> Dataset:
-    """Return the dataset scanned, with a progress bar while photos are checked the first time."""
+    """Return the dataset scanned, if the data roots allow it, with a progress bar while
+    photos are checked the first time."""
+    allowed = data_roots()
+    root = allowed.check(find_class_root(allowed.check(path)))
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -100,7 +157,7 @@ def scan_with_progress(path: Path) -> Dataset:
             bar = st.progress(0.0)
         bar.progress(done / max(total, 1), text=f"Checking photos: {done:,} of {total:,}")
 
-    dataset = scan_dataset(path, progress=progress)
+    dataset = scan_dataset(root, progress=progress, allowed=allowed.allows)
     if bar is not None:
         bar.empty()
     return dataset
