@@ -8,6 +8,12 @@ ADDRESS ?= localhost
 # The shared sample photos, when this checkout has them beside it: the app opens on them.
 SAMPLE := $(wildcard ../shared/data/flowers-sample)
 STAMP  := $(VENV)/.installed
+# The folders the app may read photos from (README: Hosting Flower Lens). On this machine
+# alone: the sample and your home folder; hosted (any other ADDRESS), only FLOWER_LENS_DATA
+# and the app's own downloads and uploads, unless FLOWER_LENS_DATA_ROOTS says more.
+ifeq ($(ADDRESS),localhost)
+ROOTS ?= $(if $(SAMPLE),$(abspath $(SAMPLE)):)$(HOME)
+endif
 
 .PHONY: run test bench lint format browser clean
 
@@ -27,6 +33,7 @@ browser:
 
 run: $(STAMP)
 	FLOWER_LENS_DATA="$${FLOWER_LENS_DATA:-$(SAMPLE)}" \
+	FLOWER_LENS_DATA_ROOTS="$${FLOWER_LENS_DATA_ROOTS:-$(ROOTS)}" \
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 

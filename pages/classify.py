@@ -1,36 +1,81 @@
 """Classify: drop photos in and see the softmax bars; the model is loaded once per server."""
 
+from __future__ import annotations
+
 import hashlib
+import io
+from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from flower_model.backbone import INPUT_SIZE
 from flower_model.errors import FlowerLensError
 from flower_model.explain import overlay
-from flower_model.images import IMAGE_SUFFIXES, load_preview, load_rgb
-from flower_model.predict import CONFIDENT, Prediction
+from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, load_rgb
+from flower_model.predict import CONFIDENT, Failure, Prediction
 from flower_model.runs import RunInfo, list_runs
 from flower_model.ui import figures, session
 
-Upload = tuple[str, bytes]  # (file name, its bytes)
+
+class Upload(NamedTuple):
+    """A photo a visitor gave, and the key of its bytes."""
+
+    name: str
+    data: bytes
+    digest: str
+
+    @classmethod
+    def of(cls, name: str, data: bytes) -> Upload:
+        """Return an upload with its bytes' SHA-256."""
+        return cls(name, data, hashlib.sha256(data).hexdigest())
+
+
+Result = Prediction | Failure
+# Photos classified per model call when many are dropped at once.
+BATCH = 16
+# How many results a visitor's session keeps (each is a few hundred bytes).
+REMEMBERED = 1000
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def preview_jpeg(digest: str, name: str, _data: bytes) -> bytes:
+    """Return an upload's preview, upright and at most PREVIEW_SIDE, as JPEG bytes: decoded
+    once per server, and small to keep (a decoded preview would be ~1 MB)."""
+    buffer = io.BytesIO()
+    Image.fromarray(load_preview(_data, name)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def classify_upload(
-    run_id: str, digest: str, name: str, _data: bytes
-) -> tuple[np.ndarray, np.ndarray, Prediction]:
-    """Return a photo's preview, model input and prediction: each upload is decoded at the
-    model's size once and classified once (the cache key is the run and the bytes' hash)."""
-    model_input = load_rgb(_data, size=INPUT_SIZE, name=name)
-    prediction = session.classifier(run_id).classify_image(name, model_input)
-    return load_preview(_data, name), model_input, prediction
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def gradcam_overlay(run_id: str, digest: str, class_index: int, _image: np.ndarray) -> np.ndarray:
+def gradcam_overlay(run_id: str, digest: str, class_index: int, _data: bytes) -> np.ndarray:
     """Return the photo at the model's size with Grad-CAM's heatmap for one class over it."""
-    return overlay(_image, session.gradcam(run_id)(_image, class_index))
+    image = load_rgb(_data, size=INPUT_SIZE)
+    return overlay(image, session.gradcam(run_id)(image, class_index))
+
+
+def classify_new(run_id: str, uploads: list[Upload]) -> dict[str, Result]:
+    """Return this session's results by upload digest, classifying only the photos not seen
+    before, in batches, with a progress bar: an upload never makes earlier ones run again."""
+    results: OrderedDict[str, Result] = st.session_state.setdefault(
+        f"results-{run_id}", OrderedDict()
+    )
+    pending = {u.digest: (u.name, u.data) for u in uploads if u.digest not in results}
+    if pending:
+        bar = st.progress(0.0, text=f"Classifying {len(pending)} photo(s)…")
+        classifier = session.classifier(run_id)
+        stream = classifier.classify_stream(list(pending.values()), batch_size=BATCH)
+        for done, (digest, result) in enumerate(zip(pending, stream, strict=True), start=1):
+            results[digest] = result
+            bar.progress(done / len(pending), text=f"Classified {done} of {len(pending)}")
+        bar.empty()
+    for upload in uploads:
+        results.move_to_end(upload.digest)
+    while len(results) > REMEMBERED:
+        results.popitem(last=False)
+    return results
 
 
 def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, bool]:
@@ -53,48 +98,46 @@ def uploads_ui() -> list[Upload]:
     """Draw the upload box and the camera switch; return the photos given."""
     suffixes = [s.lstrip(".") for s in IMAGE_SUFFIXES]
     uploads = st.file_uploader(
-        f"Drop flower photos here ({', '.join(suffixes)})",
+        f"Drop flower photos here ({', '.join(suffixes)}; up to {MAX_FILE_BYTES // 2**20} MB each)",
         type=suffixes,
         accept_multiple_files=True,
+        help="Phone photos of any size are fine: they are decoded at a reduced scale.",
     )
-    photos = [(u.name, u.getvalue()) for u in uploads]
+    photos = [Upload.of(u.name, u.getvalue()) for u in uploads]
     if st.toggle("Use the camera"):
         shot = st.camera_input("Take a photo")
         if shot is not None:
-            photos.append((shot.name, shot.getvalue()))
+            photos.append(Upload.of(shot.name, shot.getvalue()))
     return photos
 
 
-def result_ui(info: RunInfo, upload: Upload, explain: bool, key: str) -> None:
+def result_ui(info: RunInfo, upload: Upload, result: Result, explain: bool, key: str) -> None:
     """Draw one photo with its softmax bars (and where the model looked, if asked)."""
-    name, data = upload
-    digest = hashlib.sha256(data).hexdigest()
+    name, data, digest = upload
     with st.container(border=True):
-        try:
-            preview, model_input, prediction = classify_upload(info.run_id, digest, name, data)
-        except FlowerLensError as exc:
-            st.error(f"{exc}", icon=":material/broken_image:")
+        if isinstance(result, Failure):
+            st.error(result.message, icon=":material/broken_image:")
             return
         photo_col, bars_col = st.columns([1, 2])
         if explain:
-            index = info.class_names.index(prediction.top_class)
+            index = info.class_names.index(result.top_class)
             photo_col.image(
-                gradcam_overlay(info.run_id, digest, index, model_input),
-                caption=f"{name} · where it looked for {prediction.top_class}",
+                gradcam_overlay(info.run_id, digest, index, data),
+                caption=f"{name} · where it looked for {result.top_class}",
                 width="stretch",
             )
         else:
-            photo_col.image(preview, caption=name, width="stretch")
+            photo_col.image(preview_jpeg(digest, name, data), caption=name, width="stretch")
         with bars_col:
-            doubt = "" if prediction.confident else "?"
-            st.markdown(f"### {prediction.top_class}{doubt} · {prediction.top_probability:.0%}")
-            if not prediction.confident:
+            doubt = "" if result.confident else "?"
+            st.markdown(f"### {result.top_class}{doubt} · {result.top_probability:.0%}")
+            if not result.confident:
                 st.warning(
                     f"No class reaches {CONFIDENT:.0%}: this may not be one of these flowers.",
                     icon=":material/help:",
                 )
             st.plotly_chart(
-                figures.probability_bars(info.class_names, np.asarray(prediction.probabilities)),
+                figures.probability_bars(info.class_names, np.asarray(result.probabilities)),
                 width="stretch",
                 key=f"bars-{key}",
             )
@@ -110,5 +153,10 @@ uploads = uploads_ui()
 if not uploads:
     st.info(f"The model knows: {', '.join(info.class_names)}. Drop a photo of one of them.")
     st.stop()
+try:
+    results = classify_new(info.run_id, uploads)
+except FlowerLensError as exc:
+    session.show_error(exc)
+    st.stop()
 for i, upload in enumerate(uploads):
-    result_ui(info, upload, explain, key=f"{i}-{upload[0]}")
+    result_ui(info, upload, results[upload.digest], explain, key=f"{i}-{upload.name}")

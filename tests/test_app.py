@@ -265,6 +265,58 @@ def test_classify_bad_upload_is_named_and_others_still_show(trained, sample) -> 
     assert len([c for c in charts(app) if c["data"][0].get("orientation") == "h"]) == 1
 
 
+def test_classify_many_photos_each_classified_once_in_batches(
+    trained, sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flower_model.predict import Classifier
+
+    given: list[int] = []
+    real_stream = Classifier.classify_stream
+
+    def counting_stream(self, sources, batch_size=16):
+        given.append(len(sources))
+        return real_stream(self, sources, batch_size)
+
+    monkeypatch.setattr(Classifier, "classify_stream", counting_stream)
+    app = open_page("pages/classify.py")
+    photos = [sample.path_of(r).read_bytes() for r in sample.records[:20]]
+    for i, data in enumerate(photos):
+        app.file_uploader[0].upload(f"photo{i}.jpg", data, "image/jpeg")
+    app.file_uploader[0].upload("broken.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")
+    app.run()
+    assert not app.exception
+    bars = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
+    assert len(bars) == 20 and [e.value for e in app.error] == [
+        "broken.jpg: not an image Pillow can read"
+    ]
+    assert given == [21]  # one pass over the new photos, in batches inside
+    # One more photo later (AppTest sends the whole list again, as the browser does): only
+    # the new one is classified; the others' results are kept.
+    for i, data in enumerate(photos):
+        app.file_uploader[0].upload(f"photo{i}.jpg", data, "image/jpeg")
+    app.file_uploader[0].upload("one-more.png", photo_png(), "image/png")
+    app.run()
+    assert given == [21, 1]
+    assert len([c for c in charts(app) if c["data"][0].get("orientation") == "h"]) == 21
+
+
+def photo_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (240, 200, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_upload_limit_is_the_librarys_and_is_shown(trained) -> None:
+    import tomllib
+
+    from flower_model.images import MAX_FILE_BYTES
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == MAX_FILE_BYTES
+    app = open_page("pages/classify.py")
+    assert f"up to {MAX_FILE_BYTES // 2**20} MB each" in app.file_uploader[0].label
+
+
 def test_classify_grad_cam_overlay(trained, sample) -> None:
     app = open_page("pages/classify.py")
     app.toggle[0].set_value(True)
