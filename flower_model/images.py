@@ -58,6 +58,7 @@ class ImageInfo:
 
     width: int
     height: int
+    format: str | None = None  # Pillow's name of the file format: "JPEG", "PNG", ...
 
 
 def read_bytes(path: Path) -> bytes:
@@ -237,4 +238,4 @@ def inspect(data: bytes, name: str) -> ImageInfo:
             raise
         except (*_DECODE_FAILURES, Image.DecompressionBombError) as exc:
             raise _decode_error(name, exc) from exc
-        return ImageInfo(width=width, height=height)
+        return ImageInfo(width=width, height=height, format=image.format)

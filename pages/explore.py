@@ -6,15 +6,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from flower_model import uploads
 from flower_model.backbone import default_weights
 from flower_model.data import Dataset, find_class_root
 from flower_model.download import DEFAULT_HANDLE, download_dataset
 from flower_model.embedding import METHODS, project
 from flower_model.errors import FlowerLensError
 from flower_model.features import FeatureSet, cache_infos, feature_sets
+from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
 from flower_model.jobs import JobConflict
 from flower_model.roots import ROOTS_ENV, DataRoots
 from flower_model.ui import figures, session
+from flower_model.uploads import Photo, UploadReport
 
 PER_PAGE = 18
 
@@ -79,14 +82,92 @@ def download_ui() -> Path | None:
         session.forget_dataset_choices()
 
 
+def report_ui(report: UploadReport) -> None:
+    """Draw what an upload added, and each refused file with its reason."""
+    added = ", ".join(f"{name} {count}" for name, count in report.added.items())
+    if report.total_added:
+        st.success(f"Added {report.total_added} photo(s): {added}.")
+    if report.refused:
+        st.warning(f"{len(report.refused)} file(s) not added:")
+        st.dataframe(
+            pd.DataFrame([{"file": r.name, "reason": r.reason} for r in report.refused]),
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def photos_to_add_ui() -> tuple[str | None, list[Photo], bytes | None]:
+    """Draw the ways to add photos; return (class, photos) for one class, or a zip's bytes."""
+    limit = f"up to {MAX_FILE_BYTES // 2**20} MB a file"
+    how = st.radio(
+        "Add", ["Photos of one class", "A .zip of class folders"], horizontal=True, key="how"
+    )
+    if how == "A .zip of class folders":
+        upload = st.file_uploader(
+            f"A .zip laid out <class>/<photo> ({limit})", type=["zip"], key="zip"
+        )
+        return None, [], upload.getvalue() if upload is not None else None
+    class_name = st.text_input("Class", placeholder="daisy", key="class_name")
+    suffixes = [s.lstrip(".") for s in IMAGE_SUFFIXES]
+    files = st.file_uploader(
+        f"Photos of this class ({limit})",
+        type=suffixes,
+        accept_multiple_files=True,
+        key="class_photos",
+    )
+    photos = [(f.name, f.getvalue()) for f in files]
+    if st.toggle("Use the camera", key="class_camera"):
+        shot = st.camera_input("Take a photo of this class")
+        if shot is not None:
+            photos.append((shot.name, shot.getvalue()))
+    return class_name, photos, None
+
+
+def upload_ui() -> Path | None:
+    """Draw the uploaded datasets: start one, add photos to it, delete it; return the one the
+    visitor should now look at."""
+    existing = uploads.uploaded_datasets()
+    mine: set[str] = st.session_state.setdefault("my_datasets", set())
+    left, right = st.columns([3, 2])
+    picked = left.selectbox(
+        "Uploaded dataset",
+        [None, *existing],
+        format_func=lambda f: "A new dataset" if f is None else f.name,
+        key="uploaded_dataset",
+    )
+    name = None
+    if picked is None:
+        name = right.text_input("Its name", placeholder="my flowers", key="new_dataset_name")
+    elif picked.name in mine and right.button("Delete this dataset", icon=":material/delete:"):
+        uploads.delete_dataset(picked)
+        session.forget_dataset_choices()
+        st.rerun()
+    class_name, photos, zip_bytes = photos_to_add_ui()
+    if not st.button("Add", type="primary", disabled=not (photos or zip_bytes)):
+        return None
+    folder = picked or uploads.create_dataset(name or "")
+    mine.add(folder.name)
+    if zip_bytes is not None:
+        report = uploads.add_zip(folder, zip_bytes)
+    else:
+        report = uploads.add_photos(folder, class_name or "", photos)
+    st.session_state["upload_report"] = report
+    session.forget_dataset_choices()
+    return folder
+
+
 def source_ui(current: Path | None) -> Path | None:
     """Draw where the photos come from; return a dataset folder the visitor just chose."""
     with st.container(border=True):
         source = st.radio(
-            "Photos from", ["A folder on this server", "Download from Kaggle"], horizontal=True
+            "Photos from",
+            ["A folder on this server", "Upload photos", "Download from Kaggle"],
+            horizontal=True,
         )
         if source == "A folder on this server":
             return folder_ui(current)
+        if source == "Upload photos":
+            return upload_ui()
         return download_ui()
 
 
@@ -246,6 +327,8 @@ try:
         st.rerun()
 except FlowerLensError as exc:
     session.show_error(exc)
+if "upload_report" in st.session_state:
+    report_ui(st.session_state.pop("upload_report"))
 if problem is not None:
     session.show_error(problem)
 if dataset is None:

@@ -215,6 +215,50 @@ def test_a_typed_folder_is_offered_only_when_the_host_lists_roots(
     assert any("does not exist" in e.value for e in app.error)
 
 
+def test_a_visitor_uploads_a_zip_then_photos_of_a_class_then_deletes_it(
+    with_sample, tmp_path: Path, fresh_home: Path
+) -> None:
+    import zipfile
+
+    folder = small_dataset(tmp_path / "garden")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for photo in folder.rglob("*.jpg"):
+            archive.write(photo, photo.relative_to(tmp_path).as_posix())
+        archive.writestr("../escape.jpg", b"x")
+    app = open_page("pages/explore.py")
+    app.radio[0].set_value("Upload photos").run()
+    app.text_input(key="new_dataset_name").set_value("garden")
+    app.radio(key="how").set_value("A .zip of class folders").run()
+    app.file_uploader(key="zip").upload("garden.zip", buffer.getvalue(), "application/zip")
+    app.run()
+    next(b for b in app.button if b.label == "Add").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "Added 6 photo(s): ash 3, oak 3." in texts(app)
+    assert {m.label: m.value for m in app.metric}["photos"] == "6"
+    stored = next((fresh_home / "datasets").iterdir())
+    assert stored.name.startswith("garden-") and not (fresh_home / "escape.jpg").exists()
+    # A third class, photo by photo, into the same dataset.
+    app.radio[0].set_value("Upload photos").run()
+    app.selectbox(key="uploaded_dataset").select(stored).run()
+    app.radio(key="how").set_value("Photos of one class").run()
+    app.text_input(key="class_name").set_value("elm")
+    for i in range(2):
+        app.file_uploader(key="class_photos").upload(f"e{i}.png", photo_png(i), "image/png")
+    app.run()
+    next(b for b in app.button if b.label == "Add").click().run()
+    assert {m.label: m.value for m in app.metric}["classes"] == "3"
+    # Its maker may delete it; another visitor may not.
+    other = open_page("pages/explore.py")
+    other.radio[0].set_value("Upload photos").run()
+    other.selectbox(key="uploaded_dataset").select(stored).run()
+    assert not [b for b in other.button if b.label == "Delete this dataset"]
+    app.radio[0].set_value("Upload photos").run()
+    app.selectbox(key="uploaded_dataset").select(stored).run()
+    next(b for b in app.button if b.label == "Delete this dataset").click().run()
+    assert not stored.exists()
+
+
 def test_explore_shows_photos_of_any_mode_and_shape(
     fresh_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,9 +344,9 @@ def test_classify_many_photos_each_classified_once_in_batches(
     assert len([c for c in charts(app) if c["data"][0].get("orientation") == "h"]) == 21
 
 
-def photo_png() -> bytes:
+def photo_png(shade: int = 0) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (300, 200), (240, 200, 30)).save(buffer, "PNG")
+    Image.new("RGB", (300, 200), (240, 200, 30 + shade)).save(buffer, "PNG")
     return buffer.getvalue()
 
 
