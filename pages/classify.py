@@ -143,6 +143,7 @@ def result_ui(info: RunInfo, upload: Upload, result: Result, explain: bool, key:
             )
 
 
+session.through_app_navigation()
 st.title("Classify")
 runs = list_runs()
 if not runs:

@@ -121,6 +121,7 @@ def broken_ui(broken: list[BrokenRun]) -> None:
                 st.markdown(f"`{item.run_id}`: {item.reason}")
 
 
+session.through_app_navigation()
 st.title("Evaluate")
 runs, broken = scan_runs()
 broken_ui(broken)

@@ -312,6 +312,7 @@ def feature_map_ui(dataset: Dataset) -> None:
             session.photo_ui(dataset.path_of(record), record.path)
 
 
+session.through_app_navigation()
 st.title("Explore the dataset")
 path = session.dataset_path()
 dataset, problem = None, None

@@ -156,6 +156,7 @@ def start_ui(dataset: Dataset, config: TrainConfig) -> Job | None:
         return None
 
 
+session.through_app_navigation()
 st.title("Train")
 dataset = session.current_dataset()
 if dataset is None:

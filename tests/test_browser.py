@@ -14,11 +14,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, make_photo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,24 +47,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app served by `streamlit run` on a free localhost port: the small sample, one run."""
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
-
-    home = tmp_path_factory.mktemp("browser-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLOWER_LENS_HOME", str(home))
-        train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0))
+@contextmanager
+def serve(env: dict[str, str], log: Path) -> Iterator[str]:
+    """Run `streamlit run app.py` on a free localhost port; yield its address once healthy."""
     port = free_port()
-    env = {
-        **os.environ,
-        "FLOWER_LENS_HOME": str(home),
-        "FLOWER_LENS_DATA": str(sample_dir),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    log = tmp_path_factory.mktemp("server") / "streamlit.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [
@@ -82,7 +69,7 @@ def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -
                 "false",
             ],
             cwd=REPO,
-            env=env,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -106,6 +93,21 @@ def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app served by `streamlit run` on a free localhost port: the small sample, one run."""
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
+
+    home = tmp_path_factory.mktemp("browser-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWER_LENS_HOME", str(home))
+        train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0))
+    env = {"FLOWER_LENS_HOME": str(home), "FLOWER_LENS_DATA": str(sample_dir)}
+    with serve(env, tmp_path_factory.mktemp("server") / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +233,30 @@ def test_classify_an_uploaded_photo(page, sample) -> None:
     assert sorted(bars[0]) == list(sample.class_names)
     no_errors(page)
     shoot(page, "classify")
+
+
+def test_a_shared_link_opens_its_page_and_dataset_on_a_fresh_server(
+    browser, sample_dir: Path, tmp_path: Path
+) -> None:
+    leaves = tmp_path / "data" / "leaves"
+    for i, name in enumerate(("oak", "ash")):
+        for j in range(3):
+            make_photo(leaves / name / f"{j}.jpg", (40 * i, 150, 40), seed=10 * i + j)
+    env = {
+        "FLOWER_LENS_HOME": str(tmp_path / "home"),
+        "FLOWER_LENS_DATA": str(sample_dir),
+        "FLOWER_LENS_DATA_ROOTS": os.pathsep.join([str(sample_dir), str(tmp_path / "data")]),
+    }
+    with serve(env, tmp_path / "streamlit.log") as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1200})
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        tab.base_url = url
+        # The very first request the server gets is a link straight to a page.
+        visit(tab, f"explore?data={leaves}")
+        assert "Explore the dataset" in tab.locator("h1").first.inner_text()
+        nav = tab.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Home" in nav and "Classify" in nav and "app" not in nav.split()
+        tab.get_by_text("oak · 0.jpg").wait_for()
+        no_errors(tab)
+        context.close()

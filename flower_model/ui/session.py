@@ -22,6 +22,22 @@ THUMBNAIL_SIDE = 320
 DATASET_PARAM = "data"
 
 
+def through_app_navigation() -> None:
+    """Make sure a page runs inside app.py's navigation, then return.
+
+    On a fresh server, Streamlit serves the first request the old way when a `pages/` folder
+    exists: a link straight to a page (say a shared `/explore?data=…`) would run that page
+    alone, without app.py's navigation and page settings, until some visitor opened the home
+    page. Each page calls this first: it switches the server to app.py's navigation and
+    reruns, which lands on the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 @st.cache_resource
 def job_board() -> JobBoard:
     """Return this server's job board: every session sees the same training jobs.
