@@ -1,13 +1,16 @@
-"""Training jobs in background threads, shared by every browser session of one server process.
+"""Training and feature jobs, shared by every browser session of one server process.
 
-A job outlives the page that started it: switching page or reloading the tab only
-changes who is watching. One job at a time may train on a given dataset.
+A job outlives the page that started it: switching page or reloading the tab only changes
+who is watching. Jobs run one at a time in the worker process (worker.py), in the order they
+were asked for; the others wait in line and show their place. One job at a time may be
+running or waiting on a given dataset.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from flower_model.backbone import WeightsChoice, resolve_weights
 from flower_model.config import resolve_config
-from flower_model.errors import FlowerLensError, TrainingCancelled
+from flower_model.errors import FlowerLensError
 from flower_model.events import CancelToken, TrainEvent, TrainingProgress, progress_of
+from flower_model.worker import Outcome, Task, Worker
 
 if TYPE_CHECKING:
     from flower_model.config import TrainConfig
@@ -30,125 +34,191 @@ class JobConflict(FlowerLensError):
 
 @dataclass
 class Job:
-    """One training (or feature extraction) in a background thread; its events are appended
-    as they happen."""
+    """One training (or feature extraction): waiting, then running in the worker; its events
+    are appended as they arrive."""
 
     job_id: str
+    number: int
     kind: str  # training or features
     data_root: Path
     fingerprint: str
     weights: WeightsChoice  # what the job's ResNet50 starts from
+    task: Task
     started: float = field(default_factory=time.time)
     events: list[TrainEvent] = field(default_factory=list)
-    status: str = "running"
+    status: str = "waiting"  # waiting, running, done, cancelled, failed
     run_id: str | None = None
     error: str | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
-    thread: threading.Thread | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
+    on_stop: Callable[[Job], None] | None = None
 
     @property
     def running(self) -> bool:
-        """Return whether the job is still working."""
-        return self.status == "running"
+        """Return whether the job is still to finish (waiting in line or working)."""
+        return self.status in ("waiting", "running")
 
     def stop(self) -> None:
-        """Ask the job to stop after its current batch."""
+        """Ask the job to stop after its current batch (or not to start, if it waits)."""
         self.cancel.cancel()
+        if self.on_stop is not None:
+            self.on_stop(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the job has ended; return whether it has."""
+        return self.ended.wait(timeout)
 
     def progress(self) -> TrainingProgress:
         """Return the job's state for drawing, from a copy of its events."""
         return progress_of(list(self.events), self.status, self.run_id, self.error)
 
+    def finish(self, outcome: Outcome) -> None:
+        """Record how the job ended."""
+        if outcome.status == "done":
+            self.run_id = outcome.value
+        else:
+            self.error = outcome.value
+        self.status = outcome.status
+        self.ended.set()
+
 
 TrainFn = Callable[..., "RunInfo"]
 
 
-class JobBoard:
-    """The jobs of this process: start, find and list them (thread-safe)."""
+def training_task(train_fn: TrainFn, dataset: Dataset, config: TrainConfig, on_event, cancel):
+    """Train in the worker; return the run's id."""
+    return train_fn(dataset, config, on_event=on_event, cancel=cancel).run_id
 
-    def __init__(self) -> None:
+
+def features_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
+    """Fill the feature cache for a dataset in the worker."""
+    from flower_model.features import compute_dataset_features
+
+    on_event(TrainEvent("phase", message="loading ResNet50"))
+    stats = compute_dataset_features(
+        dataset,
+        weights,
+        progress=lambda done, total: on_event(TrainEvent("extract", done=done, total=total)),
+        cancelled=cancel.is_set,
+    )
+    message = f"features: {stats.cached} from cache, {stats.computed} computed"
+    on_event(TrainEvent("end", message=message))
+
+
+class JobBoard:
+    """The jobs of this server: start, find and list them, run them in order (thread-safe)."""
+
+    def __init__(self, worker: Worker | None = None) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
+        self._line: deque[Job] = deque()
+        self._wake = threading.Condition(self._lock)
+        self._worker = worker or Worker()
+        self._current: Job | None = None
+        threading.Thread(target=self._dispatch, name="flower-lens-jobs", daemon=True).start()
 
     def jobs(self) -> list[Job]:
-        """Return every job of this process, newest first."""
+        """Return every job of this server, newest first."""
         with self._lock:
             return sorted(self._jobs.values(), key=lambda job: job.started, reverse=True)
 
     def running_on(self, fingerprint: str) -> Job | None:
-        """Return the job working on a dataset now, if any."""
+        """Return the job working or waiting on a dataset now, if any."""
         return next((j for j in self.jobs() if j.running and j.fingerprint == fingerprint), None)
 
-    def latest_training(self, fingerprint: str) -> Job | None:
-        """Return the most recent training job on a dataset, running or ended."""
+    def latest(self, fingerprint: str, kind: str = "training") -> Job | None:
+        """Return the most recent job of a kind on a dataset, running or ended."""
         return next(
-            (j for j in self.jobs() if j.kind == "training" and j.fingerprint == fingerprint), None
+            (j for j in self.jobs() if j.kind == kind and j.fingerprint == fingerprint), None
         )
 
-    def _launch(
-        self, dataset: Dataset, kind: str, weights: WeightsChoice, work: Callable[[Job], str | None]
-    ) -> Job:
+    def _launch(self, dataset: Dataset, kind: str, weights: WeightsChoice, task_of) -> Job:
         with self._lock:
             for job in self._jobs.values():
                 if job.running and job.fingerprint == dataset.fingerprint:
                     raise JobConflict(
-                        f"a {job.kind} job is already running on this dataset (started "
+                        f"a {job.kind} job is already {job.status} on this dataset (asked for "
                         f"{time.strftime('%H:%M:%S', time.localtime(job.started))}); "
                         "watch it or stop it before starting another"
                     )
+            number = len(self._jobs) + 1
             job = Job(
-                job_id=f"job-{len(self._jobs) + 1}",
+                job_id=f"job-{number}",
+                number=number,
                 kind=kind,
                 data_root=dataset.root,
                 fingerprint=dataset.fingerprint,
                 weights=weights,
+                task=task_of(number),
+                on_stop=self._stop,
             )
             self._jobs[job.job_id] = job
-
-        def run() -> None:
-            try:
-                job.run_id = work(job)
-                job.status = "done"
-            except TrainingCancelled as exc:
-                job.error, job.status = str(exc), "cancelled"
-            except Exception as exc:  # the server keeps serving; the page shows the error
-                job.error, job.status = str(exc) or type(exc).__name__, "failed"
-
-        job.thread = threading.Thread(target=run, name=f"flower-lens-{job.job_id}", daemon=True)
-        job.thread.start()
+            self._line.append(job)
+            self._announce_places()
+            self._wake.notify()
         return job
+
+    def _announce_places(self) -> None:
+        """Tell each waiting job how many jobs are ahead of it (caller holds the lock)."""
+        ahead = 1 if self._current is not None else 0
+        for place, job in enumerate(self._line, start=ahead):
+            if place:
+                message = f"waiting for {place} job(s) ahead to finish"
+                job.events.append(TrainEvent("phase", message=message))
+
+    def _stop(self, job: Job) -> None:
+        """Take a waiting job out of the line; a running one sees its cancel token."""
+        with self._lock:
+            if job in self._line:
+                self._line.remove(job)
+                job.finish(Outcome(job.number, "cancelled", "stopped before it started"))
+                self._announce_places()
+
+    def _dispatch(self) -> None:
+        """Run the waiting jobs one after the other, for as long as the server runs."""
+        while True:
+            with self._lock:
+                while not self._line:
+                    self._wake.wait()
+                job = self._current = self._line.popleft()
+                job.status = "running"
+                self._announce_places()
+            try:
+                outcome = self._worker.run(job.task, job.events.append, job.cancel.is_set)
+            except Exception as exc:  # the worker could not even be started
+                outcome = Outcome(job.number, "failed", f"the worker failed: {exc}")
+            with self._lock:
+                self._current = None
+                job.finish(outcome)
+
+    def close(self) -> None:
+        """Let the worker process finish its job and exit (for tests and tools; a server's
+        worker exits by itself when the server is gone)."""
+        self._worker.close()
 
     def start_training(
         self, dataset: Dataset, config: TrainConfig, train_fn: TrainFn | None = None
     ) -> Job:
-        """Start training in a background thread; refuse if a job already runs on this dataset.
+        """Start training in the worker (or line it up); refuse if a job already runs or waits
+        on this dataset. `train_fn` must be importable by the worker (a module-level function).
 
         The weights are resolved first, so a missing weights file is refused here, at once.
         """
         from flower_model.train import train
 
-        run = train_fn or train
-
-        def work(job: Job) -> str:
-            return run(dataset, config, on_event=job.events.append, cancel=job.cancel).run_id
-
-        return self._launch(dataset, "training", resolve_config(config).weights, work)
+        weights = resolve_config(config).weights
+        return self._launch(
+            dataset,
+            "training",
+            weights,
+            lambda n: Task(n, training_task, (train_fn or train, dataset, config)),
+        )
 
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> Job:
-        """Start filling the feature cache for a dataset in a background thread."""
-        from flower_model.features import compute_dataset_features
-
-        def work(job: Job) -> None:
-            job.events.append(TrainEvent("phase", message="loading ResNet50"))
-            stats = compute_dataset_features(
-                dataset,
-                weights,
-                progress=lambda done, total: job.events.append(
-                    TrainEvent("extract", done=done, total=total)
-                ),
-                cancelled=job.cancel.is_set,
-            )
-            message = f"features: {stats.cached} from cache, {stats.computed} computed"
-            job.events.append(TrainEvent("end", message=message))
-
-        return self._launch(dataset, "features", resolve_weights(weights), work)
+        """Start filling the feature cache for a dataset in the worker (or line it up)."""
+        return self._launch(
+            dataset,
+            "features",
+            resolve_weights(weights),
+            lambda n: Task(n, features_task, (dataset, weights)),
+        )

@@ -271,10 +271,14 @@ def feature_map_ui(dataset: Dataset) -> None:
         "Each dot is a photo, placed by the 2,048 numbers ResNet50 turns it into. Photos of one "
         "kind that land together are what makes the head's job easy. Click a dot to see its photo."
     )
-    job = session.job_board().running_on(dataset.fingerprint)
+    board = session.job_board()
+    job = board.running_on(dataset.fingerprint)
     if job is not None and job.kind == "features":
         session.watch_job(job)
         return
+    last = board.latest(dataset.fingerprint, "features")
+    if last is not None and last.status == "failed":
+        st.error(f"Computing the features failed: {last.error}", icon=":material/error:")
     namespaces = tuple((info.key, info.count) for info in cache_infos())
     hashes = tuple(r.sha256 for r in dataset.records)
     sets = cached_feature_sets(dataset.fingerprint, namespaces, hashes)

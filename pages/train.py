@@ -172,7 +172,7 @@ config = settings_ui(weights_notice_ui(), busy=running is not None)
 if config is not None:
     running = start_ui(dataset, config) or running
 
-job = running or board.latest_training(dataset.fingerprint)
+job = running or board.latest(dataset.fingerprint)
 if job is None:
     st.info("Pick the settings and click **Train**. The curves appear here as it learns.")
 elif job.running:

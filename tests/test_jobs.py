@@ -2,74 +2,136 @@
 
 from __future__ import annotations
 
-import threading
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
 from flower_model.config import TrainConfig
+from flower_model.data import Dataset
 from flower_model.errors import TrainingCancelled
 from flower_model.events import FINE_TUNING_PHASE, TrainEvent, progress_of
 from flower_model.jobs import JobBoard, JobConflict
+
+RELEASE_ENV = "FLOWER_LENS_TEST_RELEASE"
 
 
 class FakeRun:
     run_id = "run-1"
 
 
-def blocking_train(release: threading.Event, outcome=None):
-    def train(dataset, config, on_event, cancel):
-        on_event(TrainEvent("phase", message="training the head"))
-        on_event(
-            TrainEvent(
-                "epoch",
-                epoch=1,
-                epochs=2,
-                loss=1.0,
-                accuracy=0.5,
-                val_loss=1.2,
-                val_accuracy=0.4,
-                eta=3.0,
-            )
+def fake_train(dataset, config, on_event, cancel):
+    """Train nothing, in the worker: report one epoch, note when it ran, then wait for the
+    test's release file (or a Stop); the seed says how to end."""
+    release = Path(os.environ[RELEASE_ENV])
+    started = time.time()
+    on_event(TrainEvent("phase", message="training the head"))
+    on_event(
+        TrainEvent(
+            "epoch", epoch=1, epochs=2, loss=1.0, accuracy=0.5, val_loss=1.2, val_accuracy=0.4
         )
-        release.wait(10)
+    )
+    while not release.exists():
         if cancel.is_set():
             raise TrainingCancelled("stopped before the first epoch completed")
-        if outcome is not None:
-            raise outcome
-        return FakeRun()
+        time.sleep(0.02)
+    with (release.parent / "spans.txt").open("a") as spans:
+        spans.write(f"{dataset.fingerprint} {started} {time.time()}\n")
+    if config.seed == 13:
+        raise RuntimeError("disk full")
+    if config.seed == 9:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return FakeRun()
 
-    return train
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory):
+    """One job board, with its worker process, for the tests of this module."""
+    release = tmp_path_factory.mktemp("jobs") / "release"
+    os.environ[RELEASE_ENV] = str(release)  # the worker inherits it when it starts
+    board = JobBoard()
+    board.release = release
+    yield board
+    board.close()
+    del os.environ[RELEASE_ENV]
 
 
-def test_a_second_job_on_the_same_data_is_refused_until_the_first_ends(sample) -> None:
-    board, release = JobBoard(), threading.Event()
-    job = board.start_training(sample, TrainConfig(), train_fn=blocking_train(release))
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline
+        time.sleep(0.05)
+
+
+def test_a_second_job_on_the_same_data_is_refused_until_the_first_ends(board, sample) -> None:
+    board.release.unlink(missing_ok=True)
+    job = board.start_training(sample, TrainConfig(), train_fn=fake_train)
     assert board.running_on(sample.fingerprint) is job
-    with pytest.raises(JobConflict, match="already running"):
-        board.start_training(sample, TrainConfig(), train_fn=blocking_train(release))
-    release.set()
-    job.thread.join(10)
+    with pytest.raises(JobConflict, match="already"):
+        board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    # The worker's events reach the server while the job runs.
+    wait_for(lambda: job.progress().history["loss"] == [1.0])
+    assert job.status == "running"
+    board.release.touch()
+    assert job.wait(30)
     assert job.status == "done" and job.run_id == "run-1"
     assert board.running_on(sample.fingerprint) is None
-    again = board.start_training(sample, TrainConfig(), train_fn=blocking_train(release))
-    again.thread.join(10)
-    assert board.latest_training(sample.fingerprint) is again
+    again = board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    assert again.wait(30)
+    assert board.latest(sample.fingerprint) is again
 
 
-def test_stop_and_failure_are_reported_not_raised(sample) -> None:
-    board, release = JobBoard(), threading.Event()
-    job = board.start_training(sample, TrainConfig(), train_fn=blocking_train(release))
-    job.stop()
-    release.set()
-    job.thread.join(10)
-    assert job.status == "cancelled" and "stopped" in job.error
+def other_dataset(sample) -> Dataset:
+    return dataclasses.replace(sample, fingerprint="another-dataset")
 
-    failing = board.start_training(
-        sample, TrainConfig(), train_fn=blocking_train(release, RuntimeError("disk full"))
+
+def test_jobs_on_two_datasets_wait_their_turn(board, sample) -> None:
+    board.release.unlink(missing_ok=True)
+    (board.release.parent / "spans.txt").unlink(missing_ok=True)
+    first = board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    second = board.start_training(other_dataset(sample), TrainConfig(), train_fn=fake_train)
+    wait_for(lambda: first.status == "running")
+    assert second.status == "waiting"
+    assert second.progress().phase == "waiting for 1 job(s) ahead to finish"
+    board.release.touch()
+    assert first.wait(30) and second.wait(30)
+    assert (first.status, second.status) == ("done", "done")
+    spans = sorted(
+        tuple(map(float, line.split()[1:]))
+        for line in (board.release.parent / "spans.txt").read_text().splitlines()
     )
-    failing.thread.join(10)
+    assert spans[0][1] <= spans[1][0]  # one after the other, never at once
+
+
+def test_stop_and_failure_are_reported_not_raised(board, sample) -> None:
+    board.release.unlink(missing_ok=True)
+    job = board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    waiting = board.start_training(other_dataset(sample), TrainConfig(), train_fn=fake_train)
+    wait_for(lambda: job.status == "running")
+    waiting.stop()
+    assert waiting.status == "cancelled" and waiting.error == "stopped before it started"
+    asked = time.time()
+    job.stop()
+    assert job.wait(30)
+    assert job.status == "cancelled" and "stopped" in job.error
+    assert time.time() - asked < 1.0
+    board.release.touch()
+    failing = board.start_training(sample, TrainConfig(seed=13), train_fn=fake_train)
+    assert failing.wait(30)
     assert failing.status == "failed" and failing.error == "disk full"
     assert failing.progress().error == "disk full"
+
+
+def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(board, sample) -> None:
+    board.release.touch()
+    killed = board.start_training(sample, TrainConfig(seed=9), train_fn=fake_train)
+    assert killed.wait(60)
+    assert killed.status == "failed" and "worker process stopped unexpectedly" in killed.error
+    after = board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    assert after.wait(60) and after.status == "done"
 
 
 def test_progress_follows_the_events() -> None:
@@ -112,7 +174,8 @@ def test_features_job_fills_the_cache(sample, fresh_home) -> None:
 
     board = JobBoard()
     job = board.start_features(sample, "none")
-    job.thread.join(120)
+    job.wait(180)
+    board.close()
     assert job.status == "done", job.error
     assert job.events[-1].message == f"features: 0 from cache, {len(sample.records)} computed"
     (info,) = cache_infos()

@@ -18,6 +18,8 @@ from flower_model.roots import DataRoots
 DATASET_KEY = "dataset_path"
 # The longest side of a photo in a grid (decoded at reduced scale, cached per server).
 THUMBNAIL_SIDE = 320
+# Set once a session's pages are known to run inside app.py's navigation.
+NAVIGATION_CHECKED = "navigation_checked"
 # The query parameter that carries a visitor's dataset in the page's link.
 DATASET_PARAM = "data"
 
@@ -28,12 +30,15 @@ def through_app_navigation() -> None:
     On a fresh server, Streamlit serves the first request the old way when a `pages/` folder
     exists: a link straight to a page (say a shared `/explore?data=…`) would run that page
     alone, without app.py's navigation and page settings, until some visitor opened the home
-    page. Each page calls this first: it switches the server to app.py's navigation and
-    reruns, which lands on the same page.
+    page. Each page calls this first: on a session's first run, it switches the server to
+    app.py's navigation and reruns, which lands on the same page. (Only then: a rerun later
+    would lose the click that caused the run; AppTest, which starts every run the old way,
+    relies on that.)
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory and not st.session_state.get(NAVIGATION_CHECKED):
+        st.session_state[NAVIGATION_CHECKED] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
 

@@ -1,0 +1,184 @@
+"""The worker process: heavy jobs run there, one at a time, away from the web server.
+
+A training in the server's own process competed with every page redraw for the interpreter
+(one Train tab open made a 20-second training take 37 s, two tabs 91–174 s, and the health
+check took seconds to answer). In a process of its own, it has the interpreter to itself,
+and the server only relays its events. Jobs run one after the other: on a 2-core machine two
+ResNet50 extractions at once would each take twice as long and hold twice the memory.
+
+The worker is started on the first job and kept: TensorFlow and ResNet50 are loaded once. If
+it dies (killed, out of memory), its job is reported as failed and the next job starts a new
+one. It exits by itself when the server that started it is gone.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flower_model.events import CancelToken, TrainEvent
+
+# How often the server looks for a Stop while it waits for the worker's events, in seconds.
+POLL_SECONDS = 0.1
+# How often the worker checks that its server is still there while idle, in seconds.
+PARENT_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """One job for the worker: a function importable by the worker, and its arguments.
+
+    The function is called as `function(*args, on_event=..., cancel=...)` and returns a run id
+    or None.
+    """
+
+    number: int
+    function: Callable[..., Any]
+    args: tuple
+    # The app's settings when the job was asked for ($FLOWER_LENS_HOME, …): the worker,
+    # started once, runs each job with the settings of its time.
+    settings: dict[str, str] = field(default_factory=lambda: _settings())
+
+
+# The environment variables that are the app's settings, passed to the worker with each task.
+SETTINGS_PREFIXES = ("FLOWER_LENS_", "KERAS_HOME", "KAGGLEHUB_CACHE")
+
+
+def _settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES)}
+
+
+def _apply_settings(settings: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k.startswith(SETTINGS_PREFIXES)]:
+        del os.environ[key]
+    os.environ.update(settings)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task ended: done (with the run id, if any), cancelled or failed (with why)."""
+
+    number: int
+    status: str
+    value: str | None
+
+
+class _StopWhenAsked(CancelToken):
+    """The worker's side of Stop: set when the server names this task, or when it is gone."""
+
+    def __init__(self, number: int, cancel_number: Any, parent: int) -> None:
+        super().__init__()
+        self._number, self._cancel_number, self._parent = number, cancel_number, parent
+
+    def is_set(self) -> bool:
+        return (
+            super().is_set()
+            or self._cancel_number.value == self._number
+            or os.getppid() != self._parent
+        )
+
+
+def _serve(tasks: Any, events: Any, cancel_number: Any, parent: int) -> None:
+    """Run tasks as they come, sending each one's events and then its outcome."""
+    from flower_model.errors import TrainingCancelled
+    from flower_model.runtime import start_tensorflow
+
+    start_tensorflow(quiet=True)
+    while os.getppid() == parent:
+        try:
+            task: Task | None = tasks.get(timeout=PARENT_CHECK_SECONDS)
+        except queue.Empty:
+            continue
+        if task is None:
+            return
+        _apply_settings(task.settings)
+        cancel = _StopWhenAsked(task.number, cancel_number, parent)
+        try:
+            value = task.function(
+                *task.args, on_event=lambda e, n=task.number: events.put((n, e)), cancel=cancel
+            )
+            outcome = Outcome(task.number, "done", value)
+        except TrainingCancelled as exc:
+            outcome = Outcome(task.number, "cancelled", str(exc))
+        except Exception as exc:  # reported to the page; the worker serves the next task
+            outcome = Outcome(task.number, "failed", str(exc) or type(exc).__name__)
+        events.put((task.number, outcome))
+
+
+class Worker:
+    """The server's handle on its worker process (started when first needed)."""
+
+    def __init__(self) -> None:
+        self._context = multiprocessing.get_context("spawn")  # never fork a TensorFlow process
+        self._lock = threading.Lock()
+        self._process: Any = None
+        self._tasks: Any = None
+        self._events: Any = None
+        self._cancel_number: Any = None
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.is_alive():
+                return
+            self._tasks = self._context.Queue()
+            self._events = self._context.Queue()
+            self._cancel_number = self._context.Value("q", 0)
+            self._process = self._context.Process(
+                target=_serve,
+                args=(self._tasks, self._events, self._cancel_number, os.getpid()),
+                name="flower-lens-worker",
+                daemon=True,
+            )
+            self._process.start()
+
+    def run(
+        self,
+        task: Task,
+        on_event: Callable[[TrainEvent], None],
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Outcome:
+        """Run a task in the worker, passing its events on as they come; return its outcome.
+        When `cancelled()` turns true, the task is asked to stop after its current batch.
+
+        One task at a time: the caller (the job board's dispatcher) waits for each.
+        """
+        self._ensure_started()
+        self._tasks.put(task)
+        while True:
+            if cancelled():
+                self._cancel_number.value = task.number
+            try:
+                number, item = self._events.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    code = self._process.exitcode
+                    return Outcome(
+                        task.number,
+                        "failed",
+                        f"the worker process stopped unexpectedly (exit code {code}); "
+                        "the next job starts a new one",
+                    )
+                continue
+            if number != task.number:
+                continue  # a late event of an earlier task
+            if isinstance(item, Outcome):
+                return item
+            on_event(item)
+
+    @property
+    def pid(self) -> int | None:
+        """Return the worker's process id, if it runs."""
+        return self._process.pid if self._process is not None else None
+
+    def close(self) -> None:
+        """Let the worker finish its task and exit."""
+        if self._process is not None and self._process.is_alive():
+            self._tasks.put(None)
+            self._process.join(30)
+            if self._process.is_alive():
+                self._process.kill()
