@@ -114,6 +114,7 @@ class JobBoard:
         self._line: deque[Job] = deque()
         self._wake = threading.Condition(self._lock)
         self._worker = worker or Worker()
+        self._worker.start()
         self._current: Job | None = None
         threading.Thread(target=self._dispatch, name="flower-lens-jobs", daemon=True).start()
 

@@ -6,7 +6,8 @@ check took seconds to answer). In a process of its own, it has the interpreter t
 and the server only relays its events. Jobs run one after the other: on a 2-core machine two
 ResNet50 extractions at once would each take twice as long and hold twice the memory.
 
-The worker is started on the first job and kept: TensorFlow and ResNet50 are loaded once. If
+The worker is started with the job board (once per server) and kept: TensorFlow is loaded
+before the first click on Train, and once. If
 it dies (killed, out of memory), its job is reported as failed and the next job starts a new
 one. It exits by itself when the server that started it is gone.
 """
@@ -89,6 +90,10 @@ def _serve(tasks: Any, events: Any, cancel_number: Any, parent: int) -> None:
     from flower_model.runtime import start_tensorflow
 
     start_tensorflow(quiet=True)
+    import tensorflow as tf
+
+    # One process trains again and again: Keras' "retracing" warnings are expected here.
+    tf.get_logger().setLevel("ERROR")
     while os.getppid() == parent:
         try:
             task: Task | None = tasks.get(timeout=PARENT_CHECK_SECONDS)
@@ -120,6 +125,10 @@ class Worker:
         self._tasks: Any = None
         self._events: Any = None
         self._cancel_number: Any = None
+
+    def start(self) -> None:
+        """Start the worker now, so that it has loaded TensorFlow by the first job."""
+        self._ensure_started()
 
     def _ensure_started(self) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ from flower_model.runs import scan_runs
 from flower_model.ui import session
 
 session.through_app_navigation()
+session.job_board()  # starts the worker process now: the first training finds TensorFlow loaded
 st.title(":material/local_florist: Flower Lens")
 st.markdown(
     "Teach a **ResNet50** that has already seen ImageNet to tell **daisies, dandelions, roses, "

@@ -175,6 +175,7 @@ if config is not None:
 job = running or board.latest(dataset.fingerprint)
 if job is None:
     st.info("Pick the settings and click **Train**. The curves appear here as it learns.")
+    session.notice_new_job(dataset.fingerprint)
 elif job.running:
     if config is None:
         st.info(
@@ -184,3 +185,4 @@ elif job.running:
     session.watch_job(job)
 else:
     outcome_ui(job)
+    session.notice_new_job(dataset.fingerprint, after=job)

@@ -8,91 +8,24 @@ or to $FLOWER_LENS_SCREENSHOTS.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    no_errors,
+    plotly_bars,
+    require_browser,
+    serve,
+    visit,
+)
 from tests.conftest import REPO, make_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+playwright_api = require_browser()
 SHOTS = Path(os.environ.get("FLOWER_LENS_SCREENSHOTS", REPO / "tests" / "screenshots"))
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-if not CHROMIUM.exists():
-    pytest.skip(
-        "no browser: install Debian's chromium (make browser) to run the browser tests",
-        allow_module_level=True,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free localhost port; yield its address once healthy."""
-    port = free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=REPO,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.time() < deadline, f"the server did not come up:\n{log.read_text()}"
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -126,22 +59,6 @@ def page(browser, server: str):
     tab.base_url = server
     yield tab
     context.close()
-
-
-def visit(page, path: str) -> None:
-    page.goto(f"{page.base_url}/{path}")
-    page.wait_for_selector("h1")
-    # Let the script finish: Streamlit shows a running indicator while it works, and grey
-    # skeletons where elements are still to come.
-    page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')
-              && !document.querySelector('[data-testid="stSkeleton"]')""",
-        timeout=60_000,
-    )
-
-
-def no_errors(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, page.content()[:2000]
 
 
 def shoot(page, name: str) -> None:
@@ -224,11 +141,7 @@ def test_classify_an_uploaded_photo(page, sample) -> None:
               .some(el => el.data && el.data[0] && el.data[0].orientation === 'h')""",
         timeout=90_000,
     )
-    bars = page.evaluate(
-        """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
-              .filter(el => el.data && el.data[0] && el.data[0].orientation === 'h')
-              .map(el => Array.from(el.data[0].y))"""
-    )
+    bars = plotly_bars(page)
     assert len(bars) == 1
     assert sorted(bars[0]) == list(sample.class_names)
     no_errors(page)

@@ -18,6 +18,8 @@ from flower_model.roots import DataRoots
 DATASET_KEY = "dataset_path"
 # The longest side of a photo in a grid (decoded at reduced scale, cached per server).
 THUMBNAIL_SIDE = 320
+# How often a watched training's curves are redrawn, in seconds.
+CURVES_SECONDS = 2.0
 # Set once a session's pages are known to run inside app.py's navigation.
 NAVIGATION_CHECKED = "navigation_checked"
 # The query parameter that carries a visitor's dataset in the page's link.
@@ -191,28 +193,10 @@ def _eta(seconds: float | None) -> str:
     return f" · about {minutes} min {secs:02d} s left" if minutes else f" · about {secs} s left"
 
 
-def job_panel(job: Job) -> None:
-    """Draw a job: phase line, progress bar, live curves (training), and a Stop button."""
-    from flower_model.ui import figures
-
+def job_progress(job: Job) -> None:
+    """Draw a job's phase line and progress bar, and a Stop button while it runs."""
     progress = job.progress()
     st.progress(progress.fraction, text=f"{progress.phase}{_eta(progress.eta)}")
-    if job.kind == "training":
-        if not job.weights.transfer_learning:
-            st.caption(
-                "Weights: **none (no transfer learning)** — ResNet50 starts from random weights."
-            )
-        left, right = st.columns(2)
-        left.plotly_chart(
-            figures.training_curves(progress.history, "loss", progress.fine_tuned_after),
-            width="stretch",
-            key=f"{job.job_id}-loss",
-        )
-        right.plotly_chart(
-            figures.training_curves(progress.history, "accuracy", progress.fine_tuned_after),
-            width="stretch",
-            key=f"{job.job_id}-accuracy",
-        )
     if job.running:
         st.button(
             "Stop",
@@ -223,13 +207,64 @@ def job_panel(job: Job) -> None:
         )
 
 
+def job_curves(job: Job) -> None:
+    """Draw a training job's loss and accuracy curves, epoch by epoch."""
+    from flower_model.ui import figures
+
+    if job.kind != "training":
+        return
+    progress = job.progress()
+    if not job.weights.transfer_learning:
+        st.caption(
+            "Weights: **none (no transfer learning)** — ResNet50 starts from random weights."
+        )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        figures.training_curves(progress.history, "loss", progress.fine_tuned_after),
+        width="stretch",
+        key=f"{job.job_id}-loss",
+    )
+    right.plotly_chart(
+        figures.training_curves(progress.history, "accuracy", progress.fine_tuned_after),
+        width="stretch",
+        key=f"{job.job_id}-accuracy",
+    )
+
+
+def job_panel(job: Job) -> None:
+    """Draw a job as it stands: progress, Stop while it runs, and its curves."""
+    job_progress(job)
+    job_curves(job)
+
+
 def watch_job(job: Job) -> None:
-    """Redraw a running job every second until it ends, then rerun the page once."""
+    """Redraw a running job until it ends, then rerun the page once: the progress line every
+    second, the curves (which change once an epoch, and cost a browser far more to draw)
+    every CURVES_SECONDS. The job runs in the worker process, so watching it costs the
+    training nothing but this drawing."""
 
     @st.fragment(run_every=1.0)
-    def live() -> None:
-        job_panel(job)
+    def live_progress() -> None:
+        job_progress(job)
         if not job.running:
             st.rerun()
 
-    live()
+    @st.fragment(run_every=CURVES_SECONDS)
+    def live_curves() -> None:
+        job_curves(job)
+
+    live_progress()
+    live_curves()
+
+
+def notice_new_job(fingerprint: str, after: Job | None = None) -> None:
+    """Rerun the page when a job starts on the dataset (another visitor's, say), checking
+    every two seconds: cheap, and the page then shows it live."""
+
+    @st.fragment(run_every=2.0)
+    def check() -> None:
+        running = job_board().running_on(fingerprint)
+        if running is not None and running is not after:
+            st.rerun()
+
+    check()

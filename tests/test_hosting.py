@@ -1,0 +1,170 @@
+"""One real server, several browsers at once: watching a training costs nothing, the server
+stays responsive while it trains, and eight visitors classifying at once all get their bars."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, plotly_bars, require_browser, serve, visit
+from tests.conftest import REPO, SHARED_SAMPLE, build_sample
+
+playwright_api = require_browser()
+
+# The same training from the CLI and from the app.
+EPOCHS = 100
+WATCHERS = 3
+CLASSIFIERS = 8
+# What a visitor who presses Train while another's job runs is told (the button may already
+# be disabled by the time they press it, if their page noticed the job first).
+TOLD = re.compile("already (running|waiting) on this dataset|A run is training on this dataset")
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The shared 500-photo sample (else 200 generated photos), its features cached, and the
+    time of one CLI training of it; then the app served on it."""
+    folder = tmp_path_factory.mktemp("hosting")
+    per_class = 100 if (SHARED_SAMPLE / "flowers").is_dir() else 40
+    data = build_sample(folder / "data", per_class=per_class)
+    env = {
+        **os.environ,
+        "FLOWER_LENS_HOME": str(folder / "home"),
+        "FLOWER_LENS_DATA": str(data),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    train = [
+        sys.executable,
+        "-m",
+        "flower_model",
+        "train",
+        "--data",
+        str(data),
+        "--weights",
+        "none",
+        "--epochs",
+        str(EPOCHS),
+        "--patience",
+        "0",
+    ]
+    # The first training fills the feature cache; the second, warm, is the one timed.
+    subprocess.run(train, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
+    start = time.perf_counter()
+    subprocess.run(train, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
+    cli_seconds = time.perf_counter() - start
+    server_env = {k: env[k] for k in ("FLOWER_LENS_HOME", "FLOWER_LENS_DATA")}
+    with serve(server_env, folder / "streamlit.log") as url:
+        yield {"url": url, "cli_seconds": cli_seconds, "data": data}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def tab(browser, url: str):
+    page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+    page.set_default_timeout(120_000)
+    page.base_url = url
+    return page
+
+
+class HealthProbe:
+    """Asks the server's health endpoint ten times a second, in a thread; keeps the times."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.seconds, self._stop = f"{url}/_stcore/health", [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            with urllib.request.urlopen(self.url, timeout=30) as response:
+                response.read()
+            self.seconds.append(time.perf_counter() - start)
+            time.sleep(0.1)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def train_in(page) -> None:
+    """Set the CLI's settings on a Train page and press Train."""
+    page.get_by_role("spinbutton", name="Epochs").fill(str(EPOCHS))
+    page.get_by_role("spinbutton", name="Early stopping patience").fill("0")
+    page.get_by_role("button", name="Train", exact=True).click()
+
+
+def test_watching_a_training_costs_nothing_and_the_server_stays_responsive(
+    hosted: dict, browser
+) -> None:
+    # One training first, untimed, as the CLI's first: the server's worker has loaded
+    # TensorFlow and ResNet50 after it, as it has after its first visitor or training.
+    warm = tab(browser, hosted["url"])
+    visit(warm, "train")
+    train_in(warm)
+    warm.get_by_text("Saved run").first.wait_for(timeout=600_000)
+    warm.context.close()
+    tabs = [tab(browser, hosted["url"]) for _ in range(WATCHERS)]
+    for page in tabs:
+        visit(page, "train")
+    trainer = tabs[0]
+    with HealthProbe(hosted["url"]) as health:
+        start = time.perf_counter()
+        train_in(trainer)
+        # A second visitor presses Train too: told, they watch the same job. A third, who
+        # only has the page open, sees it start.
+        tabs[1].get_by_role("button", name="Train", exact=True).click(timeout=10_000)
+        tabs[1].get_by_text(TOLD).first.wait_for(timeout=60_000)
+        tabs[2].get_by_text("A run is training on this dataset").wait_for(timeout=60_000)
+        for page in tabs:
+            page.get_by_text("Saved run").first.wait_for(timeout=600_000)
+        app_seconds = time.perf_counter() - start
+    p95 = float(np.percentile(health.seconds, 95))
+    print(
+        f"\nCLI {hosted['cli_seconds']:.1f} s; app with {WATCHERS} tabs watching "
+        f"{app_seconds:.1f} s; health p50 {np.median(health.seconds) * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms, max {max(health.seconds) * 1000:.0f} ms"
+    )
+    assert app_seconds <= 1.2 * hosted["cli_seconds"]
+    assert p95 < 1.0
+    for page in tabs:
+        page.context.close()
+
+
+def test_eight_visitors_classifying_at_once_all_get_their_bars(hosted: dict, browser) -> None:
+    photos = sorted(Path(hosted["data"]).rglob("*.jpg"))[:CLASSIFIERS]
+    pages = [tab(browser, hosted["url"]) for _ in range(CLASSIFIERS)]
+    for page in pages:
+        visit(page, "classify")
+    # Every visitor drops a photo before any waits for an answer.
+    for page, photo in zip(pages, photos, strict=True):
+        page.locator('input[type="file"]').set_input_files(str(photo))
+    for page in pages:
+        page.wait_for_function(
+            """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+                  .some(el => el.data && el.data[0] && el.data[0].orientation === 'h')""",
+            timeout=120_000,
+        )
+        (bars,) = plotly_bars(page)
+        assert len(bars) == 5
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.context.close()
