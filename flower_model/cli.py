@@ -16,7 +16,7 @@ from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
 from flower_model.precision import PRECISIONS
 from flower_model.runtime import start_tensorflow
-from flower_model.workspace import DATA_ENV, remove_stale_temporaries
+from flower_model.workspace import DATA_ENV, describe_failure, remove_stale_temporaries
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FlowerLensError, ValueError, OSError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {describe_failure(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ is a folder whose metadata is not a run's (metadata.py decides).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -185,8 +186,20 @@ def _layer_configs(config: object) -> Iterator[dict]:
 def _model_problem(path: Path, class_names: tuple[str, ...]) -> str | None:
     """Return why a `.keras` file is not a Flower Lens classifier for these classes, or None.
 
-    Reads only the archive's config.json (milliseconds): no code and no weights are loaded.
+    Reads only the archive's config.json (milliseconds): no code and no weights are loaded;
+    and a file seen before, unchanged, is not read again (pages list the runs on every rerun).
     """
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"no readable {MODEL_FILE}"
+    return _checked_model(path, stat.st_size, stat.st_mtime_ns, class_names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_model(
+    path: Path, size: int, mtime_ns: int, class_names: tuple[str, ...]
+) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))

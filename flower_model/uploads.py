@@ -211,9 +211,8 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
         try:
             workspace.write_atomic(target, data)
         except OSError as exc:
-            raise DatasetError(
-                f"could not store {name} ({exc.strerror or exc}): the server's disk may be full"
-            ) from exc
+            reason = workspace.describe_failure(exc)
+            raise DatasetError(f"could not store {name}: {reason}") from exc
         added[class_name] += 1
         used_bytes, used_files = used_bytes + len(data), used_files + 1
     return UploadReport(folder, dict(sorted(added.items())), tuple(refused))

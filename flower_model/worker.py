@@ -88,6 +88,7 @@ def _serve(tasks: Any, events: Any, cancel_number: Any, parent: int) -> None:
     """Run tasks as they come, sending each one's events and then its outcome."""
     from flower_model.errors import TrainingCancelled
     from flower_model.runtime import start_tensorflow
+    from flower_model.workspace import describe_failure
 
     start_tensorflow(quiet=True)
     import tensorflow as tf
@@ -111,7 +112,7 @@ def _serve(tasks: Any, events: Any, cancel_number: Any, parent: int) -> None:
         except TrainingCancelled as exc:
             outcome = Outcome(task.number, "cancelled", str(exc))
         except Exception as exc:  # reported to the page; the worker serves the next task
-            outcome = Outcome(task.number, "failed", str(exc) or type(exc).__name__)
+            outcome = Outcome(task.number, "failed", describe_failure(exc))
         events.put((task.number, outcome))
 
 

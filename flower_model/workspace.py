@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
@@ -55,6 +56,16 @@ def remove_stale_temporaries(root: Path | None = None) -> int:
         except OSError:
             continue
     return removed
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Return what a failure means for a person: a full disk says which and what to do."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk holding the workspace ({home_dir()}) is full: free some space there, or "
+            f"set ${HOME_ENV} to a folder on a larger disk (nothing half-written was kept)"
+        )
+    return str(exc) or type(exc).__name__
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

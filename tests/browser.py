@@ -95,10 +95,16 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
 
 
 def visit(page, path: str) -> None:
+    """Open a page of the app and wait until it has finished drawing."""
     page.goto(f"{page.base_url}/{path}")
     page.wait_for_selector("h1")
-    # Let the script finish: Streamlit shows a running indicator while it works, and grey
-    # skeletons where elements are still to come.
+    settle(page)
+
+
+def settle(page) -> None:
+    """Wait until the page's script has finished its run (after a widget changed, say)."""
+    # Streamlit shows a running indicator while it works, and grey skeletons where elements
+    # are still to come.
     page.wait_for_function(
         """() => !document.querySelector('[data-testid="stStatusWidget"]')
               && !document.querySelector('[data-testid="stSkeleton"]')""",
@@ -117,3 +123,15 @@ def plotly_bars(page) -> list[list[str]]:
               .filter(el => el.data && el.data[0] && el.data[0].orientation === 'h')
               .map(el => Array.from(el.data[0].y))"""
     )
+
+
+def server_process(url: str):
+    """Return the psutil process of the server this test process started for `url`."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    for child in psutil.Process().children(recursive=True):
+        command = child.cmdline()
+        if "streamlit" in command and port in command:
+            return child
+    raise LookupError(f"no server of this test on port {port}")

@@ -1,0 +1,101 @@
+"""The workspace: atomic writes, stale leftovers, and a disk that fills up."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flower_model import workspace
+from flower_model.errors import DatasetError
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A tmpfs of the size the test's parameter names, or skip if this machine cannot mount."""
+    folder = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    size = getattr(request, "param", "8m")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or 'not root'}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_is_explained_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(workspace.HOME_ENV, "/srv/flowers")
+    message = workspace.describe_failure(OSError(errno.ENOSPC, "No space left on device"))
+    assert "/srv/flowers" in message and "is full" in message and "FLOWER_LENS_HOME" in message
+    assert workspace.describe_failure(ValueError("bad")) == "bad"
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(
+    tiny_disk: Path,
+) -> None:
+    target = tiny_disk / "settings" / "file.bin"
+    workspace.write_atomic(target, b"old")
+    with pytest.raises(OSError) as failure:
+        workspace.write_atomic(target, b"x" * (9 * 2**20))  # larger than the whole disk
+    assert failure.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def train_on(home: Path, data: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "flower_model", "train", "--data", str(data)]
+    command += ["--weights", "none", "--epochs", "2"]
+    env = {**os.environ, "FLOWER_LENS_HOME": str(home)}
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("tiny_disk", ["8m", "100k"], indirect=True, ids=["at save", "at once"])
+def test_training_on_a_full_disk_says_so_in_one_line_and_keeps_nothing_half_written(
+    tiny_disk: Path, sample_dir: Path
+) -> None:
+    # 8 MB holds the features of the 40 photos but not the model (about 94 MB); 100 KB fills
+    # up while the features are written.
+    result = train_on(tiny_disk, sample_dir)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: the disk holding the workspace") and "is full" in lines[-1]
+    assert "Traceback" not in result.stderr
+    runs = tiny_disk / "runs"
+    assert not runs.exists() or not list(runs.iterdir())  # no run, no partial run folder
+    assert not list(tiny_disk.rglob("*.tmp"))
+    # Every feature that was kept is whole: the cache never holds a truncated entry.
+    for stored in tiny_disk.rglob("*.npy"):
+        assert np.load(stored).shape == (2048,)
+
+
+def test_an_upload_onto_a_full_disk_is_refused_in_one_line(
+    tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flower_model.uploads import add_photos, create_dataset
+
+    monkeypatch.setenv(workspace.HOME_ENV, str(tiny_disk))
+    folder = create_dataset("full")
+    rng = np.random.default_rng(0)
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (2000, 2000, 3), dtype=np.uint8)).save(buffer, "PNG")
+    with pytest.raises(DatasetError, match="could not store big.png: the disk .* is full"):
+        add_photos(folder, "rose", [("big.png", buffer.getvalue())])
+    assert not list(folder.rglob("*.png")) and not list(folder.rglob("*.tmp"))
