@@ -131,6 +131,12 @@ def looks_like_class_root(folder: Path) -> bool:
 def find_class_root(path: Path) -> Path:
     """Return the folder whose sub-folders are the classes, searching up to two levels down."""
     path = Path(path).expanduser()
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte, a loop, no permission
+        raise DatasetError(f"{str(path)[:200]} cannot be opened ({exc})") from exc
     if not path.exists():
         raise DatasetError(f"{path} does not exist: give a folder with one sub-folder per class")
     if not path.is_dir():

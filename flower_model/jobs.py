@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from flower_model.runs import RunInfo
 
 
+# How many ended jobs the board remembers (the Train page shows the latest per dataset).
+KEPT_JOBS = 50
+
+
 class JobConflict(FlowerLensError):
     """A job is already training on this dataset."""
 
@@ -116,6 +120,7 @@ class JobBoard:
         self._worker = worker or Worker()
         self._worker.start()
         self._current: Job | None = None
+        self._numbers = 0
         threading.Thread(target=self._dispatch, name="flower-lens-jobs", daemon=True).start()
 
     def jobs(self) -> list[Job]:
@@ -142,7 +147,8 @@ class JobBoard:
                         f"{time.strftime('%H:%M:%S', time.localtime(job.started))}); "
                         "watch it or stop it before starting another"
                     )
-            number = len(self._jobs) + 1
+            self._numbers += 1
+            number = self._numbers
             job = Job(
                 job_id=f"job-{number}",
                 number=number,
@@ -158,6 +164,15 @@ class JobBoard:
             self._announce_places()
             self._wake.notify()
         return job
+
+    def _forget_old_jobs(self) -> None:
+        """Keep the KEPT_JOBS most recent ended jobs (caller holds the lock): a server that
+        runs for months does not hold every job's events."""
+        ended = sorted(
+            (job for job in self._jobs.values() if not job.running), key=lambda job: job.started
+        )
+        for job in ended[:-KEPT_JOBS]:
+            del self._jobs[job.job_id]
 
     def _announce_places(self) -> None:
         """Tell each waiting job how many jobs are ahead of it (caller holds the lock)."""
@@ -191,6 +206,7 @@ class JobBoard:
             with self._lock:
                 self._current = None
                 job.finish(outcome)
+                self._forget_old_jobs()
 
     def close(self) -> None:
         """Let the worker process finish its job and exit (for tests and tools; a server's

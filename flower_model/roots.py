@@ -31,7 +31,10 @@ def kagglehub_folder() -> Path:
 
 def _real(path: Path) -> Path:
     """Return a path with `~`, `..` and every symlink resolved (it need not exist)."""
-    return Path(os.path.realpath(Path(path).expanduser()))
+    try:
+        return Path(os.path.realpath(Path(path).expanduser()))
+    except (ValueError, OSError) as exc:  # a NUL byte, a name too long, a loop
+        raise DatasetError(f"{str(path)[:200]!r} is not a usable folder name ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,10 @@ class DataRoots:
 
     def allows(self, path: Path) -> bool:
         """Return whether a path, once resolved, is one of the roots or inside one."""
-        real = _real(path)
+        try:
+            real = _real(path)
+        except DatasetError:
+            return False
         return any(real.is_relative_to(root) for root in self.folders)
 
     def check(self, path: Path) -> Path:

@@ -27,6 +27,8 @@ from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, inspect
 # Per dataset: what one upload may add up to, so that the workspace's disk is shared fairly.
 MAX_DATASET_BYTES = 500 * 2**20
 MAX_DATASET_FILES = 5000
+# All uploaded datasets together, so that many datasets cannot fill the disk either.
+MAX_ALL_UPLOADS_BYTES = 4 * 2**30
 # A zip member that inflates more than this is refused as a zip bomb (photos barely compress:
 # a JPEG's ratio is about 1, a PNG's rarely above 10).
 MAX_COMPRESSION_RATIO = 100
@@ -126,7 +128,7 @@ def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadRe
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # a damaged archive can raise almost anything
         raise DatasetError(f"{zip_name}: not a zip file that can be read ({exc})") from exc
     declared = sum(m.file_size for m in members)
     if declared > MAX_DATASET_BYTES:
@@ -154,8 +156,10 @@ def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadRe
 
     try:
         report = _store(folder, photos())
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DatasetError(f"{zip_name}: the zip is damaged ({exc})") from exc
+    except DatasetError:
+        raise
+    except Exception as exc:  # zlib, encryption, unknown methods: each its own exception type
+        raise DatasetError(f"{zip_name}: the zip cannot be read ({exc})") from exc
     return UploadReport(report.dataset, report.added, tuple(refused) + report.refused)
 
 
@@ -185,6 +189,7 @@ def _member_problem(member: zipfile.ZipInfo) -> tuple[str | None, str]:
 def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadReport:
     """Write photos into their class folders under content-hashed names, within the limits."""
     used_bytes, used_files = _usage(folder)
+    all_bytes = _usage(workspace.datasets_dir())[0]
     added: Counter[str] = Counter()
     refused: list[Refused] = []
     for class_name, name, data in photos:
@@ -195,6 +200,11 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
             reason = f"the dataset already holds its limit of {MAX_DATASET_FILES:,} photos"
         elif used_bytes + len(data) > MAX_DATASET_BYTES:
             reason = f"the dataset would exceed its limit of {MAX_DATASET_BYTES // 2**20} MB"
+        elif all_bytes + len(data) > MAX_ALL_UPLOADS_BYTES:
+            reason = (
+                f"the server's uploaded datasets would exceed their limit of "
+                f"{MAX_ALL_UPLOADS_BYTES / 2**30:.0f} GB together"
+            )
         if reason is not None:
             refused.append(Refused(name, reason))
             continue
@@ -215,4 +225,5 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
             raise DatasetError(f"could not store {name}: {reason}") from exc
         added[class_name] += 1
         used_bytes, used_files = used_bytes + len(data), used_files + 1
+        all_bytes += len(data)
     return UploadReport(folder, dict(sorted(added.items())), tuple(refused))

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from flower_model.events import CancelToken, TrainEvent
 
 # How often the server looks for a Stop while it waits for the worker's events, in seconds.
 POLL_SECONDS = 0.1
+# How long a task may take to honour Stop before its worker is killed, in seconds.
+STOP_GRACE_SECONDS = 30.0
 # How often the worker checks that its server is still there while idle, in seconds.
 PARENT_CHECK_SECONDS = 1.0
 
@@ -137,7 +141,8 @@ class Worker:
                 return
             self._tasks = self._context.Queue()
             self._events = self._context.Queue()
-            self._cancel_number = self._context.Value("q", 0)
+            # Lock-free: a worker killed while holding a lock would block every Stop after.
+            self._cancel_number = self._context.RawValue("q", 0)
             self._process = self._context.Process(
                 target=_serve,
                 args=(self._tasks, self._events, self._cancel_number, os.getpid()),
@@ -157,11 +162,22 @@ class Worker:
 
         One task at a time: the caller (the job board's dispatcher) waits for each.
         """
+        pickle.dumps(task)  # fails here, not silently in the queue's feeder thread
         self._ensure_started()
         self._tasks.put(task)
+        stop_asked: float | None = None
         while True:
-            if cancelled():
+            if stop_asked is None and cancelled():
                 self._cancel_number.value = task.number
+                stop_asked = time.monotonic()
+            if stop_asked is not None and time.monotonic() - stop_asked > STOP_GRACE_SECONDS:
+                # The task does not look at its cancel token (stuck loading, say): the jobs
+                # behind it must not wait for ever.
+                self._process.kill()
+                self._process.join(10)
+                return Outcome(
+                    task.number, "cancelled", "stopped (the worker process was restarted)"
+                )
             try:
                 number, item = self._events.get(timeout=POLL_SECONDS)
             except queue.Empty:

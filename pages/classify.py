@@ -75,8 +75,10 @@ def classify_new(run_id: str, uploads: list[Upload]) -> dict[str, Result]:
         bar.empty()
     for upload in uploads:
         results.move_to_end(upload.digest)
-    while len(results) > REMEMBERED:
-        results.popitem(last=False)
+    # Forget the oldest results, but never one of the photos on the page now.
+    current = {upload.digest for upload in uploads}
+    for digest in [d for d in results if d not in current][: max(0, len(results) - REMEMBERED)]:
+        del results[digest]
     return results
 
 

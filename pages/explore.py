@@ -65,7 +65,9 @@ def folder_ui(current: Path | None) -> Path | None:
 
 def download_ui() -> Path | None:
     """Draw the Kaggle download; return the class root of what was just downloaded."""
-    handle = st.text_input("Kaggle dataset", value=DEFAULT_HANDLE)
+    # The flowers only: what a visitor may make the server download is not theirs to choose
+    # (the command line downloads any handle).
+    handle = st.text_input("Kaggle dataset", value=DEFAULT_HANDLE, disabled=True)
     if not st.button("Download", type="primary"):
         return None
     bar = st.progress(0.0, text="Contacting Kaggle…")
@@ -126,8 +128,10 @@ def photos_to_add_ui() -> tuple[str | None, list[Photo], bytes | None]:
 def upload_ui() -> Path | None:
     """Draw the uploaded datasets: start one, add photos to it, delete it; return the one the
     visitor should now look at."""
-    existing = uploads.uploaded_datasets()
     mine: set[str] = st.session_state.setdefault("my_datasets", set())
+    # Only this visitor's own datasets can be added to or deleted (everyone's are listed under
+    # "A folder on this server", to look at and train on).
+    existing = [f for f in uploads.uploaded_datasets() if f.name in mine]
     left, right = st.columns([3, 2])
     picked = left.selectbox(
         "Uploaded dataset",
@@ -138,19 +142,29 @@ def upload_ui() -> Path | None:
     name = None
     if picked is None:
         name = right.text_input("Its name", placeholder="my flowers", key="new_dataset_name")
-    elif picked.name in mine and right.button("Delete this dataset", icon=":material/delete:"):
+    elif right.button("Delete this dataset", icon=":material/delete:"):
         uploads.delete_dataset(picked)
         session.forget_dataset_choices()
         st.rerun()
     class_name, photos, zip_bytes = photos_to_add_ui()
     if not st.button("Add", type="primary", disabled=not (photos or zip_bytes)):
         return None
+    new = picked is None
     folder = picked or uploads.create_dataset(name or "")
+    try:
+        if zip_bytes is not None:
+            report = uploads.add_zip(folder, zip_bytes)
+        else:
+            report = uploads.add_photos(folder, class_name or "", photos)
+    except FlowerLensError:
+        if new:
+            uploads.delete_dataset(folder)
+        raise
+    if new and not report.total_added:
+        uploads.delete_dataset(folder)  # nothing usable: no empty dataset is left behind
+        report_ui(report)
+        return None
     mine.add(folder.name)
-    if zip_bytes is not None:
-        report = uploads.add_zip(folder, zip_bytes)
-    else:
-        report = uploads.add_photos(folder, class_name or "", photos)
     st.session_state["upload_report"] = report
     session.forget_dataset_choices()
     return folder

@@ -69,7 +69,10 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     assert first["file"] == photo.name
     assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert list(first["probabilities"]) == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
-    assert second == {"file": "broken.jpg", "error": "broken.jpg: not an image Pillow can read"}
+    assert second == {
+        "file": "broken.jpg",
+        "error": "broken.jpg: not an image this app reads (JPEG, PNG, GIF, WebP or BMP)",
+    }
 
     text = cli("evaluate", home=tmp_path)
     assert text.returncode == 0 and "accuracy" in text.stdout and "confusion" in text.stdout

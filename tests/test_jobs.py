@@ -44,6 +44,8 @@ def fake_train(dataset, config, on_event, cancel):
         raise RuntimeError("disk full")
     if config.seed == 9:
         os.kill(os.getpid(), signal.SIGKILL)
+    if config.seed == 21:
+        time.sleep(600)  # a task that never looks at its cancel token
     return FakeRun()
 
 
@@ -123,6 +125,36 @@ def test_stop_and_failure_are_reported_not_raised(board, sample) -> None:
     assert failing.wait(30)
     assert failing.status == "failed" and failing.error == "disk full"
     assert failing.progress().error == "disk full"
+
+
+def test_a_job_deaf_to_stop_is_ended_by_restarting_the_worker(
+    board, sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flower_model import worker
+
+    monkeypatch.setattr(worker, "STOP_GRACE_SECONDS", 1.0)
+    board.release.touch()
+    deaf = board.start_training(sample, TrainConfig(seed=21), train_fn=fake_train)
+    wait_for(lambda: deaf.progress().history["loss"] == [1.0])
+    deaf.stop()
+    assert deaf.wait(30)
+    assert deaf.status == "cancelled" and "worker process was restarted" in deaf.error
+    after = board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    assert after.wait(60) and after.status == "done"
+
+
+def test_the_board_keeps_only_the_latest_ended_jobs(
+    board, sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flower_model import jobs
+
+    monkeypatch.setattr(jobs, "KEPT_JOBS", 2)
+    board.release.touch()
+    started = []
+    for _ in range(4):
+        started.append(board.start_training(sample, TrainConfig(), train_fn=fake_train))
+        assert started[-1].wait(30)
+    assert [job.job_id for job in board.jobs()] == [started[-1].job_id, started[-2].job_id]
 
 
 def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(board, sample) -> None:

@@ -75,3 +75,15 @@ def test_datasets_lists_class_folders_under_the_roots_only(tmp_path: Path) -> No
     (shared / "link-out").symlink_to(tmp_path / "private")
     (shared / "empty").mkdir()
     assert roots_of(shared).datasets() == (two.resolve(), one.resolve())  # sorted by path
+
+
+@pytest.mark.parametrize("bad", ["/srv/data\0/x", "/" + "x" * 300, "a/" * 3000])
+def test_unusable_names_are_refused_in_one_line_not_a_traceback(tmp_path: Path, bad: str) -> None:
+    from flower_model.data import find_class_root
+
+    roots = roots_of(tmp_path)
+    assert not roots.allows(Path(bad))
+    with pytest.raises(DatasetError):
+        roots.check(Path(bad))
+    with pytest.raises(DatasetError):
+        find_class_root(tmp_path / bad.lstrip("/"))

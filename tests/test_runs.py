@@ -288,3 +288,71 @@ def test_a_partial_folder_from_before_owners_were_recorded_goes_after_an_hour(
     stale.mkdir()
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
     assert remove_abandoned(tmp_path) == [stale] and fresh.is_dir()
+
+
+def _partial_file(runs_root: Path, name: str) -> bool:
+    return any(runs_root.glob(f".partial-*/{name}"))
+
+
+@pytest.mark.parametrize("moment", ["extraction", "fit", "save"])
+def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
+    moment: str, tmp_path: Path, fresh_home: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from flower_model.runs import remove_abandoned
+    from flower_model.synthetic import write_photos
+    from tests.conftest import REPO
+
+    data = tmp_path / "data"
+    write_photos(data, 150, seed=3, size=(160, 120))
+    env = {**os.environ, "FLOWER_LENS_HOME": str(fresh_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["--data", str(data), "--weights", "none", "--patience", "0", "--batch-size", "8"]
+    runs_root, features = fresh_home / "runs", fresh_home / "features"
+    reached = {
+        "extraction": lambda: any(features.rglob("*.npy")),
+        "fit": lambda: (
+            _partial_file(runs_root, "events.jsonl")
+            and '"epoch"' in next(runs_root.glob(".partial-*/events.jsonl")).read_text()
+        ),
+        "save": lambda: _partial_file(runs_root, "*.keras*") or _partial_file(runs_root, ".*tmp"),
+    }[moment]
+    epochs = "3" if moment == "save" else "500"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flower_model", "train", *args, "--epochs", epochs],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not reached():
+        assert process.poll() is None, f"the training ended before the {moment}"
+        assert time.time() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    assert list_runs(runs_root) == []  # nothing half-saved is ever listed
+    for stored in features.rglob("*.npy"):  # every cached feature kept is whole
+        vector = np.load(stored)
+        assert vector.shape == (2048,) and np.all(np.isfinite(vector))
+    remove_abandoned(runs_root)
+    assert not list(runs_root.glob(".partial-*"))
+    # The next training uses what the killed one cached, and its run loads.
+    done = subprocess.run(
+        [sys.executable, "-m", "flower_model", "train", *args, "--epochs", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = list_runs(runs_root)
+    assert run.metadata.features.cached >= 1

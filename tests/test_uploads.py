@@ -60,7 +60,10 @@ def test_a_zip_of_class_folders_becomes_a_dataset(fresh_home: Path) -> None:
     assert report.added == {"daisy": 2, "rose": 1}
     reasons = {r.name: r.reason for r in report.refused}
     assert reasons["garden/rose/notes.txt"] == "not an image file type (.txt)"
-    assert reasons["garden/rose/broken.jpg"] == "not an image Pillow can read"
+    assert (
+        reasons["garden/rose/broken.jpg"]
+        == "not an image this app reads (JPEG, PNG, GIF, WebP or BMP)"
+    )
     assert "hidden or system" in reasons["__MACOSX/garden/rose/._c.JPG"]
     assert "not inside a class folder" in reasons["loose.jpg"]
     # Original bytes, under names made from their content.
@@ -98,6 +101,26 @@ def test_zip_bombs_are_refused(fresh_home: Path, monkeypatch: pytest.MonkeyPatch
         add_zip(folder, zipped({"daisy/zeros.png": zeros}), "bomb.zip")
     with pytest.raises(DatasetError, match="junk.zip: not a zip file"):
         add_zip(folder, b"PK\x03\x04 but no zip", "junk.zip")
+
+
+def test_a_damaged_zip_is_refused_in_one_line(fresh_home: Path) -> None:
+    folder = create_dataset("damaged")
+    data = bytearray(zipped({"daisy/a.png": png((250, 250, 250)) * 20}))
+    middle = len(data) // 3
+    data[middle : middle + 40] = b"\x55" * 40  # inside the deflated bytes
+    with pytest.raises(DatasetError, match="broken.zip: the zip cannot be read"):
+        add_zip(folder, bytes(data), "broken.zip")
+
+
+def test_all_uploads_together_have_a_limit(
+    fresh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = create_dataset("first")
+    add_photos(first, "rose", [("a.jpg", jpeg((200, 0, 0)))])
+    monkeypatch.setattr(uploads, "MAX_ALL_UPLOADS_BYTES", len(jpeg((200, 0, 0))) + 10)
+    report = add_photos(create_dataset("second"), "tulip", [("t.jpg", jpeg((9, 9, 200)))])
+    assert report.added == {}
+    assert "uploaded datasets would exceed their limit" in report.refused[0].reason
 
 
 def test_photos_per_class_with_duplicates_and_limits(
