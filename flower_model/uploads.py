@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from flower_model import workspace
+from flower_model.data import SkippedFile
 from flower_model.errors import DatasetError, ImageError
 from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, inspect
 
@@ -41,20 +42,12 @@ Photo = tuple[str, bytes]  # (the name it was given, its bytes)
 
 
 @dataclass(frozen=True)
-class Refused:
-    """A file that was not added, and why."""
-
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class UploadReport:
     """What one upload did: photos added per class, and the files refused."""
 
     dataset: Path
     added: dict[str, int] = field(default_factory=dict)
-    refused: tuple[Refused, ...] = ()
+    refused: tuple[SkippedFile, ...] = ()  # each file not added (its name in the upload), and why
 
     @property
     def total_added(self) -> int:
@@ -136,14 +129,14 @@ def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadRe
             f"{zip_name}: it would inflate to {declared / 2**20:,.0f} MB, over the "
             f"{MAX_DATASET_BYTES // 2**20} MB limit of a dataset"
         )
-    refused: list[Refused] = []
+    refused: list[SkippedFile] = []
     wanted: list[tuple[str, zipfile.ZipInfo]] = []
     for member in members:
         if member.is_dir():
             continue
         reason, class_name = _member_problem(member)
         if reason is not None:
-            refused.append(Refused(member.filename, reason))
+            refused.append(SkippedFile(member.filename, reason))
         else:
             wanted.append((class_name, member))
 
@@ -191,7 +184,7 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
     used_bytes, used_files = _usage(folder)
     all_bytes = _usage(workspace.datasets_dir())[0]
     added: Counter[str] = Counter()
-    refused: list[Refused] = []
+    refused: list[SkippedFile] = []
     for class_name, name, data in photos:
         reason = None
         if len(data) > MAX_FILE_BYTES:
@@ -206,17 +199,17 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
                 f"{MAX_ALL_UPLOADS_BYTES / 2**30:.0f} GB together"
             )
         if reason is not None:
-            refused.append(Refused(name, reason))
+            refused.append(SkippedFile(name, reason))
             continue
         try:
             image_format = inspect(data, PurePosixPath(name).name).format
         except ImageError as exc:
-            refused.append(Refused(name, str(exc).split(": ", 1)[-1]))
+            refused.append(SkippedFile(name, str(exc).split(": ", 1)[-1]))
             continue
         suffix = _SUFFIX_OF_FORMAT.get(image_format or "", PurePosixPath(name).suffix.lower())
         target = folder / class_name / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
         if target.exists():
-            refused.append(Refused(name, "already in this class (the same bytes)"))
+            refused.append(SkippedFile(name, "already in this class (the same bytes)"))
             continue
         try:
             workspace.write_atomic(target, data)

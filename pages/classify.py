@@ -14,7 +14,7 @@ from PIL import Image
 from flower_model.backbone import INPUT_SIZE
 from flower_model.errors import FlowerLensError
 from flower_model.explain import overlay
-from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, load_rgb
+from flower_model.images import load_preview, load_rgb
 from flower_model.predict import CONFIDENT, Failure, Prediction
 from flower_model.runs import RunInfo, list_runs
 from flower_model.ui import figures, session
@@ -100,19 +100,12 @@ def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, bool]:
 
 def uploads_ui() -> list[Upload]:
     """Draw the upload box and the camera switch; return the photos given."""
-    suffixes = [s.lstrip(".") for s in IMAGE_SUFFIXES]
-    uploads = st.file_uploader(
-        f"Drop flower photos here ({', '.join(suffixes)}; up to {MAX_FILE_BYTES // 2**20} MB each)",
-        type=suffixes,
-        accept_multiple_files=True,
+    photos = session.photos_ui(
+        "Drop flower photos here",
+        key="classify_photos",
         help="Phone photos of any size are fine: they are decoded at a reduced scale.",
     )
-    photos = [Upload.of(u.name, u.getvalue()) for u in uploads]
-    if st.toggle("Use the camera"):
-        shot = st.camera_input("Take a photo")
-        if shot is not None:
-            photos.append(Upload.of(shot.name, shot.getvalue()))
-    return photos
+    return [Upload.of(name, data) for name, data in photos]
 
 
 def result_ui(info: RunInfo, upload: Upload, result: Result, explain: bool, key: str) -> None:

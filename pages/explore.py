@@ -13,7 +13,7 @@ from flower_model.download import DEFAULT_HANDLE, download_dataset
 from flower_model.embedding import METHODS, project
 from flower_model.errors import FlowerLensError
 from flower_model.features import FeatureSet, cache_infos, feature_sets
-from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES
+from flower_model.images import MAX_FILE_BYTES
 from flower_model.jobs import JobConflict
 from flower_model.roots import ROOTS_ENV, DataRoots
 from flower_model.ui import figures, session
@@ -92,7 +92,7 @@ def report_ui(report: UploadReport) -> None:
     if report.refused:
         st.warning(f"{len(report.refused)} file(s) not added:")
         st.dataframe(
-            pd.DataFrame([{"file": r.name, "reason": r.reason} for r in report.refused]),
+            pd.DataFrame([{"file": r.path, "reason": r.reason} for r in report.refused]),
             hide_index=True,
             width="stretch",
         )
@@ -110,18 +110,7 @@ def photos_to_add_ui() -> tuple[str | None, list[Photo], bytes | None]:
         )
         return None, [], upload.getvalue() if upload is not None else None
     class_name = st.text_input("Class", placeholder="daisy", key="class_name")
-    suffixes = [s.lstrip(".") for s in IMAGE_SUFFIXES]
-    files = st.file_uploader(
-        f"Photos of this class ({limit})",
-        type=suffixes,
-        accept_multiple_files=True,
-        key="class_photos",
-    )
-    photos = [(f.name, f.getvalue()) for f in files]
-    if st.toggle("Use the camera", key="class_camera"):
-        shot = st.camera_input("Take a photo of this class")
-        if shot is not None:
-            photos.append((shot.name, shot.getvalue()))
+    photos = session.photos_ui("Photos of this class", key="class_photos")
     return class_name, photos, None
 
 

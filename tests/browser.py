@@ -135,3 +135,13 @@ def server_process(url: str):
         if "streamlit" in command and port in command:
             return child
     raise LookupError(f"no server of this test on port {port}")
+
+
+@contextmanager
+def chromium() -> Iterator:
+    """Launch the system Chromium headless through Playwright; close it afterwards."""
+    api = require_browser()
+    with api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

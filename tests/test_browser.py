@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    chromium,
     no_errors,
     plotly_bars,
     require_browser,
@@ -24,7 +23,7 @@ from tests.browser import (
 )
 from tests.conftest import REPO, make_photo
 
-playwright_api = require_browser()
+require_browser()
 SHOTS = Path(os.environ.get("FLOWER_LENS_SCREENSHOTS", REPO / "tests" / "screenshots"))
 
 
@@ -45,10 +44,8 @@ def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

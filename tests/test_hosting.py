@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    chromium,
     plotly_bars,
     require_browser,
     serve,
@@ -28,7 +27,7 @@ from tests.browser import (
 )
 from tests.conftest import REPO, SHARED_SAMPLE, build_sample
 
-playwright_api = require_browser()
+require_browser()
 
 # The same training from the CLI and from the app.
 EPOCHS = 100
@@ -84,10 +83,8 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def tab(browser, url: str):

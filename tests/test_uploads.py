@@ -58,7 +58,7 @@ def test_a_zip_of_class_folders_becomes_a_dataset(fresh_home: Path) -> None:
     )
     report = add_zip(folder, data, "garden.zip")
     assert report.added == {"daisy": 2, "rose": 1}
-    reasons = {r.name: r.reason for r in report.refused}
+    reasons = {r.path: r.reason for r in report.refused}
     assert reasons["garden/rose/notes.txt"] == "not an image file type (.txt)"
     assert (
         reasons["garden/rose/broken.jpg"]

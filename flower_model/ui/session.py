@@ -11,7 +11,7 @@ import streamlit as st
 from flower_model import roots, workspace
 from flower_model.data import Dataset, find_class_root, scan_dataset
 from flower_model.errors import FlowerLensError, ImageError
-from flower_model.images import load_preview, read_bytes
+from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, read_bytes
 from flower_model.jobs import Job, JobBoard
 from flower_model.roots import DataRoots
 
@@ -148,6 +148,25 @@ def photo_ui(path: Path, caption: str | None = None, side: int = THUMBNAIL_SIDE)
         st.caption(f"{path.name}: cannot be read ({exc.strerror or exc})")
     except ImageError as exc:
         st.caption(str(exc))
+
+
+def photos_ui(label: str, key: str, help: str | None = None) -> list[tuple[str, bytes]]:
+    """Draw a box for many photos (its size limit in the label) and a camera switch; return
+    each photo given as (name, bytes)."""
+    suffixes = [s.lstrip(".") for s in IMAGE_SUFFIXES]
+    files = st.file_uploader(
+        f"{label} ({', '.join(suffixes)}; up to {MAX_FILE_BYTES // 2**20} MB each)",
+        type=suffixes,
+        accept_multiple_files=True,
+        key=key,
+        help=help,
+    )
+    photos = [(f.name, f.getvalue()) for f in files]
+    if st.toggle("Use the camera", key=f"{key}-camera"):
+        shot = st.camera_input("Take a photo", key=f"{key}-shot")
+        if shot is not None:
+            photos.append((shot.name, shot.getvalue()))
+    return photos
 
 
 def show_error(exc: Exception) -> None:
