@@ -125,7 +125,7 @@ def train_in(page) -> None:
     page.get_by_role("spinbutton", name="Early stopping patience").press("Tab")
     settle(page)  # a click during the rerun that a changed setting causes would be lost
     page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_role("button", name="Stop").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)
 
 
 def test_watching_a_training_costs_nothing_and_the_server_stays_responsive(
