@@ -89,8 +89,12 @@ class Job:
 TrainFn = Callable[..., "RunInfo"]
 
 
-def training_task(train_fn: TrainFn, dataset: Dataset, config: TrainConfig, on_event, cancel):
-    """Train in the worker; return the run's id."""
+def training_task(
+    train_fn: TrainFn | None, dataset: Dataset, config: TrainConfig, on_event, cancel
+):
+    """Train in the worker (with `train.train` unless told otherwise); return the run's id."""
+    if train_fn is None:
+        from flower_model.train import train as train_fn  # TensorFlow: the worker's alone
     return train_fn(dataset, config, on_event=on_event, cancel=cancel).run_id
 
 
@@ -221,14 +225,12 @@ class JobBoard:
 
         The weights are resolved first, so a missing weights file is refused here, at once.
         """
-        from flower_model.train import train
-
         weights = resolve_config(config).weights
         return self._launch(
             dataset,
             "training",
             weights,
-            lambda n: Task(n, training_task, (train_fn or train, dataset, config)),
+            lambda n: Task(n, training_task, (train_fn, dataset, config)),
         )
 
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> Job:

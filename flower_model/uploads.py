@@ -16,7 +16,7 @@ import stat
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -81,6 +81,20 @@ def create_dataset(name: str) -> Path:
     folder = workspace.datasets_dir() / f"{slug}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
     return folder
+
+
+def create_dataset_with(name: str, fill: Callable[[Path], UploadReport]) -> UploadReport:
+    """Return what `fill` added to a new dataset named after `name`; if it fails or adds
+    nothing, no empty dataset is left behind."""
+    folder = create_dataset(name)
+    try:
+        report = fill(folder)
+    except BaseException:
+        delete_dataset(folder)
+        raise
+    if not report.total_added:
+        delete_dataset(folder)
+    return report
 
 
 def uploaded_dataset(folder: Path) -> Path:

@@ -138,21 +138,17 @@ def upload_ui() -> Path | None:
     class_name, photos, zip_bytes = photos_to_add_ui()
     if not st.button("Add", type="primary", disabled=not (photos or zip_bytes)):
         return None
-    new = picked is None
-    folder = picked or uploads.create_dataset(name or "")
-    try:
+
+    def fill(folder: Path) -> UploadReport:
         if zip_bytes is not None:
-            report = uploads.add_zip(folder, zip_bytes)
-        else:
-            report = uploads.add_photos(folder, class_name or "", photos)
-    except FlowerLensError:
-        if new:
-            uploads.delete_dataset(folder)
-        raise
-    if new and not report.total_added:
-        uploads.delete_dataset(folder)  # nothing usable: no empty dataset is left behind
+            return uploads.add_zip(folder, zip_bytes)
+        return uploads.add_photos(folder, class_name or "", photos)
+
+    report = uploads.create_dataset_with(name or "", fill) if picked is None else fill(picked)
+    if not report.total_added:
         report_ui(report)
         return None
+    folder = report.dataset
     mine.add(folder.name)
     st.session_state["upload_report"] = report
     session.forget_dataset_choices()

@@ -164,3 +164,17 @@ def test_only_uploaded_datasets_can_be_added_to_or_deleted(
         delete_dataset(workspace.datasets_dir())
     delete_dataset(folder)
     assert not folder.exists()
+
+
+def test_a_new_dataset_that_gets_nothing_is_not_left_behind(fresh_home: Path) -> None:
+    from flower_model.uploads import create_dataset_with
+
+    report = create_dataset_with("empty", lambda f: add_photos(f, "rose", [("x.jpg", b"junk")]))
+    assert report.total_added == 0 and not report.dataset.exists()
+    with pytest.raises(DatasetError):
+        create_dataset_with("broken", lambda f: add_zip(f, b"not a zip"))
+    assert not list(workspace.datasets_dir().iterdir())
+    kept = create_dataset_with(
+        "kept", lambda f: add_photos(f, "rose", [("a.jpg", jpeg((9, 9, 9)))])
+    )
+    assert kept.dataset.is_dir() and kept.total_added == 1
