@@ -1,4 +1,4 @@
-"""The command line: download | info | train | evaluate | predict | runs."""
+"""The command line: download | info | train | evaluate | predict | runs | export."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
+from flower_model.export import FORMATS as EXPORT_FORMATS
 from flower_model.precision import PRECISIONS
-from flower_model.runtime import start_tensorflow
+from flower_model.runtime import silenced_stderr, start_tensorflow
 from flower_model.workspace import DATA_ENV, describe_failure, remove_stale_temporaries
 
 
@@ -260,6 +262,54 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from flower_model.export import export_run
+    from flower_model.runs import get_run
+
+    info = get_run(args.run)
+    start_tensorflow(quiet=not args.debug)
+    shown = [""]
+    bars: list[_Progress] = []
+
+    def progress(what: str, share: float) -> None:
+        # A new step is worth a line of its own in a pipe; a step's own count is not.
+        if not bars:
+            bars.append(_Progress(f"exporting {info.run_id} as {args.format}", 100, unit="%"))
+        step = what.split(" on ")[0] if " photo " in what else what
+        if step != shown[0] and bars[0].bar is None and share < 1.0:
+            print(what, file=sys.stderr)
+            bars[0].last_line = time.monotonic()
+        shown[0] = step
+        bars[0].update(round(share * 100), what)
+
+    # The converters' C++ logs and Keras' deprecation warnings are not for people.
+    with silenced_stderr(not args.debug), warnings.catch_warnings():
+        warnings.simplefilter("ignore" if not args.debug else "default")
+        try:
+            result = export_run(
+                info, args.format, Path(args.out) if args.out else None, progress, args.replace
+            )
+        finally:
+            for bar in bars:
+                bar.close()
+    parity = result.parity
+    lines = [
+        f"exported run {info.run_id} as {args.format}: {result.bytes / 1e6:.1f} MB "
+        f"(model {result.model_bytes / 1e6:.1f} MB) in {result.seconds:.0f} s",
+        f"checked on {parity.photos} {result.check_source}: largest difference from the app "
+        f"{parity.max_difference:.1e}, same top class on {parity.top1_agreement:.0%}",
+    ]
+    if result.quantized is not None:
+        q = result.quantized
+        lines.append(
+            f"int8 on all {q.photos} validation photos: accuracy {q.int8_accuracy:.1%} "
+            f"(float {q.float_accuracy:.1%}), same top class as float on {q.top1_agreement:.1%}"
+        )
+    print("\n".join(lines), file=sys.stderr)
+    print(result.path)
+    return 0
+
+
 # How each TrainConfig setting is spelled and typed on the command line; defaults and help
 # come from TrainConfig itself.
 CONFIG_ARGUMENTS = {
@@ -329,6 +379,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default="latest", help="run id or 'latest' (default)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a run for other programs; prints where",
+        description="Export a run: the model with its preprocessing inside, labels.txt, "
+        "model_card.md and a standalone predict.py, checked against the app's probabilities.",
+    )
+    p.add_argument("--run", default="latest", help="run id or 'latest' (default)")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="what to export as")
+    p.add_argument(
+        "--out", metavar="PATH", help="a folder, or a .zip (default ./flower-lens-RUN-FORMAT)"
+    )
+    p.add_argument("--replace", action="store_true", help="replace an existing export at PATH")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list saved runs, newest first")
     p.add_argument("--json", action="store_true", help="print JSON")

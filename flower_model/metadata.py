@@ -57,7 +57,7 @@ class DatasetInfo:
     def of(cls, dataset: Dataset) -> DatasetInfo:
         """Return what a run records of its dataset."""
         return cls(
-            root=str(dataset.root),
+            root=str(dataset.root.resolve()),  # a run is used from other folders too
             fingerprint=dataset.fingerprint,
             images=len(dataset.records),
             classes=dataset.counts(),

@@ -10,19 +10,33 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 
 @contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Send what anything in this process writes to file descriptor 2 to /dev/null."""
+def silenced_stderr(quiet: bool = True) -> Iterator[None]:
+    """Send what the process's C++ libraries write to file descriptor 2 to /dev/null, while
+    Python's sys.stderr (progress lines, errors) still reaches where stderr went before.
+
+    For command-line programs only: a server's other threads would lose their output.
+    """
+    if not quiet:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
+    python_stderr = sys.stderr
+    sys.stderr = open(  # noqa: SIM115 - closed below, after the block
+        os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace"
+    )
     try:
         os.dup2(null, 2)
         yield
     finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
@@ -39,7 +53,7 @@ def start_tensorflow(quiet: bool = True) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
-    with _stderr_silenced() if quiet else nullcontext():
+    with silenced_stderr(quiet):
         import tensorflow as tf
 
         tf.config.list_physical_devices()

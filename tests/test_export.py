@@ -1,0 +1,313 @@
+"""Exports give the app's probabilities through their own runtimes, and fail cleanly.
+
+Each format is exported once per module (slow: 10-60 s each) and then checked by every test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flower_model.errors import FlowerLensError
+from flower_model.images import load_rgb
+from tests.conftest import SHARED_SAMPLE
+
+pytestmark = pytest.mark.slow
+FLOAT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def home(sample, tmp_path_factory):
+    """A workspace with one trained run (random weights: no ImageNet file here)."""
+    from flower_model.config import TrainConfig
+    from flower_model.train import train
+
+    folder = tmp_path_factory.mktemp("export-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWER_LENS_HOME", str(folder))
+        train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0))
+        yield folder
+
+
+@pytest.fixture
+def run(home, monkeypatch):
+    from flower_model.runs import get_run
+
+    monkeypatch.setenv("FLOWER_LENS_HOME", str(home))
+    return get_run()
+
+
+@pytest.fixture(scope="module")
+def classifier(home):
+    from flower_model.predict import Classifier
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWER_LENS_HOME", str(home))
+        return Classifier.load()
+
+
+@pytest.fixture(scope="module")
+def photos(sample) -> list[Path]:
+    """The shared sample's photos, 10 of each class, else the generated sample's."""
+    if (SHARED_SAMPLE / "flowers").is_dir():
+        found = []
+        for folder in sorted((SHARED_SAMPLE / "flowers").iterdir()):
+            found += sorted(folder.glob("*.jpg"))[:10]
+        return found
+    return [sample.path_of(r) for r in sample.records]
+
+
+@pytest.fixture(scope="module")
+def exports(home, tmp_path_factory):
+    """Each format exported once, on first use: {format: ExportResult}."""
+    from flower_model.export import export_run
+    from flower_model.runs import get_run
+
+    folder = tmp_path_factory.mktemp("exports")
+    done: dict = {}
+
+    def get(fmt: str):
+        if fmt not in done:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("FLOWER_LENS_HOME", str(home))
+                patch.setattr("flower_model.export.CALIBRATION_PHOTOS", 24)
+                done[fmt] = export_run(get_run(), fmt, folder / fmt)
+        return done[fmt]
+
+    return get
+
+
+def _app(classifier, photos) -> np.ndarray:
+    return classifier.probabilities(np.stack([load_rgb(p, size=224) for p in photos]))
+
+
+def _through_runtime(result, photos) -> np.ndarray:
+    """Probabilities from the exported files alone, through the format's own runtime."""
+    from flower_model.export import load_predictor
+
+    predictor = load_predictor(result.path)
+    return np.asarray(predictor.load_model()(np.stack([load_rgb(p, size=224) for p in photos])))
+
+
+@pytest.mark.parametrize("fmt", FLOAT_FORMATS)
+def test_float_export_gives_the_apps_probabilities(fmt, exports, classifier, photos) -> None:
+    result = exports(fmt)
+    exported, app = _through_runtime(result, photos), _app(classifier, photos)
+    assert exported.shape == app.shape == (len(photos), 5)
+    assert np.abs(exported - app).max() <= TOLERANCE
+    assert (exported.argmax(1) == app.argmax(1)).all()
+    assert result.parity.max_difference <= TOLERANCE and result.parity.top1_agreement == 1.0
+    folder = result.path
+    names = {"labels.txt", "model_card.md", "predict.py", "export.json"}
+    assert names <= {p.name for p in folder.iterdir()}
+    assert (folder / "labels.txt").read_text().split() == list(classifier.class_names)
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["format"] == fmt and manifest["input"]["dtype"] == "uint8"
+    assert (folder / manifest["model_file"]).exists()
+
+
+def test_the_runtimes_are_the_formats_own(exports) -> None:
+    """What each export holds is what its runtime reads (not a Keras file renamed)."""
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    onnx.checker.check_model(str(exports("onnx").path / "model.onnx"))
+    interpreter = Interpreter(str(exports("tflite").path / "model.tflite"))
+    given = interpreter.get_input_details()[0]
+    assert given["dtype"] == np.uint8 and list(given["shape"][1:]) == [224, 224, 3]
+    assert (exports("savedmodel").path / "saved_model" / "saved_model.pb").is_file()
+    assert zipfile.is_zipfile(exports("keras").path / "model.keras")
+
+
+def test_savedmodel_stores_each_weight_once(exports) -> None:
+    """Keras' own model.export stores every variable twice (keras-team/keras#23553)."""
+    result = exports("savedmodel")
+    keras_bytes = exports("keras").model_bytes
+    assert result.model_bytes < 1.15 * keras_bytes
+
+
+def test_savedmodel_from_image_bytes_agrees_with_the_app(exports, classifier, photos) -> None:
+    """TensorFlow's decoders are not Pillow's: measured, ≥ 99 % the same top class."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(exports("savedmodel").path / "saved_model"))
+    encoded = tf.constant([p.read_bytes() for p in photos])
+    from_bytes = model.signatures["from_image_bytes"](image_bytes=encoded)["output_0"].numpy()
+    app = _app(classifier, photos)
+    agreement = float(np.mean(from_bytes.argmax(1) == app.argmax(1)))
+    largest = np.abs(from_bytes - app).max()
+    print(f"from_image_bytes: agreement {agreement:.3f}, max |Δp| {largest:.4f}")
+    assert agreement >= 0.99
+    assert np.allclose(from_bytes.sum(1), 1.0, atol=1e-5)
+
+
+def test_int8_export_is_integer_and_measured(exports, run, photos) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    result = exports("tflite-int8")
+    path = result.path / "model_int8.tflite"
+    interpreter = Interpreter(str(path))
+    kinds = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert np.int8 in kinds  # quantized weights and activations inside
+    given = interpreter.get_input_details()[0]
+    assert given["dtype"] == np.uint8  # raw pixels, as the float exports
+    assert path.stat().st_size < 0.35 * exports("tflite").model_bytes
+    quantized = _through_runtime(result, photos)
+    # The softmax itself is quantized, in steps of 1/256.
+    assert np.allclose(quantized.sum(1), 1.0, atol=5 / 256) and (quantized >= 0).all()
+    q = result.quantized
+    assert q is not None and q.photos == len(run.metadata.split.val)
+    card = (result.path / "model_card.md").read_text()
+    assert f"{q.int8_accuracy:.1%}" in card and f"{q.float_accuracy:.1%}" in card
+
+
+@pytest.mark.skipif(
+    not __import__("flower_model.backbone").backbone.weights_status().available,
+    reason="the ≥ 97 % int8 agreement is a property of ImageNet features; no ImageNet weights "
+    "file on this machine (a random ResNet50 amplifies integer rounding: measured 16-34 %)",
+)
+def test_int8_agrees_with_float_with_imagenet_weights(sample, tmp_path, monkeypatch) -> None:
+    from flower_model.config import TrainConfig
+    from flower_model.export import export_run
+    from flower_model.train import train
+
+    monkeypatch.setenv("FLOWER_LENS_HOME", str(tmp_path))
+    info = train(sample, TrainConfig(epochs=5, batch_size=8, weights="imagenet"))
+    result = export_run(info, "tflite-int8", tmp_path / "int8")
+    assert result.quantized is not None and result.quantized.top1_agreement >= 0.97
+
+
+@pytest.mark.parametrize("fmt", [*FLOAT_FORMATS, "tflite-int8"])
+def test_predict_script_alone_gives_the_same_numbers(fmt, exports, classifier, photos, tmp_path):
+    """predict.py in a fresh process, from another folder, with no flower_model on its path."""
+    result = exports(fmt)
+    chosen = photos[:: max(1, len(photos) // 3)][:3]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run(
+        [sys.executable, "-I", str(result.path / "predict.py"), "--json", *map(str, chosen)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout)
+    script = np.array([[row["probabilities"][c] for c in classifier.class_names] for row in rows])
+    reference = (
+        _app(classifier, chosen) if fmt != "tflite-int8" else _through_runtime(result, chosen)
+    )
+    assert np.abs(script - reference).max() <= TOLERANCE
+
+
+def test_zip_export_holds_the_folder(run, tmp_path) -> None:
+    from flower_model.export import export_run
+
+    result = export_run(run, "keras", tmp_path / "flowers.zip")
+    with zipfile.ZipFile(result.path) as archive:
+        names = set(archive.namelist())
+    assert {"flowers/model.keras", "flowers/labels.txt", "flowers/predict.py"} <= names
+    assert "flowers/model_card.md" in names and "flowers/export.json" in names
+    assert [p.name for p in tmp_path.iterdir()] == ["flowers.zip"]
+
+
+def test_model_card_says_what_a_user_needs(exports, run) -> None:
+    card = (exports("keras").path / "model_card.md").read_text()
+    meta = run.metadata
+    for fact in (
+        run.run_id,
+        "none (no transfer learning)",
+        "uint8 RGB pixels, shape (batch, 224, 224, 3)",
+        f"{meta.evaluation.accuracy:.1%}",
+        f"{len(meta.split.train)} training, {len(meta.split.val)} validation",
+        "tensorflow 2.21.0",
+        "| daisy |",
+        "pip install",
+    ):
+        assert fact in card, fact
+
+
+def test_existing_destination_is_refused_then_replaced(run, tmp_path) -> None:
+    from flower_model.export import ExportError, export_run
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep")
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(run, "keras", target)
+    assert (target / "mine.txt").read_text() == "keep"
+    export_run(run, "keras", target, replace=True)
+    assert (target / "model.keras").is_file() and not (target / "mine.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_failure_midway_leaves_nothing(run, tmp_path, monkeypatch) -> None:
+    from flower_model import export
+
+    def broken(model, target, **_):
+        target.write_bytes(b"half a model")
+        raise RuntimeError("converter crashed\nwith a long C++ trace")
+
+    monkeypatch.setitem(export._WRITERS, "onnx", broken)
+    with pytest.raises(export.ExportError) as caught:
+        export.export_run(run, "onnx", tmp_path / "out.zip")
+    assert str(caught.value) == "the ONNX converter failed: converter crashed"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disagreeing_export_is_not_kept(run, tmp_path, monkeypatch) -> None:
+    from flower_model import export
+
+    monkeypatch.setattr(export, "compare", lambda a, b: export.Parity(len(b), 0.5, 0.9))
+    with pytest.raises(export.ExportError, match="does not give the app's probabilities"):
+        export.export_run(run, "keras", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_requests_are_one_line(run, tmp_path) -> None:
+    from flower_model.export import export_run
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = [
+        (lambda: export_run(run, "pdf", tmp_path / "x"), "no export format 'pdf'"),
+        (lambda: export_run(run, "keras", blocker / "inside"), "cannot write the export in"),
+    ]
+    for call, message in cases:
+        with pytest.raises(FlowerLensError) as caught:
+            call()
+        assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_broken_run_is_one_line(run, tmp_path) -> None:
+    import shutil
+
+    from flower_model.errors import RunError
+    from flower_model.export import export_run
+    from flower_model.runs import RunInfo
+
+    copy = tmp_path / "runs" / run.run_id
+    shutil.copytree(run.path, copy)
+    (copy / "model.keras").write_bytes(b"PK\x03\x04 not a model")
+    with pytest.raises(RunError, match="cannot load the model"):
+        export_run(RunInfo(run.run_id, copy, run.metadata), "keras", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not any(p.name.startswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_int8_without_training_photos_says_so(run, tmp_path, monkeypatch) -> None:
+    from flower_model import export
+
+    monkeypatch.setattr(export, "_split_photos", lambda info, which: [])
+    with pytest.raises(export.ExportError, match="calibrated on the run's training photos"):
+        export.export_run(run, "tflite-int8", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,85 @@
+"""The standalone predict.py decodes every kind of photo exactly as the app does."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flower_model import predict_template
+from flower_model.images import load_rgb
+from flower_model.synthetic import flower_photo
+
+
+def _photo(size=(320, 240), seed=0) -> Image.Image:
+    return flower_photo(np.random.default_rng(seed), (200, 30, 50), size)
+
+
+def _with_exif_rotation(image: Image.Image) -> Image.Image:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to show upright
+    image.info["exif"] = exif.tobytes()
+    return image
+
+
+def _cases() -> dict[str, tuple[Image.Image, str, dict]]:
+    photo = _photo()
+    rgba = np.asarray(photo.convert("RGBA")).copy()
+    rgba[:80, :, 3] = 0
+    rgba[80:160, :, 3] = 100
+    wide16 = (np.linspace(0, 65535, 300 * 200).reshape(200, 300)).astype(np.uint16)
+    palette = photo.convert("P")
+    palette.info["transparency"] = 0
+    frames = [_photo(seed=1).convert("P"), _photo(seed=2).convert("P")]
+    return {
+        "jpeg": (photo, "JPEG", {"quality": 90}),
+        "large jpeg (reduced-scale decode)": (photo.resize((2400, 1800)), "JPEG", {}),
+        "jpeg with EXIF rotation": (_with_exif_rotation(_photo((300, 200))), "JPEG", {}),
+        "grey jpeg": (photo.convert("L"), "JPEG", {}),
+        "cmyk jpeg": (photo.convert("CMYK"), "JPEG", {}),
+        "png with alpha": (Image.fromarray(rgba), "PNG", {}),
+        "16-bit png": (Image.fromarray(wide16), "PNG", {}),
+        "palette png with transparency": (palette, "PNG", {}),
+        "large png (shrunk first)": (photo.resize((2600, 2000)), "PNG", {}),
+        "large rgba png (shrunk first)": (Image.fromarray(rgba).resize((2600, 2000)), "PNG", {}),
+        "animated gif": (frames[0], "GIF", {"save_all": True, "append_images": frames[1:]}),
+        "webp": (photo, "WEBP", {"quality": 80}),
+        "bmp": (photo, "BMP", {}),
+        "1-bit png": (photo.convert("1"), "PNG", {}),
+    }
+
+
+@pytest.mark.parametrize("name", list(_cases()))
+def test_load_photo_is_the_apps_decode(name: str, tmp_path: Path) -> None:
+    image, fmt, options = _cases()[name]
+    buffer = io.BytesIO()
+    if "exif" in image.info:
+        options = {**options, "exif": image.info["exif"]}
+    image.save(buffer, fmt, **options)
+    path = tmp_path / f"photo.{fmt.lower()}"
+    path.write_bytes(buffer.getvalue())
+    np.testing.assert_array_equal(predict_template.load_photo(str(path)), load_rgb(path, size=224))
+
+
+def test_an_export_keeps_only_its_own_loader() -> None:
+    from flower_model.export import FORMATS, predict_script
+
+    for fmt in FORMATS.values():
+        script = predict_script(fmt)
+        compile(script, "predict.py", "exec")
+        assert "def load_model(" in script
+        assert f'MODEL_FILE = "{fmt.model_file}"' in script
+        others = {f.runtime for f in FORMATS.values()} - {fmt.runtime}
+        assert not any(f"def load_{other}(" in script for other in others)
+        assert "<runtime" not in script and "dispatch" not in script
+        imports = {
+            "keras": "import keras",
+            "savedmodel": "import tensorflow",
+            "tflite": "ai_edge_litert",
+            "onnx": "import onnxruntime",
+        }
+        assert imports[fmt.runtime] in script
+        assert not any(imports[other] in script for other in others - {fmt.runtime})
