@@ -17,7 +17,8 @@ FINE_TUNING_PHASE = "fine-tuning conv5 and the head on photos"
 class TrainEvent:
     """One thing that happened while training; fields that do not apply are None.
 
-    kinds: start, phase, extract (done/total), batch, epoch, end, cancelled, error.
+    kinds: start, phase, extract (done/total), step (a message with done/total: an export's
+    progress), batch, epoch, end, cancelled, error.
     """
 
     kind: str
@@ -92,6 +93,8 @@ def progress_of(
         elif event.kind == "extract" and event.total:
             phase = f"extracting features {event.done:,}/{event.total:,}"
             fraction = event.done / event.total
+        elif event.kind == "step" and event.total:
+            phase, fraction = event.message or phase, (event.done or 0) / event.total
         elif event.kind == "batch":
             epochs = event.epochs
             phase = (

@@ -54,6 +54,9 @@ class ExportFormat:
     runtime: str  # the template's loader that runs it (predict_template.py: load_<runtime>)
     packages: str  # what predict.py needs, as pip names
     summary: str
+    # The model file's size over the run's model.keras (measured on a 5-class run): what the
+    # app shows before the export is made.
+    size_ratio: float = 1.0
 
 
 FORMATS: dict[str, ExportFormat] = {
@@ -75,6 +78,7 @@ FORMATS: dict[str, ExportFormat] = {
             "tensorflow pillow numpy",
             "for TensorFlow Serving and TF programs; a second signature, from_image_bytes, "
             "takes encoded photos",
+            1.03,
         ),
         ExportFormat(
             "tflite",
@@ -83,6 +87,7 @@ FORMATS: dict[str, ExportFormat] = {
             "tflite",
             "ai-edge-litert pillow numpy",
             "for phones and small devices; the same numbers as the app",
+            0.99,
         ),
         ExportFormat(
             "tflite-int8",
@@ -92,6 +97,7 @@ FORMATS: dict[str, ExportFormat] = {
             "ai-edge-litert pillow numpy",
             "integer-quantized, calibrated on the run's training photos: about a quarter of "
             "the size; its agreement with the float model is measured in the model card",
+            0.26,
         ),
         ExportFormat(
             "onnx",
@@ -100,6 +106,7 @@ FORMATS: dict[str, ExportFormat] = {
             "onnx",
             "onnxruntime pillow numpy",
             "for onnxruntime and the many tools that read ONNX",
+            0.99,
         ),
     )
 }
@@ -180,6 +187,15 @@ def default_destination(run_id: str, fmt: str, folder: Path | None = None) -> Pa
 def app_export_path(run_id: str, fmt: str) -> Path:
     """Return the .zip the app offers for download (kept, so the second download is instant)."""
     return workspace.home_dir() / "exports" / f"flower-lens-{run_id}-{fmt}.zip"
+
+
+def packed_summary(path: Path) -> tuple[dict, str]:
+    """Return the manifest and the model card inside an export's .zip (for showing it)."""
+    with zipfile.ZipFile(path) as archive:
+        names = {Path(name).name: name for name in archive.namelist()}
+        manifest = json.loads(archive.read(names[MANIFEST_FILE]))
+        card = archive.read(names[CARD_FILE]).decode("utf-8")
+    return manifest, card
 
 
 # --- photos ---------------------------------------------------------------------------------

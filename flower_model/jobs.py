@@ -1,4 +1,4 @@
-"""Training and feature jobs, shared by every browser session of one server process.
+"""Training, feature and export jobs, shared by every browser session of one server process.
 
 A job outlives the page that started it: switching page or reloading the tab only changes
 who is watching. Jobs run one at a time in the worker process (worker.py), in the order they
@@ -8,6 +8,7 @@ running or waiting on a given dataset.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections import deque
@@ -43,7 +44,7 @@ class Job:
 
     job_id: str
     number: int
-    kind: str  # training or features
+    kind: str  # training, features or export
     data_root: Path
     fingerprint: str
     weights: WeightsChoice  # what the job's ResNet50 starts from
@@ -113,6 +114,40 @@ def features_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
     on_event(TrainEvent("end", message=message))
 
 
+# An export job's progress is reported in thousandths.
+STEP_TOTAL = 1000
+
+
+def export_task(run_id: str, fmt: str, on_event, cancel) -> str:
+    """Export a run for the app's download, in the worker; return the run's id.
+
+    The .zip is kept in the workspace: asked for again, it is ready at once.
+    """
+    from flower_model.errors import TrainingCancelled
+    from flower_model.export import app_export_path, export_run
+    from flower_model.runs import get_run
+
+    destination = app_export_path(run_id, fmt)
+    if destination.is_file():
+        return run_id
+    # The worker runs one job at a time: a half-written export here is one it was killed in.
+    for left in destination.parent.glob(".partial-*"):
+        shutil.rmtree(left, ignore_errors=True)
+
+    def progress(what: str, share: float) -> None:
+        if cancel.is_set():
+            raise TrainingCancelled("export stopped; nothing was kept")
+        on_event(TrainEvent("step", message=what, done=round(share * STEP_TOTAL), total=STEP_TOTAL))
+
+    export_run(get_run(run_id), fmt, destination, progress)
+    return run_id
+
+
+def export_fingerprint(run_id: str, fmt: str) -> str:
+    """Return what the board keys an export job by: one job per run and format at a time."""
+    return f"export:{run_id}:{fmt}"
+
+
 class JobBoard:
     """The jobs of this server: start, find and list them, run them in order (thread-safe)."""
 
@@ -142,12 +177,15 @@ class JobBoard:
             (j for j in self.jobs() if j.kind == kind and j.fingerprint == fingerprint), None
         )
 
-    def _launch(self, dataset: Dataset, kind: str, weights: WeightsChoice, task_of) -> Job:
+    def _launch(
+        self, root: Path, fingerprint: str, kind: str, weights: WeightsChoice, task_of
+    ) -> Job:
         with self._lock:
             for job in self._jobs.values():
-                if job.running and job.fingerprint == dataset.fingerprint:
+                if job.running and job.fingerprint == fingerprint:
+                    what = "this run in this format" if kind == "export" else "this dataset"
                     raise JobConflict(
-                        f"a {job.kind} job is already {job.status} on this dataset (asked for "
+                        f"a {job.kind} job is already {job.status} on {what} (asked for "
                         f"{time.strftime('%H:%M:%S', time.localtime(job.started))}); "
                         "watch it or stop it before starting another"
                     )
@@ -157,8 +195,8 @@ class JobBoard:
                 job_id=f"job-{number}",
                 number=number,
                 kind=kind,
-                data_root=dataset.root,
-                fingerprint=dataset.fingerprint,
+                data_root=root,
+                fingerprint=fingerprint,
                 weights=weights,
                 task=task_of(number),
                 on_stop=self._stop,
@@ -227,7 +265,8 @@ class JobBoard:
         """
         weights = resolve_config(config).weights
         return self._launch(
-            dataset,
+            dataset.root,
+            dataset.fingerprint,
             "training",
             weights,
             lambda n: Task(n, training_task, (train_fn, dataset, config)),
@@ -236,8 +275,25 @@ class JobBoard:
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> Job:
         """Start filling the feature cache for a dataset in the worker (or line it up)."""
         return self._launch(
-            dataset,
+            dataset.root,
+            dataset.fingerprint,
             "features",
             resolve_weights(weights),
             lambda n: Task(n, features_task, (dataset, weights)),
+        )
+
+    def start_export(self, run: RunInfo, fmt: str) -> Job:
+        """Start exporting a run as a .zip for download in the worker (or line it up);
+        refuse if the same run is already being exported in that format."""
+        from flower_model.export import format_of
+        from flower_model.metadata import WeightsInfo
+
+        format_of(fmt)  # an unknown format is refused here, at once
+        weights: WeightsInfo = run.metadata.weights
+        return self._launch(
+            run.path,
+            export_fingerprint(run.run_id, fmt),
+            "export",
+            WeightsChoice(weights.kind),
+            lambda n: Task(n, export_task, (run.run_id, fmt)),
         )

@@ -113,6 +113,79 @@ def compare_ui(by_id: dict[str, RunInfo]) -> None:
     right.plotly_chart(figures.compare_curves(histories, "val_accuracy"), width="stretch")
 
 
+@st.fragment
+def export_ui(info: RunInfo) -> None:
+    """Draw a run's export formats; prepare one in the worker and offer it for download."""
+    from flower_model.export import FORMATS, app_export_path, packed_summary
+    from flower_model.jobs import JobConflict, export_fingerprint
+
+    st.markdown(
+        "Take the model out of the app. Each export holds the model with ResNet50's "
+        "preprocessing inside (it takes plain uint8 photos, 224×224), `labels.txt`, a model "
+        "card and a standalone `predict.py` that decodes photos exactly as this app does. "
+        "Before it is offered, each export is run through its own runtime and checked "
+        "against the app's probabilities."
+    )
+    base = info.model_path.stat().st_size if info.model_path.is_file() else 0
+    rows = []
+    for fmt in FORMATS.values():
+        ready = app_export_path(info.run_id, fmt.name)
+        size = (
+            f"{ready.stat().st_size / 1e6:.1f} MB, ready"
+            if ready.is_file()
+            else f"about {base * fmt.size_ratio / 1e6:.0f} MB"
+        )
+        rows.append({"format": fmt.title, "for": fmt.summary, "needs": fmt.packages, "size": size})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    name = st.radio(
+        "Format",
+        list(FORMATS),
+        format_func=lambda n: FORMATS[n].title,
+        horizontal=True,
+        key=f"export-format-{info.run_id}",
+    )
+    if name == "tflite-int8" and not info.transfer_learning:
+        st.warning(
+            "This run has **no transfer learning**: a random ResNet50 amplifies integer "
+            "rounding, so the int8 model disagrees with the float one on most photos. The "
+            "model card measures by how much; a float format is the one to use.",
+            icon=":material/warning:",
+        )
+    path = app_export_path(info.run_id, name)
+    board = session.job_board()
+    job = board.latest(export_fingerprint(info.run_id, name), kind="export")
+    if path.is_file():
+        manifest, card = packed_summary(path)
+        parity = manifest["parity"]
+        st.download_button(
+            f"Download {path.name} ({path.stat().st_size / 1e6:.1f} MB)",
+            data=path.read_bytes,  # read when clicked, not on every rerun
+            file_name=path.name,
+            mime="application/zip",
+            icon=":material/download:",
+            type="primary",
+            on_click="ignore",
+        )
+        st.caption(
+            f"Checked on {parity['photos']} photos: largest difference from the app's "
+            f"probabilities {parity['max_difference']:.1e}, the same top class on "
+            f"{parity['top1_agreement']:.0%}."
+        )
+        with st.expander("Model card", icon=":material/description:"):
+            st.markdown(card)
+        return
+    if job is not None and job.running:
+        session.watch_job(job)
+        return
+    if job is not None and job.status == "failed":
+        st.error(job.error or "the export failed", icon=":material/error:")
+    if st.button("Prepare the export", icon=":material/package_2:", key=f"export-{name}"):
+        try:
+            session.watch_job(board.start_export(info, name))
+        except JobConflict as exc:
+            st.info(str(exc))
+
+
 def broken_ui(broken: list[BrokenRun]) -> None:
     """List the run folders that cannot be used, with the reason (they are never picked)."""
     if broken:
@@ -129,11 +202,13 @@ if not runs:
     session.no_run_hint()
     st.stop()
 by_id = {r.run_id: r for r in runs}
-single, compare = st.tabs(["One run", "Compare runs"])
+info = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].describe())]
+single, export, compare = st.tabs(["This run", "Export", "Compare runs"])
 with single:
-    info = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].describe())]
     metrics_ui(info)
     per_class_ui(info)
     mistakes_ui(info)
+with export:
+    export_ui(info)
 with compare:
     compare_ui(by_id)

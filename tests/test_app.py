@@ -389,6 +389,26 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
     assert "no transfer learning" in texts(app)
 
 
+def test_evaluate_exports_a_run_for_download(trained) -> None:
+    """Export tab: the formats with their sizes; Prepare runs the export in the worker with
+    its progress; then a download button, the check against the app and the model card."""
+    from flower_model.export import app_export_path
+
+    app = open_page("pages/evaluate.py")
+    table = app.dataframe[-1].value
+    assert list(table["format"])[:2] == ["Keras", "TensorFlow SavedModel"]
+    assert all(size.startswith("about ") for size in table["size"])
+    assert not app.get("download_button")
+    app.radio(key=f"export-format-{trained.run_id}").set_value("keras")
+    next(b for b in app.button if b.label == "Prepare the export").click()
+    app.run()
+    wait_until(app, lambda a: bool(a.get("download_button")), timeout=300)
+    assert app_export_path(trained.run_id, "keras").is_file()
+    assert "the same top class on 100%" in texts(app)
+    assert "Model card" in [e.label for e in app.expander]
+    assert "ready" in app.dataframe[-1].value["size"].iloc[0]
+
+
 def test_home_and_explore_do_not_import_tensorflow(with_sample) -> None:
     code = (
         "import sys\n"

@@ -222,7 +222,11 @@ def job_progress(job: Job) -> None:
             icon=":material/stop_circle:",
             on_click=job.stop,
             key=f"stop-{job.job_id}",
-            help="Stops after the current batch; the best completed epoch is kept.",
+            help=(
+                "Stops at the next step; nothing half-written is kept."
+                if job.kind == "export"
+                else "Stops after the current batch; the best completed epoch is kept."
+            ),
         )
 
 
