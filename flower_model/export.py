@@ -518,7 +518,7 @@ def export_run(
         except Exception as exc:  # each converter raises its own types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise ExportError(f"the {chosen.title} converter failed: {first}") from exc
-        report(f"checking the export against the app on {CHECK_PHOTOS} photos", 0.6)
+        report("checking the export against the app", 0.6)
         paths, batch, source = check_photos(info)
         predictor = load_predictor(folder)
         parity = compare(

@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import REPO
 
-COMMANDS = ("download", "info", "train", "evaluate", "predict", "runs")
+COMMANDS = ("download", "info", "train", "evaluate", "predict", "runs", "export")
+NOISE = ("absl", "cuda", "oneDNN", "I0000", "W0000", "E0000", "Traceback", "Warning")
 
 
 def cli(*args: str, home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -113,6 +114,39 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert no_runs.returncode == 1 and "no trained model yet" in no_runs.stderr
     debug = cli("--debug", "info", "--data", str(tmp_path / "nowhere"), home=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.slow
+def test_export_prints_where_and_how_it_was_checked(sample_dir: Path, tmp_path: Path) -> None:
+    args = ("train", "--data", str(sample_dir), "--weights", "none", "--epochs", "2")
+    assert cli(*args, "--batch-size", "8", home=tmp_path).returncode == 0
+    target = tmp_path / "out" / "flowers-int8.zip"
+    done = cli("export", "--format", "tflite-int8", "--out", str(target), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(target) and target.is_file()
+    assert "calibrating int8 on training photo" in done.stderr
+    assert "checked on 10 validation photos" in done.stderr
+    assert "int8 on all 10 validation photos: accuracy" in done.stderr
+    # Output for people: whole lines through a pipe, none of the converters' own logs.
+    assert "\r" not in done.stderr
+    for noise in (*NOISE, "fully_quantize", "INFO:"):
+        assert noise not in done.stderr, noise
+
+    again = cli("export", "--format", "tflite-int8", "--out", str(target), home=tmp_path)
+    assert again.returncode == 1
+    assert (
+        again.stderr.strip() == f"error: {target} already exists: remove it or choose another --out"
+    )
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for extra, message in (
+        (("--run", "nope"), "error: no run matches 'nope'"),
+        (("--out", str(blocker / "x")), "error: cannot write the export in"),
+    ):
+        failed = cli("export", "--format", "keras", *extra, home=tmp_path)
+        assert failed.returncode == 1 and failed.stderr.startswith(message), failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["flowers-int8.zip"]
 
 
 def test_offline_download_says_what_to_do(tmp_path: Path) -> None:
