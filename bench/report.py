@@ -137,4 +137,36 @@ def markdown(results: Results) -> str:
                 f"\nSeconds per photo of {what} at {large.images:,} photos / at "
                 f"{small.images:,}: {ratio:.2f} (target ≤ {limit}: {_met(ratio <= limit)})."
             )
+    lines += _export_lines(r)
     return "\n".join(lines) + "\n"
+
+
+def _export_lines(r: Results) -> list[str]:
+    ex = r.exports
+    lines = [
+        "",
+        f"Exports, each through its own runtime and its own predict.py loader, on {ex.source}:",
+        "",
+        "| Format | Model file | Export s | Load s | One photo p50 / p95 | Top class as the app "
+        "| Max \\|Δp\\| |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in ex.formats:
+        lines.append(
+            f"| {f.format} | {f.model_bytes / 1e6:.1f} MB | {f.export_seconds:.1f} | "
+            f"{f.load_seconds:.2f} | {_ms(f.latency.p50_ms, f.latency.p95_ms)} | "
+            f"{f.top1_agreement:.1%} | {f.max_difference:.1e} |"
+        )
+    if ex.from_image_bytes_agreement is not None:
+        lines.append(
+            f"\nSavedModel `from_image_bytes` (TensorFlow's decoders, not Pillow's): the app's top "
+            f"class on {ex.from_image_bytes_agreement:.1%} of the photos, max |Δp| "
+            f"{ex.from_image_bytes_max_difference:.1e}."
+        )
+    for f in ex.formats:
+        if f.int8_accuracy is not None:
+            lines.append(
+                f"\nint8 on the run's validation split: accuracy {f.int8_accuracy:.1%} against "
+                f"float {f.float_accuracy:.1%}."
+            )
+    return lines

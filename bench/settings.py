@@ -34,6 +34,9 @@ class Settings:
     variant_batch_sizes: tuple[int, ...] = (32, 16, 64)  # the first is the one every variant gets
     variant_repeats: int = 3
     classify_repeats: int = 30
+    export_formats: tuple[str, ...] = ("keras", "savedmodel", "tflite", "tflite-int8", "onnx")
+    export_photos: int = 500  # photos each format is compared with the app on
+    export_repeats: int = 30
     cold_starts: int = 3
     home_imports: int = 3
 
@@ -56,6 +59,9 @@ QUICK = Settings(
     variant_batch_sizes=(8,),
     variant_repeats=1,
     classify_repeats=1,
+    export_formats=("tflite",),
+    export_photos=8,
+    export_repeats=2,
     cold_starts=1,
     home_imports=1,
 )

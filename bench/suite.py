@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.classify import Classify, measure_classify
+from bench.exports import Exports, measure_exports, sample_run
 from bench.extraction import Extraction, measure_extraction
 from bench.growth import GrowthStep, measure_growth
 from bench.machine import Machine, describe_machine, load_average
@@ -47,8 +48,19 @@ class Results:
     home_import: HomeImport
     training_memory: TrainingMemory
     growth: tuple[GrowthStep, ...]
+    exports: Exports
     seconds: float
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+
+
+def chosen_photos(photos: PhotoSet, count: int) -> tuple[list[Path], str]:
+    """Return `count` photo files: real flowers from ../shared when present, else made."""
+    real = sorted(SHARED_SAMPLE.glob("*/*/*.jpg"))
+    if len(real) >= count:
+        return real[:: len(real) // count][
+            :count
+        ], f"{count} real flower photos from {SHARED_SAMPLE.name}"
+    return list(photos.paths[:count]), f"{count} generated photos"
 
 
 def variant_photos(photos: PhotoSet, count: int) -> tuple[np.ndarray, str]:
@@ -56,20 +68,15 @@ def variant_photos(photos: PhotoSet, count: int) -> tuple[np.ndarray, str]:
     from flower_model.backbone import INPUT_SIZE
     from flower_model.images import load_rgb
 
-    real = sorted(SHARED_SAMPLE.glob("*/*/*.jpg"))
-    if len(real) >= count:
-        chosen = real[:: len(real) // count][:count]
-        source = f"{count} real flower photos from {SHARED_SAMPLE.name}"
-    else:
-        chosen = list(photos.paths[:count])
-        source = f"{count} generated photos"
+    chosen, source = chosen_photos(photos, count)
     return np.stack([load_rgb(p, size=INPUT_SIZE) for p in chosen]), source
 
 
 def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -> Results:
     """Return every measurement; `work` becomes the workspace ($FLOWER_LENS_HOME) and scratch."""
-    from flower_model.backbone import WeightsChoice, build_resnet50
+    from flower_model.backbone import INPUT_SIZE, WeightsChoice, build_resnet50
     from flower_model.extractor import FeatureExtractor
+    from flower_model.images import load_rgb
     from flower_model.synthetic import PHOTO_SIZE
     from flower_model.workspace import HOME_ENV
 
@@ -143,6 +150,19 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.batch_size,
         progress,
     )
+    progress("exports: every format through its own runtime")
+    exported_run = (None if quick else sample_run(SHARED_SAMPLE, settings.epochs)) or run
+    export_files, export_source = chosen_photos(photos, settings.export_photos)
+    exports = measure_exports(
+        exported_run,
+        np.stack([load_rgb(p, size=INPUT_SIZE) for p in export_files]),
+        [p.read_bytes() for p in export_files],
+        f"{export_source}, run {exported_run.run_id} ({exported_run.accuracy:.0%} accurate, "
+        f"weights {exported_run.weights_label})",
+        settings.export_formats,
+        work / "exports",
+        settings.export_repeats,
+    )
     return Results(
         quick=quick,
         settings=settings,
@@ -160,5 +180,6 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         home_import=home,
         training_memory=memory,
         growth=growth,
+        exports=exports,
         seconds=time.perf_counter() - start,
     )

@@ -45,6 +45,10 @@ def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
     assert folded["cosine_min"] > 0.99999 and folded["max_relative_error"] < 1e-4
     assert [step["images"] for step in results["growth"]] == list(QUICK.growth_sizes)
     assert "| Measurement | Result | Target | Met |" in done.stdout
+    (measured,) = results["exports"]["formats"]
+    assert measured["format"] == "tflite" and measured["model_bytes"] > 1e7
+    assert measured["top1_agreement"] == 1.0 and measured["max_difference"] < 1e-4
+    assert "| tflite |" in done.stdout
 
 
 def test_growth_sizes_must_cover_every_class() -> None:
