@@ -283,7 +283,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         bars[0].update(round(share * 100), what)
 
     # The converters' C++ logs and Keras' deprecation warnings are not for people.
-    with silenced_stderr(not args.debug), warnings.catch_warnings():
+    with silenced_stderr(not args.debug, keep_python=True), warnings.catch_warnings():
         warnings.simplefilter("ignore" if not args.debug else "default")
         try:
             result = export_run(

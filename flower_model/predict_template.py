@@ -56,7 +56,7 @@ def load_keras():
     import keras
 
     model = keras.models.load_model(HERE / MODEL_FILE, compile=False, safe_mode=True)
-    return lambda pixels: np.asarray(model.predict(pixels, verbose=0))
+    return lambda pixels: np.asarray(model.predict_on_batch(pixels))
 
 
 # </runtime>

@@ -14,11 +14,13 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def silenced_stderr(quiet: bool = True) -> Iterator[None]:
-    """Send what the process's C++ libraries write to file descriptor 2 to /dev/null, while
-    Python's sys.stderr (progress lines, errors) still reaches where stderr went before.
+def silenced_stderr(quiet: bool = True, keep_python: bool = False) -> Iterator[None]:
+    """Send what the process writes to file descriptor 2 to /dev/null while the block runs.
 
-    For command-line programs only: a server's other threads would lose their output.
+    With `keep_python`, Python's sys.stderr (progress lines) still reaches where stderr went
+    before, through a stream of its own that stays open afterwards (a logging handler made
+    meanwhile may hold it). For command-line programs only: a server's other threads would
+    lose their output.
     """
     if not quiet:
         yield
@@ -27,15 +29,15 @@ def silenced_stderr(quiet: bool = True) -> Iterator[None]:
     saved = os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
     python_stderr = sys.stderr
-    sys.stderr = open(  # noqa: SIM115 - closed below, after the block
-        os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace"
-    )
+    if keep_python:
+        sys.stderr = open(  # noqa: SIM115 - left open on purpose, see above
+            os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace"
+        )
     try:
         os.dup2(null, 2)
         yield
     finally:
         sys.stderr.flush()
-        sys.stderr.close()
         sys.stderr = python_stderr
         os.dup2(saved, 2)
         os.close(saved)
