@@ -127,16 +127,16 @@ def export_ui(info: RunInfo) -> None:
         "against the app's probabilities."
     )
     base = info.model_path.stat().st_size if info.model_path.is_file() else 0
-    rows = []
+    lines = ["| Format | For | Needs | Size |", "|---|---|---|---|"]
     for fmt in FORMATS.values():
         ready = app_export_path(info.run_id, fmt.name)
         size = (
-            f"{ready.stat().st_size / 1e6:.1f} MB, ready"
+            f"{ready.stat().st_size / 1e6:.1f} MB .zip, ready"
             if ready.is_file()
             else f"about {base * fmt.size_ratio / 1e6:.0f} MB"
         )
-        rows.append({"format": fmt.title, "for": fmt.summary, "needs": fmt.packages, "size": size})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        lines.append(f"| {fmt.title} | {fmt.summary} | `{fmt.packages}` | {size} |")
+    st.markdown("\n".join(lines))
     name = st.radio(
         "Format",
         list(FORMATS),
@@ -179,7 +179,7 @@ def export_ui(info: RunInfo) -> None:
         return
     if job is not None and job.status == "failed":
         st.error(job.error or "the export failed", icon=":material/error:")
-    if st.button("Prepare the export", icon=":material/package_2:", key=f"export-{name}"):
+    if st.button("Prepare the export", icon=":material/package_2:", key="export-prepare"):
         try:
             session.watch_job(board.start_export(info, name))
         except JobConflict as exc:

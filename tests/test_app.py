@@ -395,9 +395,10 @@ def test_evaluate_exports_a_run_for_download(trained) -> None:
     from flower_model.export import app_export_path
 
     app = open_page("pages/evaluate.py")
-    table = app.dataframe[-1].value
-    assert list(table["format"])[:2] == ["Keras", "TensorFlow SavedModel"]
-    assert all(size.startswith("about ") for size in table["size"])
+    table = next(m.value for m in app.markdown if m.value.startswith("| Format |"))
+    rows = table.splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows][:2] == ["| Keras", "| TensorFlow SavedModel"]
+    assert all("| about " in row for row in rows)
     assert not app.get("download_button")
     app.radio(key=f"export-format-{trained.run_id}").set_value("keras")
     next(b for b in app.button if b.label == "Prepare the export").click()
@@ -406,7 +407,8 @@ def test_evaluate_exports_a_run_for_download(trained) -> None:
     assert app_export_path(trained.run_id, "keras").is_file()
     assert "the same top class on 100%" in texts(app)
     assert "Model card" in [e.label for e in app.expander]
-    assert "ready" in app.dataframe[-1].value["size"].iloc[0]
+    table = next(m.value for m in app.markdown if m.value.startswith("| Format |"))
+    assert "MB .zip, ready" in table.splitlines()[2]
 
 
 def test_home_and_explore_do_not_import_tensorflow(with_sample) -> None:

@@ -19,6 +19,7 @@ from tests.browser import (
     plotly_bars,
     require_browser,
     serve,
+    settle,
     visit,
 )
 from tests.conftest import REPO, make_photo
@@ -127,6 +128,31 @@ def test_evaluate_shows_the_run(page) -> None:
     page.get_by_text("Confusion matrix").first.wait_for()
     no_errors(page)
     shoot(page, "evaluate")
+
+
+def test_evaluate_exports_and_downloads_a_model(page, tmp_path: Path) -> None:
+    """Export tab: Prepare the ONNX export, watch its progress, download the .zip, and find in
+    it a model that onnxruntime runs and a predict.py."""
+    import zipfile
+
+    visit(page, "evaluate")
+    page.get_by_role("tab", name="Export").click()
+    page.locator('[data-testid="stRadio"] label', has_text="ONNX").click()
+    settle(page)  # the fragment's rerun for the new choice, before the click
+    page.get_by_role("button", name="Prepare the export").click()
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
+    download_button = page.locator('[data-testid="stDownloadButton"] button')
+    download_button.wait_for(timeout=300_000)
+    no_errors(page)
+    shoot(page, "export")
+    with page.expect_download(timeout=120_000) as caught:
+        download_button.click()
+    target = tmp_path / caught.value.suggested_filename
+    caught.value.save_as(target)
+    assert target.name.endswith("-onnx.zip")
+    with zipfile.ZipFile(target) as archive:
+        names = {Path(name).name for name in archive.namelist()}
+    assert {"model.onnx", "labels.txt", "predict.py", "model_card.md"} <= names
 
 
 def test_classify_an_uploaded_photo(page, sample) -> None:
