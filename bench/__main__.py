@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure Flower Lens' speed and memory on this machine. The full run "
-        "takes about 5 minutes on a 2-core CPU with native bfloat16; --quick under a minute.",
+        "takes about 12 minutes on a 2-core CPU with native bfloat16; --quick about 75 s.",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (proves it works)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
