@@ -296,7 +296,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     lines = [
         f"exported run {info.run_id} as {args.format}: {result.bytes / 1e6:.1f} MB "
         f"(model {result.model_bytes / 1e6:.1f} MB) in {result.seconds:.0f} s",
-        f"checked on {parity.photos} {result.check_source}: largest difference from the app "
+        f"checked on {parity.photos} {result.manifest.checked_on}: largest difference from the app "
         f"{parity.max_difference:.1e}, same top class on {parity.top1_agreement:.0%}",
     ]
     if result.quantized is not None:

@@ -22,7 +22,7 @@ class RunError(FlowerLensError):
 
 
 class TrainingCancelled(FlowerLensError):
-    """Training was stopped by the user before any epoch completed."""
+    """A job was stopped by the user: a training before any epoch completed, or an export."""
 
 
 class TrainingError(FlowerLensError):

@@ -8,7 +8,6 @@ running or waiting on a given dataset.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections import deque
@@ -124,15 +123,16 @@ def export_task(run_id: str, fmt: str, on_event, cancel) -> str:
     The .zip is kept in the workspace: asked for again, it is ready at once.
     """
     from flower_model.errors import TrainingCancelled
-    from flower_model.export import app_export_path, export_run
+    from flower_model.export import app_export_path, export_run, remove_leftovers
     from flower_model.runs import get_run
 
     destination = app_export_path(run_id, fmt)
     if destination.is_file():
         return run_id
-    # The worker runs one job at a time: a half-written export here is one it was killed in.
-    for left in destination.parent.glob(".partial-*"):
-        shutil.rmtree(left, ignore_errors=True)
+    # The worker runs one job at a time: a half-written export here is one it was killed in
+    # (a conversion ignores Stop, and the worker is ended after STOP_GRACE_SECONDS).
+    if destination.parent.is_dir():
+        remove_leftovers(destination.parent)
 
     def progress(what: str, share: float) -> None:
         if cancel.is_set():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from flower_model.backbone import NO_TRANSFER_LABEL
 from flower_model.serving import INPUT_CONTRACT, OUTPUT_CONTRACT
 
 if TYPE_CHECKING:
-    from flower_model.export import ExportFormat, Parity, QuantizedAccuracy
+    from flower_model.export import ExportFormat, ExportManifest
     from flower_model.runs import RunInfo
 
 
@@ -60,23 +59,19 @@ def _usage(fmt: ExportFormat) -> list[str]:
     ]
 
 
-def model_card(
-    info: RunInfo,
-    fmt: ExportFormat,
-    model_bytes: int,
-    parity: Parity,
-    quantized: QuantizedAccuracy | None,
-    checked_on: str,
-) -> str:
+def model_card(info: RunInfo, fmt: ExportFormat, model_bytes: int, manifest: ExportManifest) -> str:
     """Return the model card of one export of a run, as Markdown."""
+    parity, quantized, checked_on = manifest.parity, manifest.quantized, manifest.checked_on
     meta = info.metadata
+    exported = manifest.exported[:16].replace("T", " ")
+    pixels = "the same pixels as the app" if parity.pixels_identical else "NOT the app's pixels"
     evaluation = meta.evaluation
     weights = meta.weights
     lines = [
         f"# Flower Lens flower classifier — run {info.run_id}, {fmt.title}",
         "",
         f"Tells {len(info.class_names)} kinds of flowers apart: {', '.join(info.class_names)}.",
-        f"Exported {time.strftime('%Y-%m-%d %H:%M')} by Flower Lens from run {info.run_id} "
+        f"Exported {exported} by Flower Lens from run {info.run_id} "
         f"(trained {meta.created}). Model file: `{fmt.model_file}`, {model_bytes / 1e6:.1f} MB; "
         f"{fmt.summary}.",
         "",
@@ -132,10 +127,11 @@ def model_card(
         "",
         "## This export, checked against the app",
         "",
-        f"On {parity.photos} {checked_on}, through this folder's predict.py and "
-        f"{fmt.runtime} runtime: largest difference from the app's probabilities "
-        f"{parity.max_difference:.1e}; the same top class on {parity.top1_agreement:.1%} of "
-        "them.",
+        f"On {parity.photos} {checked_on}, decoded by this folder's predict.py "
+        f"({pixels}) "
+        f"and run by {fmt.packages.split()[0]}: largest difference from the app's "
+        f"probabilities {parity.max_difference:.1e}; the same top class on "
+        f"{parity.top1_agreement:.1%} of them.",
     ]
     if quantized is not None:
         lines += [
@@ -168,6 +164,8 @@ def model_card(
         "",
         "- Trained with: " + ", ".join(f"{k} {v}" for k, v in meta.versions.items()) + ".",
         "- Exported with: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        f"- predict.py's decoding was checked with Pillow {versions['pillow']}; another "
+        "Pillow (another libjpeg build) may decode a JPEG a grey level differently.",
         "",
     ]
     return "\n".join(lines)

@@ -4,7 +4,8 @@
     python predict.py --json PHOTO [PHOTO ...]   every class's probability, as JSON
 
 Needs only its runtime (RUNTIME below), Pillow and numpy. Each photo is decoded and resized
-exactly as the Flower Lens app does, so the probabilities are the app's.
+exactly as the Flower Lens app does, so the probabilities are the app's. A file that cannot
+be read gets one line on stderr (and the exit code 1); the others are still classified.
 """
 
 import json
@@ -18,17 +19,25 @@ RUNTIME = "keras"
 MODEL_FILE = "model.keras"
 HERE = Path(__file__).resolve().parent
 SIZE = 224  # the model takes uint8 RGB SIZE×SIZE×3; its preprocessing is inside it
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")  # what the app reads
+PRESHRINK_PIXELS = 4_000_000  # larger images are shrunk in their own mode first, as in the app
+BATCH = 16
+Image.MAX_IMAGE_PIXELS = None  # a 200-megapixel phone photo is decoded at reduced scale
 
 
 def load_photo(path: str) -> np.ndarray:
     """Return a photo as the app gives it to the model: uint8 RGB, SIZE×SIZE×3."""
-    image = Image.open(path)
+    with Image.open(path, formats=FORMATS) as opened:
+        return _upright_rgb(opened)
+
+
+def _upright_rgb(image: Image.Image) -> np.ndarray:
     image.seek(0)  # an animation's first frame
     if image.format in ("JPEG", "MPO"):
         image.draft("RGB", (SIZE, SIZE))  # a large JPEG is decoded at a reduced scale
     image.load()
     factor = min(image.size) // (2 * SIZE)
-    if image.width * image.height > 4_000_000 and factor >= 2:  # shrunk in its own mode first
+    if image.width * image.height > PRESHRINK_PIXELS and factor >= 2:
         size = (image.width // factor, image.height // factor)
         if image.mode in ("1", "P", "RGBA", "LA", "PA") or image.mode.startswith("I;16"):
             image = image.resize(size, Image.Resampling.NEAREST)
@@ -120,17 +129,27 @@ def main(args: list[str]) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     labels = (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()
-    probabilities = load_model()(np.stack([load_photo(p) for p in paths]))
-    results = [
-        {"file": path, "probabilities": dict(zip(labels, map(float, row), strict=True))}
-        for path, row in zip(paths, probabilities, strict=True)
-    ]
-    for result in results if not as_json else []:
-        top = max(result["probabilities"].items(), key=lambda item: item[1])
-        print(f"{result['file']}: {top[0]} {top[1]:.3f}")
+    model, results, failed = load_model(), [], 0
+    for start in range(0, len(paths), BATCH):
+        loaded = []
+        for path in paths[start : start + BATCH]:
+            try:
+                loaded.append((path, load_photo(path)))
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                failed += 1
+        if not loaded:
+            continue
+        rows = model(np.stack([image for _, image in loaded]))
+        for (path, _), row in zip(loaded, rows, strict=True):
+            probabilities = dict(zip(labels, map(float, row), strict=True))
+            results.append({"file": path, "probabilities": probabilities})
+            if not as_json:
+                top = max(probabilities, key=probabilities.get)
+                print(f"{path}: {top} {probabilities[top]:.3f}")
     if as_json:
         print(json.dumps(results, indent=1))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

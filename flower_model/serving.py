@@ -68,8 +68,8 @@ def decode_photo(data: tf.Tensor) -> tf.Tensor:
     """Return one encoded photo as uint8 224×224×3, as close to the app's Pillow decode as
     TensorFlow's own decoders get: a JPEG at Pillow's reduced scale with the accurate integer
     DCT, other formats' first frame with alpha composited on white, then an antialiased
-    bilinear resize, rounded. TensorFlow cannot apply EXIF orientation: photos are taken as
-    stored."""
+    bilinear resize, rounded. TensorFlow cannot apply EXIF orientation (photos are taken as
+    stored), and its GIF decoder drops transparency (clear pixels are not made white)."""
     import tensorflow as tf
 
     def jpeg() -> tf.Tensor:

@@ -156,7 +156,7 @@ def export_ui(info: RunInfo) -> None:
     job = board.latest(export_fingerprint(info.run_id, name), kind="export")
     if path.is_file():
         manifest, card = packed_summary(path)
-        parity = manifest["parity"]
+        parity = manifest.parity
         st.download_button(
             f"Download {path.name} ({path.stat().st_size / 1e6:.1f} MB)",
             data=path.read_bytes,  # read when clicked, not on every rerun
@@ -167,9 +167,9 @@ def export_ui(info: RunInfo) -> None:
             on_click="ignore",
         )
         st.caption(
-            f"Checked on {parity['photos']} photos: largest difference from the app's "
-            f"probabilities {parity['max_difference']:.1e}, the same top class on "
-            f"{parity['top1_agreement']:.0%}."
+            f"Checked on {parity.photos} {manifest.checked_on}: largest difference from the "
+            f"app's probabilities {parity.max_difference:.1e}, the same top class on "
+            f"{parity.top1_agreement:.0%}."
         )
         with st.expander("Model card", icon=":material/description:"):
             st.markdown(card)

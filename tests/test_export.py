@@ -17,11 +17,11 @@ import pytest
 
 from flower_model.errors import FlowerLensError
 from flower_model.images import load_rgb
+from flower_model.parity import PARITY_TOLERANCE as TOLERANCE
 from tests.conftest import SHARED_SAMPLE
 
 pytestmark = pytest.mark.slow
 FLOAT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
-TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +104,14 @@ def test_float_export_gives_the_apps_probabilities(fmt, exports, classifier, pho
     assert exported.shape == app.shape == (len(photos), 5)
     assert np.abs(exported - app).max() <= TOLERANCE
     assert (exported.argmax(1) == app.argmax(1)).all()
-    assert result.parity.max_difference <= TOLERANCE and result.parity.top1_agreement == 1.0
+    assert result.parity.pixels_identical  # predict.py decoded the app's pixels
     folder = result.path
     names = {"labels.txt", "model_card.md", "predict.py", "export.json"}
     assert names <= {p.name for p in folder.iterdir()}
     assert (folder / "labels.txt").read_text().split() == list(classifier.class_names)
     manifest = json.loads((folder / "export.json").read_text())
-    assert manifest["format"] == fmt and manifest["input"]["dtype"] == "uint8"
+    assert manifest["format"] == fmt and manifest["input_dtype"] == "uint8"
+    assert manifest["input_shape"] == [None, 224, 224, 3]
     assert (folder / manifest["model_file"]).exists()
 
 
@@ -145,8 +146,11 @@ def test_savedmodel_from_image_bytes_agrees_with_the_app(exports, classifier, ph
     agreement = float(np.mean(from_bytes.argmax(1) == app.argmax(1)))
     largest = np.abs(from_bytes - app).max()
     print(f"from_image_bytes: agreement {agreement:.3f}, max |Δp| {largest:.4f}")
-    assert agreement >= 0.99
-    assert np.allclose(from_bytes.sum(1), 1.0, atol=1e-5)
+    # A near-tie can go either way under a grey level of difference: decided photos only.
+    margin = np.diff(np.sort(app, axis=1)[:, -2:], axis=1)[:, 0]
+    decided = margin > 2 * largest
+    assert decided.sum() >= 0.8 * len(photos)
+    assert np.mean(from_bytes.argmax(1)[decided] == app.argmax(1)[decided]) >= 0.99
 
 
 def test_int8_export_is_integer_and_measured(exports, run, photos) -> None:
@@ -236,7 +240,7 @@ def test_model_card_says_what_a_user_needs(exports, run) -> None:
         assert fact in card, fact
 
 
-def test_existing_destination_is_refused_then_replaced(run, tmp_path) -> None:
+def test_existing_destination_is_refused_and_only_an_export_replaced(run, tmp_path) -> None:
     from flower_model.export import ExportError, export_run
 
     target = tmp_path / "out"
@@ -244,33 +248,100 @@ def test_existing_destination_is_refused_then_replaced(run, tmp_path) -> None:
     (target / "mine.txt").write_text("keep")
     with pytest.raises(ExportError, match="already exists"):
         export_run(run, "keras", target)
+    with pytest.raises(ExportError, match="is not an export: not replaced"):
+        export_run(run, "keras", target, replace=True)
     assert (target / "mine.txt").read_text() == "keep"
-    export_run(run, "keras", target, replace=True)
-    assert (target / "model.keras").is_file() and not (target / "mine.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    export = tmp_path / "export"
+    first = export_run(run, "keras", export)
+    (export / "extra.txt").write_text("from the first export")
+    second = export_run(run, "keras", export, replace=True)
+    assert (export / "model.keras").is_file() and not (export / "extra.txt").exists()
+    assert second.manifest.exported >= first.manifest.exported
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "out"]
+
+
+def _with_writer(monkeypatch, fmt: str, writer) -> None:
+    import dataclasses
+
+    from flower_model import export
+
+    monkeypatch.setitem(
+        export.FORMATS, fmt, dataclasses.replace(export.FORMATS[fmt], writer=writer)
+    )
 
 
 def test_failure_midway_leaves_nothing(run, tmp_path, monkeypatch) -> None:
     from flower_model import export
 
-    def broken(model, target, **_):
+    def broken(model, target, info, progress):
         target.write_bytes(b"half a model")
         raise RuntimeError("converter crashed\nwith a long C++ trace")
 
-    monkeypatch.setitem(export._WRITERS, "onnx", broken)
+    _with_writer(monkeypatch, "onnx", broken)
     with pytest.raises(export.ExportError) as caught:
         export.export_run(run, "onnx", tmp_path / "out.zip")
-    assert str(caught.value) == "the ONNX converter failed: converter crashed"
+    assert str(caught.value) == "the ONNX export failed: converter crashed"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_runtime_that_cannot_load_is_one_line(run, tmp_path, monkeypatch) -> None:
+    """The check runs the export's predict.py: a missing runtime is a line, not a traceback."""
+    from flower_model import export
+
+    def missing_runtime(folder):
+        raise ModuleNotFoundError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(export, "load_predictor", missing_runtime)
+    with pytest.raises(export.ExportError) as caught:
+        export.export_run(run, "keras", tmp_path / "out")
+    assert str(caught.value) == "the Keras export failed: No module named 'onnxruntime'"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_while_calibrating_is_a_stop_and_leaves_nothing(run, tmp_path) -> None:
+    from flower_model.errors import TrainingCancelled
+    from flower_model.export import export_run
+
+    def stop(what: str, share: float) -> None:
+        if what.startswith("calibrating int8 on training photo 3/"):
+            raise TrainingCancelled("export stopped; nothing was kept")
+
+    with pytest.raises(TrainingCancelled):
+        export_run(run, "tflite-int8", tmp_path / "out.zip", progress=stop)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_disagreeing_export_is_not_kept(run, tmp_path, monkeypatch) -> None:
     from flower_model import export
+    from flower_model.parity import Parity
 
-    monkeypatch.setattr(export, "compare", lambda a, b: export.Parity(len(b), 0.5, 0.9))
+    monkeypatch.setattr(
+        export, "check_export", lambda *args: (Parity(10, 0.5, 0.9), "validation photos")
+    )
     with pytest.raises(export.ExportError, match="does not give the app's probabilities"):
         export.export_run(run, "keras", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_replace_puts_the_old_export_back(run, tmp_path, monkeypatch) -> None:
+    from flower_model import export
+
+    target = tmp_path / "out.zip"
+    export.export_run(run, "keras", target)
+    before = target.read_bytes()
+    real_replace, calls = os.replace, []
+
+    def failing_second(source, destination):
+        calls.append((Path(source).name, Path(destination).name))
+        if len(calls) == 2:  # the new export onto the destination
+            raise OSError(28, "No space left on device")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(export.os, "replace", failing_second)
+    with pytest.raises(export.ExportError, match="cannot write the export"):
+        export.export_run(run, "keras", target, replace=True)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zip"]
 
 
 def test_bad_requests_are_one_line(run, tmp_path) -> None:
@@ -307,7 +378,7 @@ def test_broken_run_is_one_line(run, tmp_path) -> None:
 def test_int8_without_training_photos_says_so(run, tmp_path, monkeypatch) -> None:
     from flower_model import export
 
-    monkeypatch.setattr(export, "_split_photos", lambda info, which: [])
+    monkeypatch.setattr(export, "split_photos", lambda info, which: [])
     with pytest.raises(export.ExportError, match="calibrated on the run's training photos"):
         export.export_run(run, "tflite-int8", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []

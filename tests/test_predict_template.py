@@ -64,6 +64,56 @@ def test_load_photo_is_the_apps_decode(name: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(predict_template.load_photo(str(path)), load_rgb(path, size=224))
 
 
+def test_the_templates_constants_are_the_apps() -> None:
+    from flower_model import images
+    from flower_model.backbone import INPUT_SIZE
+
+    assert predict_template.SIZE == INPUT_SIZE
+    assert predict_template.PRESHRINK_PIXELS == images.PRESHRINK_PIXELS
+    assert predict_template.FORMATS == images.FORMATS
+
+
+def test_a_200_megapixel_photo_loads_without_the_library(tmp_path: Path) -> None:
+    """In a process of its own, where flower_model.images never lifted Pillow's bomb limit."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "phone.jpg"
+    Image.new("RGB", (16_000, 12_500), (200, 30, 50)).save(big, quality=50)
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('p', {str(predict_template.__file__)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        f"print(module.load_photo({str(big)!r}).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == "(224, 224, 3)" and "Warning" not in done.stderr
+
+
+def test_the_script_classifies_the_good_files_and_names_the_bad(tmp_path: Path) -> None:
+    import json
+
+    fake = tmp_path / "predict.py"
+    source = Path(predict_template.__file__).read_text()
+    fake_loader = "def load_fake():\n    return lambda pixels: pixels.mean(axis=(1, 2)) / 255\n\n\n"
+    source = source.replace('RUNTIME = "keras"', 'RUNTIME = "fake"')
+    fake.write_text(source.replace("def main(", fake_loader + "def main("))
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    good = tmp_path / "good.png"
+    _photo().save(good)
+    (tmp_path / "bad.jpg").write_text("not a photo")
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-I", str(fake), "--json", str(good), str(tmp_path / "bad.jpg")]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {tmp_path / 'bad.jpg'}: ")
+    (result,) = json.loads(done.stdout)
+    assert result["file"] == str(good) and list(result["probabilities"]) == ["red", "green", "blue"]
+
+
 def test_an_export_keeps_only_its_own_loader() -> None:
     from flower_model.export import FORMATS, predict_script
 

@@ -223,7 +223,8 @@ def job_progress(job: Job) -> None:
             on_click=job.stop,
             key=f"stop-{job.job_id}",
             help=(
-                "Stops at the next step; nothing half-written is kept."
+                "Stops at the next step (a conversion under way is ended within 30 s); "
+                "nothing half-written is kept."
                 if job.kind == "export"
                 else "Stops after the current batch; the best completed epoch is kept."
             ),
