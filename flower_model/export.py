@@ -306,6 +306,17 @@ def app_export_path(run_id: str, fmt: str) -> Path:
     return workspace.home_dir() / "exports" / f"flower-lens-{run_id}-{fmt}.zip"
 
 
+def offered_size(info: RunInfo, fmt: str) -> tuple[int, bool]:
+    """Return the bytes of a run's export for download and whether it is ready: the .zip's
+    size when it is, else the model file's expected size (the run's model.keras × the
+    format's measured ratio)."""
+    ready = app_export_path(info.run_id, fmt)
+    if ready.is_file():
+        return ready.stat().st_size, True
+    base = info.model_path.stat().st_size if info.model_path.is_file() else 0
+    return round(base * format_of(fmt).size_ratio), False
+
+
 def packed_summary(path: Path) -> tuple[ExportManifest, str]:
     """Return the manifest and the model card inside an export's .zip (for showing it)."""
     with zipfile.ZipFile(path) as archive:

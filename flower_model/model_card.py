@@ -13,15 +13,14 @@ if TYPE_CHECKING:
 
 
 def _export_versions(fmt: ExportFormat) -> dict[str, str]:
-    """Return the versions of what wrote this export."""
+    """Return the versions of what wrote this export: a run's own list, and the runtime's."""
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["tensorflow", "keras", "numpy", "pillow"]
-    names += {"onnx": ["tf2onnx", "onnx", "onnxruntime"], "tflite": ["ai-edge-litert"]}.get(
-        fmt.runtime, []
-    )
-    found = {}
-    for name in names:
+    from flower_model.metadata import versions
+
+    found = versions()
+    extra = {"onnx": ["tf2onnx", "onnx", "onnxruntime"], "tflite": ["ai-edge-litert"]}
+    for name in extra.get(fmt.runtime, []):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

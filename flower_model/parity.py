@@ -72,22 +72,6 @@ def spread(items: Sequence, count: int) -> list:
     return [items[int(i * len(items) / count)] for i in range(count)]
 
 
-def _generated(count: int) -> np.ndarray:
-    from flower_model.synthetic import COLOURS, flower_photo
-
-    rng = np.random.default_rng(0)
-    colours = list(COLOURS.values())
-    return np.stack(
-        [
-            np.asarray(
-                flower_photo(rng, colours[i % len(colours)]).resize((INPUT_SIZE, INPUT_SIZE)),
-                dtype=np.uint8,
-            )
-            for i in range(count)
-        ]
-    )
-
-
 def check_photos(info: RunInfo, count: int = CHECK_PHOTOS) -> tuple[list[Path], np.ndarray, str]:
     """Return the photos an export is checked on, loaded as the app loads them: validation
     photos of the run, or, when its dataset is gone, generated flower-like pictures (the
@@ -101,7 +85,9 @@ def check_photos(info: RunInfo, count: int = CHECK_PHOTOS) -> tuple[list[Path], 
         kept.append(path)
     if kept:
         return kept, np.stack(images), "validation photos"
-    return [], _generated(count), "generated pictures (the run's photos are gone)"
+    from flower_model.synthetic import probe_images
+
+    return [], probe_images(count), "generated pictures (the run's photos are gone)"
 
 
 def probabilities(run: Model, batch: np.ndarray, size: int = 16) -> np.ndarray:

@@ -116,7 +116,7 @@ def compare_ui(by_id: dict[str, RunInfo]) -> None:
 @st.fragment
 def export_ui(info: RunInfo) -> None:
     """Draw a run's export formats; prepare one in the worker and offer it for download."""
-    from flower_model.export import FORMATS, app_export_path, packed_summary
+    from flower_model.export import FORMATS, app_export_path, offered_size, packed_summary
     from flower_model.jobs import JobConflict, export_fingerprint
 
     st.markdown(
@@ -126,16 +126,11 @@ def export_ui(info: RunInfo) -> None:
         "Before it is offered, each export is run through its own runtime and checked "
         "against the app's probabilities."
     )
-    base = info.model_path.stat().st_size if info.model_path.is_file() else 0
     lines = ["| Format | For | Needs | Size |", "|---|---|---|---|"]
     for fmt in FORMATS.values():
-        ready = app_export_path(info.run_id, fmt.name)
-        size = (
-            f"{ready.stat().st_size / 1e6:.1f} MB .zip, ready"
-            if ready.is_file()
-            else f"about {base * fmt.size_ratio / 1e6:.0f} MB"
-        )
-        lines.append(f"| {fmt.title} | {fmt.summary} | `{fmt.packages}` | {size} |")
+        size, ready = offered_size(info, fmt.name)
+        shown = f"{size / 1e6:.1f} MB .zip, ready" if ready else f"about {size / 1e6:.0f} MB"
+        lines.append(f"| {fmt.title} | {fmt.summary} | `{fmt.packages}` | {shown} |")
     st.markdown("\n".join(lines))
     name = st.radio(
         "Format",
