@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +55,10 @@ class Dataset:
     records: tuple[ImageRecord, ...]
     skipped: tuple[SkippedFile, ...]
     fingerprint: str
+    # A person's decisions applied to the folder (decisions.py): photos left out, and
+    # (photo, class) for photos counted under another class than their folder's.
+    excluded: tuple[str, ...] = ()
+    relabelled: tuple[tuple[str, str], ...] = ()
 
     def path_of(self, record: ImageRecord) -> Path:
         """Return the absolute path of a record's file."""
@@ -74,6 +78,8 @@ class Split:
     val_fraction: float
     train: tuple[str, ...]
     val: tuple[str, ...]
+    # Duplicates of one picture, each group kept on one side (older runs recorded none).
+    groups: tuple[tuple[str, ...], ...] = ()
 
     def to_json(self) -> dict:
         """Return the split as plain JSON values, for a run's metadata."""
@@ -82,6 +88,7 @@ class Split:
             "val_fraction": self.val_fraction,
             "train": list(self.train),
             "val": list(self.val),
+            "groups": [list(group) for group in self.groups],
         }
 
     @classmethod
@@ -92,6 +99,7 @@ class Split:
             val_fraction=float(value["val_fraction"]),
             train=tuple(value["train"]),
             val=tuple(value["val"]),
+            groups=tuple(tuple(group) for group in value.get("groups", ())),
         )
 
 
@@ -235,7 +243,8 @@ def _inspect_file(root: Path, class_name: str, path: Path) -> tuple[dict | None,
     }, None
 
 
-def _content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecord, ...]) -> str:
+def content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecord, ...]) -> str:
+    """Return a short id of a dataset's photos: their paths, classes and contents."""
     digest = hashlib.sha256("\n".join(class_names).encode())
     for record in sorted(records, key=lambda r: r.path):
         digest.update(f"{record.path}\0{record.label}\0{record.sha256}\n".encode())
@@ -306,7 +315,7 @@ def scan_dataset(
         class_names=class_names,
         records=records,
         skipped=tuple(skipped + bad),
-        fingerprint=_content_fingerprint(class_names, records),
+        fingerprint=content_fingerprint(class_names, records),
     )
 
 
@@ -314,27 +323,60 @@ def _split_order(seed: int, path: str) -> str:
     return hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
 
 
-def split_dataset(dataset: Dataset, val_fraction: float = 0.2, seed: int = 42) -> Split:
-    """Return a stratified split: the same seed and files give the same split on any machine."""
+def split_dataset(
+    dataset: Dataset,
+    val_fraction: float = 0.2,
+    seed: int = 42,
+    groups: Sequence[Sequence[str]] = (),
+) -> Split:
+    """Return a stratified split: the same seed and files give the same split on any machine.
+
+    The photos of each group (duplicates of one picture) land on the same side, so that no
+    picture is trained on and measured on; a group counts for the class of its first photo.
+    Without groups, every photo is a group of its own.
+    """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"the validation share must be between 0 and 1, not {val_fraction}")
+    label_of = {r.path: r.label for r in dataset.records}
+    unit_of = {path: path for path in label_of}
+    kept = []
+    for group in groups:
+        members = sorted(p for p in group if p in label_of)
+        if len(members) > 1:
+            kept.append(tuple(members))
+            unit_of.update((p, members[0]) for p in members)
+    units: dict[str, list[str]] = {}
+    for path in sorted(label_of):
+        units.setdefault(unit_of[path], []).append(path)
     train: list[str] = []
     val: list[str] = []
     for label, name in enumerate(dataset.class_names):
-        paths = sorted(
-            (r.path for r in dataset.records if r.label == label),
-            key=lambda p: _split_order(seed, p),
+        ordered = sorted(
+            (key for key in units if label_of[key] == label), key=lambda k: _split_order(seed, k)
         )
-        if len(paths) < 2:
+        photos = sum(len(units[key]) for key in ordered)
+        if photos < 2:
             raise DatasetError(
-                f"class '{name}' has {len(paths)} usable photo(s); each class needs at least two "
+                f"class '{name}' has {photos} usable photo(s); each class needs at least two "
                 "so that one can be held out for validation"
             )
-        n_val = min(len(paths) - 1, max(1, round(len(paths) * val_fraction)))
-        val.extend(paths[:n_val])
-        train.extend(paths[n_val:])
+        n_val = min(photos - 1, max(1, round(photos * val_fraction)))
+        held = 0
+        for key in ordered:
+            side = val if held < n_val else train
+            side.extend(units[key])
+            held += len(units[key]) if side is val else 0
+        if held == photos:
+            raise DatasetError(
+                f"class '{name}' is one picture and its duplicates ({photos} photos): it "
+                "cannot be both trained on and held out; add other photos of it"
+            )
     return Split(
-        seed=seed, val_fraction=val_fraction, train=tuple(sorted(train)), val=tuple(sorted(val))
+        seed=seed,
+        val_fraction=val_fraction,
+        train=tuple(sorted(train)),
+        val=tuple(sorted(val)),
+        groups=tuple(sorted(kept)),
     )
 
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # float16 halves the cache; values this large would not survive it (random weights can make them).
 FLOAT16_LIMIT = 60000.0
 
+# Standard deviations below this are taken as 1: a feature that never varies carries nothing.
+MIN_FEATURE_STD = 1e-6
+
 Progress = Callable[[int, int], None]
 ABOUT_FILE = "about.json"
 
@@ -232,3 +235,17 @@ def feature_sets(hashes: Sequence[str], root: Path | None = None) -> list[Featur
             if found.any():
                 sets.append(FeatureSet(info, features, found))
     return sorted(sets, key=lambda s: int(s.found.sum()), reverse=True)
+
+
+def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each feature's mean and standard deviation (1 where it does not vary)."""
+    mean = features.mean(axis=0, dtype=np.float64)
+    std = features.std(axis=0, dtype=np.float64)
+    return mean, np.where(std < MIN_FEATURE_STD, 1.0, std)
+
+
+def standardised(features: np.ndarray) -> np.ndarray:
+    """Return the features standardised: the geometry the head is trained in, where
+    distances mean something even for random weights (whose raw features are all alike)."""
+    mean, std = standardisation(features)
+    return (np.asarray(features, dtype=np.float64) - mean) / std

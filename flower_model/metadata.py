@@ -8,7 +8,7 @@ defaults); anything else that is not a run's metadata raises ValueError.
 from __future__ import annotations
 
 import platform
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from flower_model import __version__
@@ -52,6 +52,10 @@ class DatasetInfo:
     images: int
     classes: dict[str, int]  # usable photos per class, in class order
     skipped: int
+    # The decisions the run was trained with: photos left out, and photos counted under
+    # another class than their folder's (photo -> class).
+    excluded: tuple[str, ...] = ()
+    relabelled: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, dataset: Dataset) -> DatasetInfo:
@@ -62,7 +66,17 @@ class DatasetInfo:
             images=len(dataset.records),
             classes=dataset.counts(),
             skipped=len(dataset.skipped),
+            excluded=dataset.excluded,
+            relabelled=dict(dataset.relabelled),
         )
+
+    @classmethod
+    def from_json(cls, value: dict) -> DatasetInfo:
+        """Rebuild what a run recorded of its dataset (older runs recorded no decisions)."""
+        known = _known(cls, value)
+        known["excluded"] = tuple(known.get("excluded", ()))
+        known["relabelled"] = dict(known.get("relabelled") or {})
+        return cls(**known)
 
 
 def versions() -> dict[str, str]:
@@ -146,7 +160,7 @@ class RunMetadata:
                 preprocessing=str(value.get("preprocessing", "")),
                 weights=WeightsInfo(**_known(WeightsInfo, value["weights"])),
                 config=TrainConfig.from_json(value["config"]),
-                dataset=DatasetInfo(**_known(DatasetInfo, value["dataset"])),
+                dataset=DatasetInfo.from_json(value["dataset"]),
                 split=Split.from_json(value["split"]),
                 features=ExtractionStats(**_known(ExtractionStats, features)) if features else None,
                 history={key: [float(v) for v in history.get(key, [])] for key in HISTORY_KEYS},

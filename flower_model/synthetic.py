@@ -53,11 +53,15 @@ def flower_photo(
 
 
 def striped_photo(
-    rng: np.random.Generator, label: int, size: tuple[int, int] = (160, 120)
+    rng: np.random.Generator,
+    label: int,
+    size: tuple[int, int] = (160, 120),
+    backdrop: float = 0.0,
 ) -> Image.Image:
     """Return a photo of class `label` that even a random-weights ResNet50 tells apart: each
     class has its own hue and its own stripe direction; frequency, phase, brightness and
-    grain vary from photo to photo."""
+    grain vary from photo to photo. A `backdrop` share of each pixel is a smooth random
+    colour field of the photo's own, so that no two photos look alike, as in a real folder."""
     width, height = size
     hue = label / len(CLASSES)
     angle = np.pi * label / len(CLASSES)
@@ -67,6 +71,10 @@ def striped_photo(
     wave = 0.5 + 0.5 * np.sin(2 * np.pi * along / period + rng.uniform(0, 2 * np.pi))
     base = np.array(Image.new("HSV", (1, 1), (int(hue * 255), 200, 230)).convert("RGB"))[0, 0]
     image = base * (0.35 + 0.65 * wave[..., np.newaxis]) * rng.uniform(0.8, 1.1)
+    if backdrop:
+        coarse = rng.uniform(0, 255, (4, 5, 3)).astype(np.uint8)
+        field = np.asarray(Image.fromarray(coarse).resize(size, Image.Resampling.BICUBIC))
+        image = (1 - backdrop) * image + backdrop * field
     image += rng.normal(0.0, 8.0, image.shape)
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
 
@@ -111,3 +119,75 @@ def probe_images(count: int = 8, seed: int = 0, size: int = 224) -> np.ndarray:
         grain = rng.normal(0.0, 8.0, (size, size, 3))
         images.append(np.clip(np.asarray(smooth, np.float64) + grain, 0, 255).astype(np.uint8))
     return np.stack(images)
+
+
+# The share of a dirty dataset's pixels that is each photo's own random colour field.
+BACKDROP = 0.4
+
+
+@dataclass(frozen=True)
+class Planted:
+    """A generated dataset's planted problems, as paths relative to its folder."""
+
+    mislabelled: tuple[str, ...]  # photos filed under another class than the one they show
+    duplicates: tuple[tuple[str, str], ...]  # (original, byte-for-byte copy)
+    near_duplicates: tuple[tuple[str, str], ...]  # (original, resized and re-encoded copy)
+    outliers: tuple[str, ...]  # photos of none of the classes
+
+
+def write_dirty_photos(
+    folder: Path,
+    per_class: int,
+    seed: int = 0,
+    mislabelled: float = 0.05,
+    copies: int = 5,
+    outliers: int = 5,
+) -> Planted:
+    """Write a striped dataset with planted problems, the kinds real photo folders have: a
+    share of photos filed under the wrong class, exact copies, resized re-encoded copies, and
+    photos that show no class at all (flower-like blobs); return what was planted where."""
+    rng = np.random.default_rng(seed)
+    size = (160, 120)
+    images: list[tuple[Image.Image, int]] = [
+        (striped_photo(rng, label, size, backdrop=BACKDROP), label)
+        for label in range(len(CLASSES))
+        for _ in range(per_class)
+    ]
+    order = rng.permutation(len(images))
+    moved = set(order[: round(mislabelled * len(images))].tolist())
+    originals = order[len(moved) : len(moved) + 2 * copies].tolist()
+    paths: list[str] = []
+    planted_mislabelled = []
+    for i, (image, label) in enumerate(images):
+        filed = label
+        if i in moved:
+            filed = (label + int(rng.integers(1, len(CLASSES)))) % len(CLASSES)
+        rel = f"{CLASSES[filed]}/{CLASSES[filed]}_{i:05d}.jpg"
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        image.save(folder / rel, quality=85)
+        paths.append(rel)
+        if i in moved:
+            planted_mislabelled.append(rel)
+    duplicates, near = [], []
+    for n, i in enumerate(originals):
+        original = paths[i]
+        class_name = original.split("/")[0]
+        if n < copies:
+            rel = f"{class_name}/copy_of_{Path(original).name}"
+            (folder / rel).write_bytes((folder / original).read_bytes())
+            duplicates.append((original, rel))
+        else:
+            rel = f"{class_name}/resized_{Path(original).stem}.jpg"
+            scale = rng.uniform(0.8, 0.95)
+            small = images[i][0].resize((round(size[0] * scale), round(size[1] * scale)))
+            small.save(folder / rel, quality=75)
+            near.append((original, rel))
+    strays = []
+    for n in range(outliers):
+        class_name = CLASSES[n % len(CLASSES)]
+        rel = f"{class_name}/stray_{n:03d}.jpg"
+        flower_photo(rng, COLOURS[CLASSES[int(rng.integers(len(CLASSES)))]], size).save(
+            folder / rel, quality=85
+        )
+        strays.append(rel)
+    return Planted(tuple(planted_mislabelled), tuple(duplicates), tuple(near), tuple(strays))

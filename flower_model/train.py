@@ -26,7 +26,12 @@ from flower_model.data import Dataset, ImageRecord, Split, records_for, split_da
 from flower_model.errors import TrainingCancelled, TrainingError
 from flower_model.evaluate import evaluate_predictions
 from flower_model.events import FINE_TUNING_PHASE, HISTORY_KEYS, CancelToken, OnEvent, TrainEvent
-from flower_model.features import ExtractionStats, FeatureCache, extract_features
+from flower_model.features import (
+    ExtractionStats,
+    FeatureCache,
+    extract_features,
+    standardisation,
+)
 from flower_model.head import FIRST_DENSE, Networks, build_networks
 from flower_model.metadata import DatasetInfo, RunMetadata, WeightsInfo, versions
 from flower_model.pipeline import feature_dataset, image_dataset
@@ -37,8 +42,6 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 STOPPED_BY_USER = "stopped by the user"
-# Standard deviations below this are taken as 1: a feature that never varies carries nothing.
-MIN_FEATURE_STD = 1e-6
 
 Features = tuple[np.ndarray, np.ndarray]  # (rows of features, their labels)
 
@@ -130,15 +133,17 @@ def train(
     with _discarded_on_failure(writer, report):
         report("start", run_id=writer.run_id, message=f"{config.mode} training")
         resolved = resolve_config(config)
-        split = split_dataset(dataset, config.val_fraction, config.seed)
-        photos = _Photos.split(dataset, split)
+        split_dataset(dataset, config.val_fraction, config.seed)  # refuse a class too small now
 
         report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
         resnet = build_resnet50(resolved.weights, seed=config.seed)
         identity = weights_identity(resnet)
         networks = build_networks(resnet, len(dataset.class_names), seed=config.seed)
-        fit, val_probabilities, stats = _train_on_features(
-            photos, networks, identity, resolved, report, cancel
+        features, stats = _extract(dataset, networks, identity, resolved, report, cancel)
+        split = _leak_free_split(dataset, features, config, report)
+        photos = _Photos.split(dataset, split)
+        fit, val_probabilities = _train_on_features(
+            photos, features, networks, config, report, cancel
         )
         if config.mode == "finetune" and fit.stopped != STOPPED_BY_USER:
             fit, val_probabilities = _fine_tune(
@@ -175,25 +180,25 @@ def train(
         return info
 
 
-def _train_on_features(
-    photos: _Photos,
+def _extract(
+    dataset: Dataset,
     networks: Networks,
     identity: str,
     resolved: ResolvedConfig,
     report: _Reporter,
     cancel: CancelToken,
-) -> tuple[Fit, np.ndarray, ExtractionStats]:
-    """Extract every photo's features once (the cache keeps them), then fit the head on them;
-    return the fit, the held-out photos' probabilities and how the features were had."""
+) -> tuple[dict[str, np.ndarray], ExtractionStats]:
+    """Return every photo's features by path, extracting each photo once (the cache keeps
+    them), and how they were had."""
     from flower_model.extractor import FeatureExtractor
 
     config = resolved.config
     report("phase", message="preparing ResNet50 for feature extraction")
     extractor = FeatureExtractor.create(networks.resnet, config.precision, identity)
     report("phase", message=f"extracting features ({extractor.precision})")
-    records = [*photos.train, *photos.val]
+    records = dataset.records
     features, stats = extract_features(
-        photos.paths(records),
+        [dataset.path_of(r) for r in records],
         [r.sha256 for r in records],
         extractor,
         FeatureCache.for_extractor(extractor, resolved.weights.label),
@@ -207,13 +212,47 @@ def _train_on_features(
         done=stats.cached,
         total=stats.total,
     )
+    return dict(zip((r.path for r in records), features, strict=True)), stats
 
+
+def _leak_free_split(
+    dataset: Dataset, features: dict[str, np.ndarray], config: TrainConfig, report: _Reporter
+) -> Split:
+    """Return the run's split with every picture and its duplicates (the same bytes, or
+    near-duplicates by their features) on one side, so no picture is trained on and held out."""
+    from flower_model.duplicates import duplicate_groups, near_duplicate_sets
+
+    report("phase", message="keeping duplicates on one side of the split")
+    records = dataset.records
+    groups = duplicate_groups(
+        [r.path for r in records],
+        [r.sha256 for r in records],
+        [dataset.class_names[r.label] for r in records],
+        near_duplicate_sets(np.stack([features[r.path] for r in records])),
+    )
+    return split_dataset(
+        dataset, config.val_fraction, config.seed, groups=[g.paths for g in groups]
+    )
+
+
+def _train_on_features(
+    photos: _Photos,
+    features: dict[str, np.ndarray],
+    networks: Networks,
+    config: TrainConfig,
+    report: _Reporter,
+    cancel: CancelToken,
+) -> tuple[Fit, np.ndarray]:
+    """Fit the head on the training photos' features; return the fit and the held-out
+    photos' probabilities."""
     report("phase", message="training the head")
-    n = len(photos.train)
-    train_part = (features[:n], photos.labels(photos.train))
-    val_part = (features[n:], photos.labels(photos.val))
+
+    def part(records: Sequence[ImageRecord]) -> Features:
+        return np.stack([features[r.path] for r in records]), photos.labels(records)
+
+    train_part, val_part = part(photos.train), part(photos.val)
     fit = fit_head(networks.head, train_part, val_part, config, report.emit, cancel)
-    return fit, networks.head.predict(features[n:], verbose=0), stats
+    return fit, networks.head.predict(val_part[0], verbose=0)
 
 
 def _fine_tune(
@@ -258,13 +297,6 @@ def _fine_tune(
         fine_tuned_after=head_epochs,
     )
     return fit, networks.classifier.predict(val_data.map(lambda x, y: x), verbose=0)
-
-
-def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return each feature's mean and standard deviation (1 where it does not vary)."""
-    mean = features.mean(axis=0, dtype=np.float64)
-    std = features.std(axis=0, dtype=np.float64)
-    return mean, np.where(std < MIN_FEATURE_STD, 1.0, std)
 
 
 def fit_head(

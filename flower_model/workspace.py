@@ -39,6 +39,16 @@ def datasets_dir() -> Path:
     return home_dir() / "datasets"
 
 
+def decisions_dir() -> Path:
+    """Return the folder of the decisions made about datasets' photos, one file per folder."""
+    return home_dir() / "decisions"
+
+
+def audits_dir() -> Path:
+    """Return the folder of finished data audits, one file per dataset and features."""
+    return home_dir() / "audits"
+
+
 # A temporary file of write_atomic untouched this long was left by a process that died.
 STALE_TEMPORARY_SECONDS = 3600.0
 

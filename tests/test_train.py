@@ -11,6 +11,7 @@ import pytest
 
 from flower_model import runs
 from flower_model.config import TrainConfig
+from flower_model.data import split_dataset
 from flower_model.errors import TrainingCancelled, WeightsError
 from flower_model.events import CancelToken
 from flower_model.extractor import FeatureExtractor
@@ -41,8 +42,13 @@ def test_training_saves_a_complete_run(sample, fresh_home) -> None:
     assert meta.epochs_completed == 3 and len(meta.history["val_loss"]) == 3
     assert meta.config.learning_rate == 1e-3 and meta.standardised_features
     assert {"tensorflow", "keras", "python"} <= set(meta.versions)
-    assert len(meta.split.val) == 10 and set(meta.split.train).isdisjoint(meta.split.val)
-    assert meta.evaluation.count == 10
+    # The leak-free split, recorded with its groups: each group on one side, about 20 % held out.
+    assert set(meta.split.train).isdisjoint(meta.split.val)
+    assert meta.split == split_dataset(sample, 0.2, 42, groups=meta.split.groups)
+    for group in meta.split.groups:
+        assert set(group) <= set(meta.split.train) or set(group) <= set(meta.split.val)
+    assert abs(len(meta.split.val) - 10) <= sum(len(g) - 1 for g in meta.split.groups)
+    assert meta.evaluation.count == len(meta.split.val)
     # Saved, listed, and the event log kept with it; nothing half-written left behind.
     assert [r.run_id for r in runs.list_runs()] == [info.run_id]
     logged = [json.loads(line) for line in (info.path / runs.EVENTS_FILE).read_text().splitlines()]
@@ -187,8 +193,9 @@ def test_the_head_trains_on_standardised_features_and_saves_the_seeds_head(
 ) -> None:
     import keras
 
+    from flower_model.features import standardisation
     from flower_model.head import build_head
-    from flower_model.train import fit_head, standardisation
+    from flower_model.train import fit_head
 
     rng = np.random.default_rng(0)
     # Features like random ResNet50's: large offsets shared by every photo, a dead column.
