@@ -146,12 +146,18 @@ class FitCallbacks:
 
 
 def training_callbacks(
-    on_event: OnEvent, cancel: CancelToken, epochs: int, steps: int, patience: int
+    on_event: OnEvent,
+    cancel: CancelToken,
+    epochs: int,
+    steps: int,
+    patience: int,
+    monitor: str = "val_loss",
 ) -> FitCallbacks:
     """Return the callbacks of a fit: progress, best weights, stop on request, early stopping."""
-    early = (
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience) if patience else None
-    )
+    early = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience) if patience else None
     return FitCallbacks(
-        ReportProgress(on_event, epochs, steps), KeepBestWeights(), StopOnRequest(cancel), early
+        ReportProgress(on_event, epochs, steps),
+        KeepBestWeights(monitor),
+        StopOnRequest(cancel),
+        early,
     )

@@ -135,11 +135,15 @@ def evaluate_run(
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Return a saved run's metrics on its own held-out split of the dataset."""
+    from flower_model.decisions import as_recorded
     from flower_model.errors import RunError
     from flower_model.predict import Classifier
     from flower_model.runs import get_run
 
     info = get_run(run_id)
+    recorded = info.metadata.dataset
+    # The photos' classes as the run was trained with them, whatever is decided now.
+    dataset = as_recorded(dataset, recorded.excluded, recorded.relabelled)
     if tuple(dataset.class_names) != info.class_names:
         raise RunError(
             f"the dataset's classes {list(dataset.class_names)} are not the run's "

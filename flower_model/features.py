@@ -184,6 +184,44 @@ def cache_infos(root: Path | None = None) -> list[CacheInfo]:
     return sorted(infos, key=lambda info: info.count, reverse=True)
 
 
+@dataclass(frozen=True)
+class DatasetFeatures:
+    """Every photo of a dataset's features, in the dataset's order, and what made them."""
+
+    features: np.ndarray
+    stats: ExtractionStats
+    cache_key: str  # the cache namespace: one set of weights, one arithmetic
+    weights_label: str
+    transfer_learning: bool
+
+
+def dataset_features(
+    dataset: Dataset,
+    weights: str = "imagenet",
+    seed: int = 42,
+    precision: str = "auto",
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> DatasetFeatures:
+    """Return the features of every photo of a dataset, computing those not in the cache."""
+    from flower_model.backbone import build_resnet50, resolve_weights
+    from flower_model.extractor import FeatureExtractor
+
+    choice = resolve_weights(weights)
+    extractor = FeatureExtractor.create(build_resnet50(choice, seed=seed), precision)
+    features, stats = extract_features(
+        [dataset.path_of(r) for r in dataset.records],
+        [r.sha256 for r in dataset.records],
+        extractor,
+        FeatureCache.for_extractor(extractor, choice.label),
+        progress=progress,
+        cancelled=cancelled,
+    )
+    return DatasetFeatures(
+        features, stats, extractor.cache_key, choice.label, choice.transfer_learning
+    )
+
+
 def compute_dataset_features(
     dataset: Dataset,
     weights: str = "imagenet",
@@ -193,20 +231,7 @@ def compute_dataset_features(
     cancelled: Callable[[], bool] | None = None,
 ) -> ExtractionStats:
     """Fill the feature cache for every photo of a dataset (for the map), without training."""
-    from flower_model.backbone import build_resnet50, resolve_weights
-    from flower_model.extractor import FeatureExtractor
-
-    choice = resolve_weights(weights)
-    extractor = FeatureExtractor.create(build_resnet50(choice, seed=seed), precision)
-    _, stats = extract_features(
-        [dataset.path_of(r) for r in dataset.records],
-        [r.sha256 for r in dataset.records],
-        extractor,
-        FeatureCache.for_extractor(extractor, choice.label),
-        progress=progress,
-        cancelled=cancelled,
-    )
-    return stats
+    return dataset_features(dataset, weights, seed, precision, progress, cancelled).stats
 
 
 @dataclass(frozen=True)

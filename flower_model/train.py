@@ -302,12 +302,15 @@ def _fine_tune(
 def fit_head(
     head: keras.Model,
     train: Features,
-    val: Features,
+    val: Features | None,
     config: TrainConfig,
     on_event: OnEvent | None = None,
     cancel: CancelToken | None = None,
 ) -> Fit:
     """Fit a head on features and labels; return the fit, the head left at its best epoch.
+
+    Without validation features, nothing stops it early and the best epoch is the one with
+    the lowest training loss.
 
     The head trains on features standardised with the training rows' mean and deviation,
     and the standardisation is then folded into its first layer: afterwards it takes raw
@@ -324,7 +327,8 @@ def fit_head(
         return feature_dataset(scaled, part[1], config.batch_size, **options)
 
     steps = math.ceil(len(train[0]) / config.batch_size)
-    train_data, val_data = batches(train, shuffle_seed=config.seed), batches(val)
+    train_data = batches(train, shuffle_seed=config.seed)
+    val_data = batches(val) if val is not None else None
     fit = _fit(head, train_data, val_data, steps, config, config.learning_rate, on_event, cancel)
     fold_standardisation(head.get_layer(FIRST_DENSE), mean, std)
     return Fit(fit.history, fit.best_epoch, fit.stopped, fit.seconds, standardised=True)
@@ -333,7 +337,7 @@ def fit_head(
 def _fit(
     model: keras.Model,
     train_data: tf.data.Dataset,
-    val_data: tf.data.Dataset,
+    val_data: tf.data.Dataset | None,
     steps: int,
     config: TrainConfig,
     learning_rate: float,
@@ -354,7 +358,8 @@ def _fit(
         cancel or CancelToken(),
         config.epochs,
         steps,
-        config.patience,
+        config.patience if val_data is not None else 0,
+        monitor="val_loss" if val_data is not None else "loss",
     )
     start = time.perf_counter()
     logs = model.fit(
