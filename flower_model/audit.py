@@ -20,6 +20,7 @@ import numpy as np
 from flower_model import workspace
 from flower_model.config import TrainConfig, default_of
 from flower_model.data import Dataset, split_dataset
+from flower_model.decisions import Wanted
 from flower_model.duplicates import (
     NEAR_DUPLICATE_THRESHOLD,
     DuplicateGroup,
@@ -200,6 +201,7 @@ def find_problems(
     class_names: Sequence[str],
     features: np.ndarray,
     probabilities: np.ndarray,
+    pixels: Sequence[int] | None = None,
 ) -> Findings:
     """Return the label issues, outliers, duplicate groups and small classes of a dataset."""
     from flower_model.datalab import find_issues
@@ -224,7 +226,7 @@ def find_problems(
         return _photo_findings(kind, scores, flagged, paths, labels, probabilities, names)
 
     near = lab.get_info("near_duplicate")["near_duplicate_sets"]
-    groups = duplicate_groups(paths, hashes, [names[i] for i in labels], near)
+    groups = duplicate_groups(paths, hashes, [names[i] for i in labels], near, pixels)
     small = issues["is_class_imbalance_issue"].to_numpy()
     return Findings(
         label_issues=photos("label"),
@@ -297,6 +299,7 @@ def audit_dataset(
         dataset.class_names,
         computed.features,
         probabilities,
+        [r.width * r.height for r in records],
     )
     plain = split_dataset(dataset, default_of("val_fraction"), seed)
     audit = Audit(
@@ -320,3 +323,25 @@ def audit_dataset(
     if progress is not None:
         progress("finding issues with cleanlab", 1, 1)
     return audit
+
+
+def suggested_decisions(audit: Audit, kinds: Sequence[str] = KINDS) -> list[Wanted]:
+    """Return what the audit suggests for the kinds asked for: relabel each label issue to
+    the class suggested, leave out each outlier, and keep one photo of each duplicate group
+    (none of a group filed under different classes: which class is right is unknown)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"kinds are {', '.join(KINDS)}, not {', '.join(sorted(unknown))}")
+    wanted: dict[str, Wanted] = {}
+    if "duplicate" in kinds:
+        for group in audit.duplicates:
+            extra = group.paths if group.conflicting else group.paths[1:]
+            reason = "duplicate filed under different classes" if group.conflicting else "duplicate"
+            wanted.update((p, Wanted(p, "exclude", reason=reason)) for p in extra)
+    if "outlier" in kinds:
+        wanted.update((f.path, Wanted(f.path, "exclude", reason="outlier")) for f in audit.outliers)
+    if "label" in kinds:
+        for f in audit.label_issues:
+            if f.path not in wanted and f.suggested != f.given:
+                wanted[f.path] = Wanted(f.path, "relabel", f.suggested, reason="label issue")
+    return list(wanted.values())

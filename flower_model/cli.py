@@ -1,4 +1,4 @@
-"""The command line: download | info | train | evaluate | predict | runs | export."""
+"""The command line: download | info | audit | train | evaluate | predict | runs | export."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from flower_model.audit import FOLDS as AUDIT_FOLDS
 from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.errors import FlowerLensError
 from flower_model.export import FORMATS as EXPORT_FORMATS
@@ -128,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     dataset = _scan(_data_dir(args))
+    if not args.ignore_decisions:
+        dataset = _decided(dataset)
     cancel = CancelToken()
     # The first Ctrl-C stops after the current batch and keeps the best completed epoch.
     signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
@@ -175,6 +178,114 @@ def cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(info.run_id)
+    return 0
+
+
+def _decided(dataset):
+    """Return the dataset with the decisions stored about it applied, saying so."""
+    from flower_model.decisions import decided
+
+    applied = decided(dataset)
+    if applied is not dataset:
+        print(
+            f"decisions: {len(applied.excluded)} photo(s) left out, {len(applied.relabelled)} "
+            "relabelled (from 'audit --apply' or the app; --ignore-decisions trains on the "
+            "folder as it is)",
+            file=sys.stderr,
+        )
+    return applied
+
+
+def _audit_lines(audit, top: int) -> list[str]:
+    """Return the audit as lines for a person: each kind, worst first, at most `top` each."""
+    lines = [
+        f"audit of {audit.photos:,} photos, features from {audit.weights_label} weights: "
+        f"out-of-sample accuracy {audit.accuracy:.1%} ({audit.folds} folds, {audit.seconds:.1f} s)"
+    ]
+    if not audit.transfer_learning:
+        lines.append(
+            "note: these features come from random weights (no transfer learning), so the "
+            "findings below are not meaningful; audit with ImageNet weights to trust them"
+        )
+    lines.append(f"label issues: {len(audit.label_issues)}")
+    lines += [
+        f"  {f.score:.3f}  {f.path}  filed under {f.given}, looks like {f.suggested}"
+        for f in audit.label_issues[:top]
+    ]
+    lines.append(f"outliers: {len(audit.outliers)}")
+    lines += [f"  {f.score:.3f}  {f.path}  ({f.given})" for f in audit.outliers[:top]]
+    exact = sum(g.exact for g in audit.duplicates)
+    lines.append(
+        f"duplicate groups: {len(audit.duplicates)} ({exact} exact, "
+        f"{len(audit.duplicates) - exact} near); {len(audit.leaks)} would be cut by a plain "
+        "split (training keeps each group on one side)"
+    )
+    for group in audit.duplicates[:top]:
+        kind = "exact" if group.exact else "near "
+        notes = ("  [different classes]" if group.conflicting else "") + (
+            "  [leak]" if group.leak else ""
+        )
+        lines.append(f"  {kind}  {', '.join(group.paths)}{notes}")
+    small = ", ".join(audit.small_classes) or "none"
+    lines.append(f"classes much smaller than the others: {small}")
+    return lines
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from flower_model.audit import audit_dataset, suggested_decisions
+    from flower_model.decisions import decide_all, load_decisions, undo_all
+    from flower_model.events import CancelToken
+
+    dataset = _scan(_data_dir(args))
+    if args.forget:
+        undo_all(dataset)
+        print(f"forgot every decision about {dataset.root}", file=sys.stderr)
+        return 0
+    cancel = CancelToken()
+    signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    bars: dict[str, _Progress] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            for bar in bars.values():
+                bar.close()
+            unit = "photos" if what.startswith("extracting") else "epochs"
+            bars.clear()
+            bars[what] = _Progress(what, total, unit=unit)
+        bars[what].update(done)
+
+    start_tensorflow(quiet=not args.debug)
+    with silenced_stderr(not args.debug, keep_python=True):
+        try:
+            audit = audit_dataset(
+                dataset,
+                args.weights,
+                args.folds,
+                args.seed,
+                args.precision,
+                progress,
+                cancel,
+                again=args.again,
+            )
+        finally:
+            for bar in bars.values():
+                bar.close()
+    applied = []
+    if args.apply:
+        kinds = [kind.strip() for kind in args.apply.split(",") if kind.strip()]
+        applied = suggested_decisions(audit, kinds)
+        decide_all(dataset, applied)
+    if args.json:
+        decisions = load_decisions(dataset.root).to_json()
+        print(json.dumps({**audit.to_json(), "decisions": decisions}, indent=1, allow_nan=False))
+        return 0
+    print("\n".join(_audit_lines(audit, args.top)))
+    if args.apply:
+        excluded = sum(w.action == "exclude" for w in applied)
+        print(
+            f"applied: {excluded} photo(s) left out, {len(applied) - excluded} relabelled; "
+            "training uses them from now on ('audit --forget' undoes every decision)"
+        )
     return 0
 
 
@@ -359,9 +470,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser(
+        "audit",
+        help="find label errors, duplicates, leaks and outliers in a dataset",
+        description="Audit a dataset on its cached ResNet50 features: out-of-sample "
+        "probabilities from the head trained k-fold, then cleanlab's label issues, outliers and "
+        "near-duplicates, exact duplicates by content, and the groups a plain split would cut.",
+    )
+    data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
+    p.add_argument(
+        "--weights",
+        default=default_of("weights"),
+        metavar="imagenet|none|FILE",
+        help=f"the features' weights (default {default_of('weights')})",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=AUDIT_FOLDS,
+        metavar="K",
+        help=f"folds of the out-of-sample training (default {AUDIT_FOLDS})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=default_of("seed"),
+        metavar="N",
+        help=f"the folds and the heads' seed (default {default_of('seed')})",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default_of("precision"),
+        help=help_of("precision"),
+    )
+    p.add_argument("--again", action="store_true", help="redo a kept audit")
+    p.add_argument(
+        "--top", type=int, default=10, metavar="N", help="findings shown per kind (default 10)"
+    )
+    p.add_argument(
+        "--apply",
+        metavar="KINDS",
+        help="record the audit's suggestions for training, for any of label,outlier,duplicate: "
+        "relabel label issues to the class suggested, leave out outliers, keep one photo of "
+        "each duplicate group (the photo folder is not touched)",
+    )
+    p.add_argument(
+        "--forget",
+        action="store_true",
+        help="forget every decision recorded about the dataset, and stop",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("train", help="train a run; prints its id")
     data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
     add_config_arguments(p)
+    p.add_argument(
+        "--ignore-decisions",
+        action="store_true",
+        help="train on the folder as it is, without the photos left out or relabelled",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics of a run on its held-out photos")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -76,30 +77,59 @@ def _save(decisions: Decisions) -> None:
     workspace.write_atomic(path, json.dumps(decisions.to_json(), indent=1))
 
 
-def decide(
-    dataset: Dataset, path: str, action: str, label: str | None = None, reason: str = ""
-) -> Decisions:
-    """Record a decision about one photo of a scanned dataset (replacing any earlier one about
-    it); return every decision about the folder."""
-    if action not in ACTIONS:
-        raise DatasetError(f"a decision is one of {', '.join(ACTIONS)}, not '{action}'")
-    record = next((r for r in dataset.records if r.path == path), None)
+@dataclass(frozen=True)
+class Wanted:
+    """A decision asked for, before it is checked against the dataset."""
+
+    path: str
+    action: str
+    label: str | None = None
+    reason: str = ""
+
+
+def _checked(dataset: Dataset, wanted: Wanted) -> Decision:
+    """Return the decision to record, or raise DatasetError saying why it cannot be."""
+    if wanted.action not in ACTIONS:
+        raise DatasetError(f"a decision is one of {', '.join(ACTIONS)}, not '{wanted.action}'")
+    record = next((r for r in dataset.records if r.path == wanted.path), None)
     if record is None:
-        raise DatasetError(f"{path} is not a usable photo of {dataset.root}")
-    if action == "relabel":
+        raise DatasetError(f"{wanted.path} is not a usable photo of {dataset.root}")
+    label = None
+    if wanted.action == "relabel":
+        label = wanted.label
         if label not in dataset.class_names:
             raise DatasetError(
                 f"'{label}' is not a class of this dataset ({', '.join(dataset.class_names)})"
             )
         if label == dataset.class_names[record.label]:
-            raise DatasetError(f"{path} is already filed under '{label}'")
-    else:
-        label = None
-    decision = Decision(path, record.sha256, action, label, reason)
+            raise DatasetError(f"{wanted.path} is already filed under '{label}'")
+    return Decision(wanted.path, record.sha256, wanted.action, label, wanted.reason)
+
+
+def decide_all(dataset: Dataset, wanted: Sequence[Wanted]) -> Decisions:
+    """Record decisions about photos of a scanned dataset, each replacing any earlier one
+    about its photo; return every decision about the folder. One bad decision records none."""
+    new = [_checked(dataset, item) for item in wanted]
+    paths = {d.path for d in new}
     with _WRITING:
         current = load_decisions(dataset.root)
-        kept = tuple(d for d in current.items if d.path != path)
-        decisions = replace(current, items=(*kept, decision))
+        kept = tuple(d for d in current.items if d.path not in paths)
+        decisions = replace(current, items=(*kept, *new))
+        _save(decisions)
+    return decisions
+
+
+def decide(
+    dataset: Dataset, path: str, action: str, label: str | None = None, reason: str = ""
+) -> Decisions:
+    """Record a decision about one photo (see decide_all)."""
+    return decide_all(dataset, [Wanted(path, action, label, reason)])
+
+
+def undo_all(dataset: Dataset) -> Decisions:
+    """Forget every decision about the folder; return the (empty) decisions."""
+    with _WRITING:
+        decisions = Decisions(str(dataset.root.resolve()))
         _save(decisions)
     return decisions
 

@@ -20,7 +20,7 @@ NEAR_DUPLICATE_THRESHOLD = 0.13
 class DuplicateGroup:
     """Photos that are one picture: the same bytes, or near-duplicates by their features."""
 
-    paths: tuple[str, ...]  # sorted
+    paths: tuple[str, ...]  # the one to keep first: the most pixels, then the shortest name
     exact: bool  # every member has the same bytes
     labels: tuple[str, ...]  # the class each member is filed under
     leak: bool = False  # a split put members on both sides
@@ -74,9 +74,12 @@ def duplicate_groups(
     hashes: Sequence[str],
     labels: Sequence[str],
     near: Sequence[Sequence[int]] = (),
+    pixels: Sequence[int] | None = None,
 ) -> tuple[DuplicateGroup, ...]:
     """Return the groups of photos that are one picture: exact copies by hash, linked with
-    the near-duplicate sets given (one per photo), largest first."""
+    the near-duplicate sets given (one per photo), largest first. In each group the photo
+    worth keeping comes first: the one with the most pixels, then the shortest name (a
+    copy's name is usually the original's and more)."""
     exact = exact_duplicate_sets(hashes)
     linked: list[list[int]] = [[] for _ in paths]
     for members in exact:
@@ -85,7 +88,9 @@ def duplicate_groups(
         linked[i].extend(members)
     groups = []
     for members in connected(len(paths), linked):
-        members = sorted(members, key=lambda i: paths[i])
+        members = sorted(
+            members, key=lambda i: (-(pixels[i] if pixels else 0), len(paths[i]), paths[i])
+        )
         groups.append(
             DuplicateGroup(
                 paths=tuple(paths[i] for i in members),

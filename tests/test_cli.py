@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO
 
-COMMANDS = ("download", "info", "train", "evaluate", "predict", "runs", "export")
+COMMANDS = ("download", "info", "audit", "train", "evaluate", "predict", "runs", "export")
 NOISE = ("absl", "cuda", "oneDNN", "I0000", "W0000", "E0000", "Traceback", "Warning")
 
 
@@ -57,7 +57,8 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     evaluate = cli("evaluate", "--run", run_id, "--json", home=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
     report = json.loads(evaluate.stdout)
-    assert report["run"] == run_id and report["count"] == 10
+    held_out = next(r for r in listed if r["run_id"] == run_id)["split"]["val"]
+    assert report["run"] == run_id and report["count"] == len(held_out)
     assert report["accuracy"] == pytest.approx(listed[1]["evaluation"]["accuracy"])
 
     photo = next((sample_dir / "flowers" / "rose").iterdir())
@@ -161,3 +162,42 @@ def test_info_reports_the_dataset(sample_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["images"] == 40 and report["classes"]["tulip"] == 8 and report["skipped"] == []
+
+
+def test_audit_finds_applies_and_training_honours_the_decisions(tmp_path: Path) -> None:
+    from flower_model.synthetic import write_dirty_photos
+
+    data = tmp_path / "dirty"
+    planted = write_dirty_photos(data, per_class=20, seed=2)
+    home = tmp_path / "home"
+    audit = cli("audit", "--data", str(data), "--weights", "none", "--top", "3", home=home)
+    assert audit.returncode == 0, audit.stderr
+    out = audit.stdout
+    assert "not meaningful" in out and "label issues:" in out and "outliers:" in out
+    assert "duplicate groups:" in out and "would be cut by a plain split" in out
+    assert "\r" not in audit.stderr and "training fold 5 of 5" in audit.stderr
+    assert not any(noise in audit.stderr for noise in NOISE), audit.stderr
+
+    applied = cli(
+        "audit", "--data", str(data), "--weights", "none", "--apply", "outlier", "--json", home=home
+    )
+    assert applied.returncode == 0, applied.stderr
+    report = json.loads(applied.stdout)
+    excluded = {d["path"] for d in report["decisions"]["items"] if d["action"] == "exclude"}
+    assert excluded == {f["path"] for f in report["outliers"]} and excluded
+    assert excluded & set(planted.outliers)
+    assert "extracting" not in applied.stderr or "0 computed" not in applied.stderr
+
+    train = cli("train", "--data", str(data), "--weights", "none", "--epochs", "1", home=home)
+    assert train.returncode == 0, train.stderr
+    assert f"decisions: {len(excluded)} photo(s) left out, 0 relabelled" in train.stderr
+    run = json.loads(cli("runs", "--json", home=home).stdout)[0]
+    assert set(run["dataset"]["excluded"]) == excluded
+    assert excluded.isdisjoint(run["split"]["train"] + run["split"]["val"])
+
+    bad = cli("audit", "--data", str(data), "--weights", "none", "--apply", "typos", home=home)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: kinds")
+    forget = cli("audit", "--data", str(data), "--forget", home=home)
+    assert forget.returncode == 0 and "forgot every decision" in forget.stderr
+    again = cli("train", "--data", str(data), "--weights", "none", "--epochs", "1", home=home)
+    assert "decisions:" not in again.stderr

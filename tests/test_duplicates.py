@@ -29,10 +29,12 @@ def test_duplicate_groups_say_exact_or_near_and_conflicting_classes() -> None:
     hashes = ["h1", "h1", "h2", "h3", "h4"]
     labels = ["daisy", "rose", "daisy", "daisy", "tulip"]
     near = [[], [], [3], [2], []]
-    exact, similar = duplicate_groups(paths, hashes, labels, near)
+    pixels = [100, 100, 50, 80, 100]
+    exact, similar = duplicate_groups(paths, hashes, labels, near, pixels)
     assert exact.paths == ("daisy/a.jpg", "rose/copy.jpg") and exact.exact and exact.conflicting
-    assert similar.paths == ("daisy/b.jpg", "daisy/b_small.jpg") and not similar.exact
-    assert not similar.conflicting
+    assert not similar.exact and not similar.conflicting
+    # The photo worth keeping first: the most pixels, whatever the name.
+    assert similar.paths == ("daisy/b_small.jpg", "daisy/b.jpg")
 
 
 def test_a_group_on_both_sides_of_a_split_is_a_leak() -> None:
