@@ -209,7 +209,8 @@ def find_problems(
     lab = find_issues(
         features,
         {
-            "label": {},
+            # One process: the app's worker is a daemon, which may not start others.
+            "label": {"clean_learning_kwargs": {"find_label_issues_kwargs": {"n_jobs": 1}}},
             "outlier": {},
             "near_duplicate": {"threshold": NEAR_DUPLICATE_THRESHOLD},
             "class_imbalance": {},

@@ -134,11 +134,11 @@ def undo_all(dataset: Dataset) -> Decisions:
     return decisions
 
 
-def undo(dataset: Dataset, path: str) -> Decisions:
-    """Forget the decision about one photo; return every decision left about the folder."""
+def undo(dataset: Dataset, *paths: str) -> Decisions:
+    """Forget the decisions about these photos; return every decision left about the folder."""
     with _WRITING:
         current = load_decisions(dataset.root)
-        decisions = replace(current, items=tuple(d for d in current.items if d.path != path))
+        decisions = replace(current, items=tuple(d for d in current.items if d.path not in paths))
         _save(decisions)
     return decisions
 

@@ -1,4 +1,4 @@
-"""Training, feature and export jobs, shared by every browser session of one server process.
+"""Training, feature, audit and export jobs, shared by every browser session of one server process.
 
 A job outlives the page that started it: switching page or reloading the tab only changes
 who is watching. Jobs run one at a time in the worker process (worker.py), in the order they
@@ -43,7 +43,7 @@ class Job:
 
     job_id: str
     number: int
-    kind: str  # training, features or export
+    kind: str  # training, features, audit or export
     data_root: Path
     fingerprint: str
     weights: WeightsChoice  # what the job's ResNet50 starts from
@@ -90,11 +90,21 @@ TrainFn = Callable[..., "RunInfo"]
 
 
 def training_task(
-    train_fn: TrainFn | None, dataset: Dataset, config: TrainConfig, on_event, cancel
+    train_fn: TrainFn | None,
+    dataset: Dataset,
+    config: TrainConfig,
+    decisions: bool,
+    on_event,
+    cancel,
 ):
-    """Train in the worker (with `train.train` unless told otherwise); return the run's id."""
+    """Train in the worker (with `train.train` unless told otherwise), on the dataset as
+    decided when the job starts (photos left out or relabelled); return the run's id."""
     if train_fn is None:
         from flower_model.train import train as train_fn  # TensorFlow: the worker's alone
+    if decisions:
+        from flower_model.decisions import decided
+
+        dataset = decided(dataset)
     return train_fn(dataset, config, on_event=on_event, cancel=cancel).run_id
 
 
@@ -111,6 +121,19 @@ def features_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
     )
     message = f"features: {stats.cached} from cache, {stats.computed} computed"
     on_event(TrainEvent("end", message=message))
+
+
+def audit_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
+    """Audit a dataset in the worker; the audit is kept in the workspace for the page."""
+    from flower_model.audit import audit_dataset
+
+    def progress(what: str, done: int, total: int) -> None:
+        on_event(TrainEvent("step", message=what, done=done, total=total))
+
+    on_event(TrainEvent("phase", message="loading ResNet50"))
+    audit = audit_dataset(dataset, weights, progress=progress, cancel=cancel)
+    message = f"audit done: {len(audit.label_issues)} label issue(s), {len(audit.outliers)} "
+    on_event(TrainEvent("end", message=message + f"outlier(s), {len(audit.duplicates)} group(s)"))
 
 
 # An export job's progress is reported in thousandths.
@@ -256,10 +279,15 @@ class JobBoard:
         self._worker.close()
 
     def start_training(
-        self, dataset: Dataset, config: TrainConfig, train_fn: TrainFn | None = None
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        train_fn: TrainFn | None = None,
+        decisions: bool = True,
     ) -> Job:
         """Start training in the worker (or line it up); refuse if a job already runs or waits
         on this dataset. `train_fn` must be importable by the worker (a module-level function).
+        With `decisions`, the photos decided about are left out or relabelled.
 
         The weights are resolved first, so a missing weights file is refused here, at once.
         """
@@ -269,7 +297,17 @@ class JobBoard:
             dataset.fingerprint,
             "training",
             weights,
-            lambda n: Task(n, training_task, (train_fn, dataset, config)),
+            lambda n: Task(n, training_task, (train_fn, dataset, config, decisions)),
+        )
+
+    def start_audit(self, dataset: Dataset, weights: str = "imagenet") -> Job:
+        """Start auditing a dataset in the worker (or line it up)."""
+        return self._launch(
+            dataset.root,
+            dataset.fingerprint,
+            "audit",
+            resolve_weights(weights),
+            lambda n: Task(n, audit_task, (dataset, weights)),
         )
 
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> Job:

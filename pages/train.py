@@ -6,7 +6,8 @@ from streamlit.delta_generator import DeltaGenerator
 from flower_model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
 from flower_model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.data import Dataset
-from flower_model.errors import RunError, WeightsError
+from flower_model.decisions import decided
+from flower_model.errors import DatasetError, RunError, WeightsError
 from flower_model.jobs import Job, JobConflict
 from flower_model.precision import PRECISIONS
 from flower_model.runs import get_run
@@ -147,10 +148,28 @@ def outcome_ui(job: Job) -> None:
     )
 
 
-def start_ui(dataset: Dataset, config: TrainConfig) -> Job | None:
+def decisions_ui(dataset: Dataset) -> bool:
+    """Say which photos the decisions leave out or relabel; return whether to train with them."""
+    try:
+        applied = decided(dataset)
+    except DatasetError as exc:
+        session.show_error(exc)
+        return False
+    if applied is dataset:
+        return True
+    return st.toggle(
+        f"Train with my decisions: {len(applied.excluded)} photo(s) left out, "
+        f"{len(applied.relabelled)} counted under another class",
+        value=True,
+        help="Made on Explore › Data issues (or with `audit --apply`); the photo folder is not "
+        "touched, and the run records which photos it used with which classes.",
+    )
+
+
+def start_ui(dataset: Dataset, config: TrainConfig, decisions: bool) -> Job | None:
     """Start a training job; show why it cannot start, if it cannot."""
     try:
-        return session.job_board().start_training(dataset, config)
+        return session.job_board().start_training(dataset, config, decisions=decisions)
     except (JobConflict, WeightsError) as exc:
         session.show_error(exc)
         return None
@@ -168,9 +187,10 @@ st.caption(
 )
 board = session.job_board()
 running = board.running_on(dataset.fingerprint)
+with_decisions = decisions_ui(dataset)
 config = settings_ui(weights_notice_ui(), busy=running is not None)
 if config is not None:
-    running = start_ui(dataset, config) or running
+    running = start_ui(dataset, config, with_decisions) or running
 
 job = running or board.latest(dataset.fingerprint)
 if job is None:

@@ -153,6 +153,41 @@ def test_explore_computes_features_then_draws_the_map(with_sample) -> None:
     }
 
 
+def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
+    fresh_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flower_model.data import scan_dataset
+    from flower_model.decisions import load_decisions
+    from flower_model.synthetic import write_dirty_photos
+
+    write_dirty_photos(tmp_path / "dirty", per_class=20, seed=4)
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(tmp_path / "dirty"))
+    sample = scan_dataset(tmp_path / "dirty")
+    app = open_page("pages/explore.py")
+    next(b for b in app.button if b.label.startswith("Audit this dataset")).click()
+    app.run()
+    wait_until(app, lambda a: any(m.label == "label issues" for m in a.metric))
+    metrics = {m.label: int(m.value) for m in app.metric if m.label != "photos"}
+    assert metrics["decided"] == 0 and metrics["label issues"] > 0
+    assert "not meaningful" in texts(app)  # random weights here, and the tab says so
+    next(b for b in app.button if b.label == "Leave out").click()
+    app.run()
+    decided = load_decisions(sample.root).items
+    assert [d.action for d in decided] == ["exclude"]
+    assert "Decided: left out." in texts(app)
+
+    train = open_page("pages/train.py")
+    toggle = next(t for t in train.toggle if t.label.startswith("Train with my decisions"))
+    assert "1 photo(s) left out" in toggle.label and toggle.value
+
+    app = open_page("pages/explore.py")
+    next(b for b in app.button if b.label == "Undo").click()
+    app.run()
+    assert load_decisions(sample.root).items == ()
+    train = open_page("pages/train.py")
+    assert not [t for t in train.toggle if t.label.startswith("Train with my decisions")]
+
+
 def small_dataset(folder: Path, per_class: int = 3) -> Path:
     from tests.conftest import make_photo
 

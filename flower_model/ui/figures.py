@@ -134,6 +134,7 @@ def probability_bars(
             textposition="outside",
         )
     )
+    fig.update_traces(cliponaxis=False)  # the label of a bar near 100 % stays whole
     fig.update_layout(xaxis={"range": [0, 1.15], "tickformat": ".0%", "title": "probability"})
     return _tidy(fig, height=height)
 

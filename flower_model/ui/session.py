@@ -205,6 +205,16 @@ def scan_with_progress(path: Path) -> Dataset:
     return dataset
 
 
+# What Stop does, per kind of job.
+STOP_HELP = {
+    "training": "Stops after the current batch; the best completed epoch is kept.",
+    "features": "Stops after the current batch; the features computed so far stay cached.",
+    "audit": "Stops after the current batch; features stay cached, no audit is kept.",
+    "export": "Stops at the next step (a conversion under way is ended within 30 s); "
+    "nothing half-written is kept.",
+}
+
+
 def _eta(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -222,12 +232,7 @@ def job_progress(job: Job) -> None:
             icon=":material/stop_circle:",
             on_click=job.stop,
             key=f"stop-{job.job_id}",
-            help=(
-                "Stops at the next step (a conversion under way is ended within 30 s); "
-                "nothing half-written is kept."
-                if job.kind == "export"
-                else "Stops after the current batch; the best completed epoch is kept."
-            ),
+            help=STOP_HELP.get(job.kind, STOP_HELP["training"]),
         )
 
 
