@@ -46,6 +46,19 @@ class Evaluation:
     per_class: tuple[ClassMetrics, ...]
     confusion: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
     mistakes: tuple[Mistake, ...]
+    # Every held-out photo, its class and its probabilities (older runs kept none).
+    paths: tuple[str, ...] = ()
+    labels: tuple[int, ...] = ()
+    probabilities: tuple[tuple[float, ...], ...] = ()
+
+    def in_cell(self, true: int, predicted: int) -> list[int]:
+        """Return the held-out photos (indices) of one confusion-matrix cell, surest first."""
+        rows = [
+            i
+            for i, (label, row) in enumerate(zip(self.labels, self.probabilities, strict=True))
+            if label == true and int(np.argmax(row)) == predicted
+        ]
+        return sorted(rows, key=lambda i: -max(self.probabilities[i]))
 
     def to_json(self) -> dict:
         """Return the evaluation as plain JSON values."""
@@ -65,6 +78,9 @@ class Evaluation:
                 Mistake(**{**m, "probabilities": tuple(m["probabilities"])})
                 for m in value["mistakes"]
             ),
+            paths=tuple(value.get("paths", ())),
+            labels=tuple(int(v) for v in value.get("labels", ())),
+            probabilities=tuple(tuple(row) for row in value.get("probabilities", ())),
         )
 
 
@@ -126,6 +142,9 @@ def evaluate_predictions(
         per_class=class_metrics(confusion, class_names),
         confusion=tuple(tuple(int(c) for c in row) for row in confusion),
         mistakes=mistakes,
+        paths=tuple(paths),
+        labels=tuple(int(v) for v in labels),
+        probabilities=tuple(tuple(round(float(p), 6) for p in row) for row in probabilities),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from flower_model import __version__
 from flower_model.backbone import WeightsChoice
+from flower_model.calibration import Calibration
 from flower_model.config import TrainConfig
 from flower_model.data import Dataset, Split
 from flower_model.evaluate import Evaluation
@@ -121,6 +122,8 @@ class RunMetadata:
     standardised_features: bool = False
     # Fine-tuned runs: the epochs of the head alone, before ResNet50's last stage trained too.
     fine_tuned_after: int | None = None
+    # How far the held-out probabilities can be trusted (older runs: None).
+    calibration: Calibration | None = None
 
     @property
     def accuracy(self) -> float:
@@ -141,6 +144,7 @@ class RunMetadata:
         value["input_size"] = list(self.input_size)
         value["split"] = self.split.to_json()
         value["evaluation"] = self.evaluation.to_json()
+        value["calibration"] = self.calibration.to_json() if self.calibration else None
         return value
 
     @classmethod
@@ -171,6 +175,11 @@ class RunMetadata:
                 versions=dict(value.get("versions") or {}),
                 standardised_features=bool(value.get("standardised_features", False)),
                 fine_tuned_after=value.get("fine_tuned_after"),
+                calibration=(
+                    Calibration.from_json(value["calibration"])
+                    if value.get("calibration")
+                    else None
+                ),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not the metadata of a Flower Lens run ({exc!r})") from exc

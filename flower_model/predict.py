@@ -19,7 +19,8 @@ from flower_model.runs import RunInfo, get_run, load_model
 if TYPE_CHECKING:
     from flower_model.data import Dataset, ImageRecord
 
-# Below this top probability a photo may not be one of the classes at all.
+# Below this top probability a photo may not be one of the classes at all: for runs that
+# recorded no calibration (a run's own threshold comes from its held-out photos).
 CONFIDENT = 0.6
 
 
@@ -30,6 +31,7 @@ class Prediction:
     name: str
     class_names: tuple[str, ...]
     probabilities: tuple[float, ...]  # in class order, summing to 1
+    threshold: float = CONFIDENT  # below this top probability: "not sure"
 
     @property
     def top_class(self) -> str:
@@ -44,7 +46,7 @@ class Prediction:
     @property
     def confident(self) -> bool:
         """Return whether the top class is probable enough to trust."""
-        return self.top_probability >= CONFIDENT
+        return self.top_probability >= self.threshold
 
     def ranked(self) -> list[tuple[str, float]]:
         """Return (class, probability) pairs, most probable first."""
@@ -85,6 +87,8 @@ class Classifier:
         self.networks = networks
         self.class_names = tuple(class_names)
         self.run = run
+        calibration = run.metadata.calibration if run is not None else None
+        self.threshold = calibration.threshold.threshold if calibration else CONFIDENT
         model = networks.classifier
         self._probabilities = photo_function(lambda images: model(images, training=False))
 
@@ -147,7 +151,8 @@ class Classifier:
         probabilities = row.astype(np.float64)
         if not np.all(np.isfinite(probabilities)):
             return Failure(name, f"{name}: the model gave no valid probabilities (not finite)")
-        return Prediction(name, self.class_names, tuple(float(p) for p in probabilities))
+        row = tuple(float(p) for p in probabilities)
+        return Prediction(name, self.class_names, row, self.threshold)
 
     def probabilities_of_records(
         self,

@@ -21,6 +21,7 @@ from flower_model.backbone import (
     unfreeze_last_stage,
     weights_identity,
 )
+from flower_model.calibration import calibrate
 from flower_model.config import ResolvedConfig, TrainConfig, resolve_config
 from flower_model.data import Dataset, ImageRecord, Split, records_for, split_dataset
 from flower_model.errors import TrainingCancelled, TrainingError
@@ -173,6 +174,7 @@ def train(
             versions=versions(),
             standardised_features=fit.standardised,
             fine_tuned_after=fit.fine_tuned_after,
+            calibration=calibrate(photos.labels(photos.val), val_probabilities),
         )
         report("phase", message="saving the run")
         info = writer.finish(networks.classifier, metadata)

@@ -12,6 +12,7 @@ import streamlit as st
 from PIL import Image
 
 from flower_model.backbone import INPUT_SIZE
+from flower_model.calibration import Threshold, scaled
 from flower_model.errors import FlowerLensError
 from flower_model.explain import overlay
 from flower_model.images import load_preview, load_rgb
@@ -82,20 +83,49 @@ def classify_new(run_id: str, uploads: list[Upload]) -> dict[str, Result]:
     return results
 
 
-def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, bool]:
-    """Draw the model picker and the Grad-CAM switch; return the run and whether to explain."""
+class Shown(NamedTuple):
+    """How results are shown: where the model looked, and with calibrated probabilities."""
+
+    explain: bool
+    temperature: float  # 1.0: the model's own probabilities
+    threshold: Threshold | None  # None: the run recorded no calibration
+
+
+def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, Shown]:
+    """Draw the model picker and the switches; return the run and how to show results."""
     labels = {r.run_id: r.describe() + (" · latest" if r is runs[0] else "") for r in runs}
     left, right = st.columns([3, 1])
     run_id = left.selectbox("Model", list(labels), format_func=labels.__getitem__)
     explain = right.toggle("Show where it looked (Grad-CAM)")
     info = next(r for r in runs if r.run_id == run_id)
+    calibration = info.metadata.calibration
+    temperature, threshold = 1.0, None
+    if calibration is not None:
+        calibrated = right.toggle(
+            "Calibrated probabilities",
+            help=f"Divide the logits by the temperature fitted on this run's held-out photos "
+            f"({calibration.temperature:.2f}), so that 80 % means right 80 % of the time. "
+            "The model itself is unchanged.",
+        )
+        temperature = calibration.temperature if calibrated else 1.0
+        threshold = calibration.threshold_scaled if calibrated else calibration.threshold
+        below = (
+            f"below it, they were right only {threshold.below_accuracy:.0%} of the time"
+            if threshold.below_accuracy is not None
+            else "none of them fell below it"
+        )
+        limit = figures.percent(threshold.threshold)
+        st.caption(
+            f"A photo is called **not sure** below {limit}: on this run's held-out photos, "
+            f"{threshold.precision:.0%} of those above it were right; {below}."
+        )
     if not info.transfer_learning:
         st.warning(
             "This model was trained with **no transfer learning** (random ResNet50 weights): "
             "expect many wrong guesses.",
             icon=":material/casino:",
         )
-    return info, explain
+    return info, Shown(explain, temperature, threshold)
 
 
 def uploads_ui() -> list[Upload]:
@@ -108,15 +138,18 @@ def uploads_ui() -> list[Upload]:
     return [Upload.of(name, data) for name, data in photos]
 
 
-def result_ui(info: RunInfo, upload: Upload, result: Result, explain: bool, key: str) -> None:
+def result_ui(info: RunInfo, upload: Upload, result: Result, shown: Shown, key: str) -> None:
     """Draw one photo with its softmax bars (and where the model looked, if asked)."""
     name, data, digest = upload
     with st.container(border=True):
         if isinstance(result, Failure):
             st.error(result.message, icon=":material/broken_image:")
             return
+        probabilities = scaled(np.asarray([result.probabilities]), shown.temperature)[0]
+        top = float(probabilities.max())
+        limit = shown.threshold.threshold if shown.threshold else CONFIDENT
         photo_col, bars_col = st.columns([1, 2])
-        if explain:
+        if shown.explain:
             index = info.class_names.index(result.top_class)
             photo_col.image(
                 gradcam_overlay(info.run_id, digest, index, data),
@@ -126,18 +159,29 @@ def result_ui(info: RunInfo, upload: Upload, result: Result, explain: bool, key:
         else:
             photo_col.image(preview_jpeg(digest, name, data), caption=name, width="stretch")
         with bars_col:
-            doubt = "" if result.confident else "?"
-            st.markdown(f"### {result.top_class}{doubt} · {result.top_probability:.0%}")
-            if not result.confident:
-                st.warning(
-                    f"No class reaches {CONFIDENT:.0%}: this may not be one of these flowers.",
-                    icon=":material/help:",
-                )
+            sure = top >= limit
+            st.markdown(f"### {result.top_class}{'' if sure else '?'} · {top:.0%}")
+            if not sure:
+                st.warning(not_sure_text(shown.threshold), icon=":material/help:")
             st.plotly_chart(
-                figures.probability_bars(info.class_names, np.asarray(result.probabilities)),
+                figures.probability_bars(info.class_names, probabilities),
                 width="stretch",
                 key=f"bars-{key}",
             )
+
+
+def not_sure_text(threshold: Threshold | None) -> str:
+    """Return what a photo below the not-sure threshold means, in the run's own numbers."""
+    if threshold is None:
+        return f"No class reaches {CONFIDENT:.0%}: this may not be one of these flowers."
+    right = (
+        f"on this run's held-out photos, those below it were right only "
+        f"{threshold.below_accuracy:.0%} of the time"
+        if threshold.below_accuracy is not None
+        else "no held-out photo was this unsure"
+    )
+    limit = figures.percent(threshold.threshold)
+    return f"Below {limit}: {right}. This may not be one of these flowers."
 
 
 def shown_ui(uploads: list[Upload]) -> list[tuple[int, Upload]]:
@@ -159,7 +203,7 @@ runs = list_runs()
 if not runs:
     session.no_run_hint()
     st.stop()
-info, explain = model_ui(runs)
+info, shown = model_ui(runs)
 uploads = uploads_ui()
 if not uploads:
     st.info(f"The model knows: {', '.join(info.class_names)}. Drop a photo of one of them.")
@@ -170,4 +214,4 @@ except FlowerLensError as exc:
     session.show_error(exc)
     st.stop()
 for i, upload in shown_ui(uploads):
-    result_ui(info, upload, results[upload.digest], explain, key=f"{i}-{upload.name}")
+    result_ui(info, upload, results[upload.digest], shown, key=f"{i}-{upload.name}")

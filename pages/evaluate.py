@@ -2,11 +2,15 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from flower_model.runs import BrokenRun, RunInfo, scan_runs
 from flower_model.ui import figures, session
+
+# Photos of a confusion-matrix cell drawn at most.
+CELL_PHOTOS = 12
 
 
 def metrics_ui(info: RunInfo) -> None:
@@ -30,7 +34,7 @@ def metrics_ui(info: RunInfo) -> None:
 
 
 def per_class_ui(info: RunInfo) -> None:
-    """Draw precision, recall and F1 per class, the confusion matrix and the curves."""
+    """Draw precision, recall and F1 per class, and the clickable confusion matrix."""
     evaluation = info.metadata.evaluation
     left, right = st.columns(2)
     table = pd.DataFrame(
@@ -50,13 +54,109 @@ def per_class_ui(info: RunInfo) -> None:
         hide_index=True,
         width="stretch",
     )
-    right.plotly_chart(
-        figures.confusion_heatmap(evaluation.confusion, evaluation.class_names), width="stretch"
-    )
+    with right:
+        cell_ui(info)
+
+
+def curves_ui(info: RunInfo) -> None:
+    """Draw the loss and accuracy curves of the run's epochs."""
     left, right = st.columns(2)
     after = info.metadata.fine_tuned_after
     left.plotly_chart(figures.training_curves(info.history, "loss", after), width="stretch")
     right.plotly_chart(figures.training_curves(info.history, "accuracy", after), width="stretch")
+
+
+def cell_ui(info: RunInfo) -> None:
+    """Draw the clickable confusion matrix; a clicked cell's photos follow, with their bars."""
+    evaluation = info.metadata.evaluation
+    names = evaluation.class_names
+    event = st.plotly_chart(
+        figures.confusion_heatmap(evaluation.confusion, names),
+        on_select="rerun",
+        selection_mode="points",
+        key=f"confusion-{info.run_id}",
+        width="stretch",
+    )
+    picked = [p["customdata"] for p in event.selection.points if p.get("customdata")]
+    if picked:
+        st.session_state[f"cell-{info.run_id}"] = (int(picked[0][0]), int(picked[0][1]))
+
+
+def cell_photos_ui(info: RunInfo) -> None:
+    """Draw the held-out photos of the confusion-matrix cell clicked last, surest first."""
+    evaluation = info.metadata.evaluation
+    cell = st.session_state.get(f"cell-{info.run_id}")
+    if cell is None:
+        return
+    true, predicted = cell
+    names = evaluation.class_names
+    if not evaluation.probabilities:
+        st.info(
+            "This run was saved before each held-out photo's probabilities were kept: train "
+            "it again to see the photos of a cell."
+        )
+        return
+    rows = evaluation.in_cell(true, predicted)
+    verdict = "right" if true == predicted else f"taken for **{names[predicted]}**"
+    st.subheader(f"{names[true]}, {verdict}: {len(rows)} photo(s)")
+    root = Path(info.metadata.dataset.root)
+    grid = st.columns(4)
+    for i, row in enumerate(rows[:CELL_PHOTOS]):
+        with grid[i % 4], st.container(border=True):
+            with st.container(width=180):
+                session.photo_ui(root / evaluation.paths[row], evaluation.paths[row])
+            st.plotly_chart(
+                figures.probability_bars(names, evaluation.probabilities[row], height=200),
+                width="stretch",
+                key=f"cell-bars-{row}",
+            )
+    if len(rows) > CELL_PHOTOS:
+        st.caption(f"The {CELL_PHOTOS} surest of {len(rows)} shown.")
+
+
+def calibration_ui(info: RunInfo) -> None:
+    """Draw how far the run's probabilities can be trusted, and the "not sure" threshold."""
+    from flower_model.calibration import coverage_curve
+
+    calibration = info.metadata.calibration
+    evaluation = info.metadata.evaluation
+    st.subheader("Can its probabilities be trusted?")
+    if calibration is None or not evaluation.probabilities:
+        st.info("This run was saved before calibration was measured: train it again to see it.")
+        return
+    cols = st.columns(4)
+    cols[0].metric("calibration error (ECE)", f"{calibration.ece:.1%}")
+    cols[1].metric("temperature", f"{calibration.temperature:.2f}")
+    cols[2].metric("ECE with it", f"{calibration.ece_scaled:.1%}")
+    cols[3].metric("not-sure threshold", figures.percent(calibration.threshold.threshold))
+    threshold = calibration.threshold
+    limit = figures.percent(threshold.threshold)
+    below = (
+        f" Photos below it were right only {threshold.below_accuracy:.0%} of the time."
+        if threshold.below_accuracy is not None
+        else " No held-out photo fell below it."
+    )
+    st.caption(
+        f"On {calibration.count} held-out photos, a photo's top probability is off from how "
+        f"often such photos are right by {calibration.ece:.1%} on average (expected "
+        f"calibration error). Dividing the logits by a temperature of "
+        f"{calibration.temperature:.2f} would bring that to {calibration.ece_scaled:.1%}; the "
+        "saved model keeps its own probabilities (Classify can show calibrated ones). "
+        f"The Classify page calls a photo **not sure** below {limit}: above it, "
+        f"{threshold.precision:.0%} of held-out photos were right ({threshold.coverage:.0%} "
+        f"of them are above it).{below}"
+    )
+    labels = list(evaluation.labels)
+    probabilities = np.asarray(evaluation.probabilities)
+    _, coverage, accuracy = coverage_curve(labels, probabilities)
+    left, right = st.columns(2)
+    left.plotly_chart(
+        figures.reliability_diagram(calibration.bins), width="stretch", key="reliability"
+    )
+    chosen = (threshold.coverage, threshold.precision) if threshold.coverage else None
+    right.plotly_chart(
+        figures.coverage_figure(coverage, accuracy, chosen), width="stretch", key="coverage"
+    )
 
 
 def mistakes_ui(info: RunInfo) -> None:
@@ -202,6 +302,9 @@ single, export, compare = st.tabs(["This run", "Export", "Compare runs"])
 with single:
     metrics_ui(info)
     per_class_ui(info)
+    cell_photos_ui(info)
+    curves_ui(info)
+    calibration_ui(info)
     mistakes_ui(info)
 with export:
     export_ui(info)

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from flower_model import runs
 from tests.conftest import REPO
 
 PAGES = (
@@ -333,6 +334,14 @@ def test_classify_shows_one_bar_per_class(trained, sample) -> None:
     (bars,) = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
     assert sorted(values(bars["data"][0]["y"])) == sorted(trained.class_names)
     assert sum(values(bars["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
+    # The not-sure threshold is the run's own, chosen on its held-out photos.
+    threshold = trained.metadata.calibration.threshold
+    assert "of those above it were right" in texts(app)
+    assert f"{threshold.precision:.0%} of those above it" in texts(app)
+    # Calibrated probabilities: the same top class, bars rescaled by the run's temperature.
+    next(t for t in app.toggle if t.label == "Calibrated probabilities").set_value(True).run()
+    (scaled_bars,) = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
+    assert sum(values(scaled_bars["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_classify_bad_upload_is_named_and_others_still_show(trained, sample) -> None:
@@ -417,11 +426,17 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
     train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0, seed=7))
     app = open_page("pages/evaluate.py")
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["held-out photos"] == "10"
+    latest = runs.list_runs()[0].metadata
+    assert metrics["held-out photos"] == str(len(latest.split.val))
     titles = [title(c) for c in charts(app)]
-    assert "Confusion matrix" in titles and "Loss" in titles
+    assert "Confusion matrix · click a cell to see its photos" in titles and "Loss" in titles
     assert "val loss" in titles  # the compare tab, two runs picked by default
     assert "no transfer learning" in texts(app)
+    # Calibration: the run's own numbers, its reliability diagram and coverage curve.
+    calibration = latest.calibration
+    assert metrics["calibration error (ECE)"] == f"{calibration.ece:.1%}"
+    assert metrics["temperature"] == f"{calibration.temperature:.2f}"
+    assert "Reliability" in titles and "Accuracy of the photos answered" in titles
 
 
 def test_evaluate_exports_a_run_for_download(trained) -> None:

@@ -130,6 +130,35 @@ def test_evaluate_shows_the_run(page) -> None:
     shoot(page, "evaluate")
 
 
+def test_a_click_on_a_confusion_cell_shows_its_photos(page, sample) -> None:
+    visit(page, "evaluate")
+    page.get_by_text("click a cell").first.wait_for()
+    # Where the cell (true daisy, predicted daisy) is drawn, from plotly's own axes.
+    point = page.evaluate(
+        """() => {
+            const el = Array.from(document.querySelectorAll('.js-plotly-plot'))
+                .find(e => e.data && e.data[0] && e.data[0].type === 'heatmap');
+            const box = el.getBoundingClientRect();
+            const xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+            const name = el.data[1].x[0];  // the cell markers: (true 0, predicted 0) first
+            return {x: box.x + xa._offset + xa.d2p(name), y: box.y + ya._offset + ya.d2p(name),
+                    count: el.data[1].customdata[0][2], name: name};
+        }"""
+    )
+    page.mouse.click(point["x"], point["y"])
+    heading = f"{point['name']}, right: {point['count']} photo(s)"
+    page.get_by_text(heading).wait_for(timeout=60_000)
+    settle(page)
+    # The cell's photos, each captioned with its path (at most 12 are drawn).
+    captions = page.evaluate(
+        """() => Array.from(document.querySelectorAll('[data-testid="stImage"]'))
+              .map(el => el.innerText.trim()).filter(text => text)"""
+    )
+    assert len(captions) == min(point["count"], 12)
+    assert all(caption.startswith(f"{point['name']}/") for caption in captions)
+    no_errors(page)
+
+
 def test_evaluate_exports_and_downloads_a_model(page, tmp_path: Path) -> None:
     """Export tab: Prepare the ONNX export, watch its progress, download the .zip, and find in
     it a model that onnxruntime runs and a predict.py."""

@@ -65,6 +65,15 @@ def test_low_confidence_is_flagged() -> None:
     sure = Prediction("y.jpg", ("a", "b", "c"), (0.05, 0.9, 0.05))
     assert not flat.confident and sure.confident
     assert sure.to_json()["top_class"] == "b"
+    assert not Prediction("y.jpg", ("a", "b", "c"), (0.05, 0.9, 0.05), threshold=0.95).confident
+
+
+def test_the_not_sure_threshold_is_the_runs_own(classifier, sample) -> None:
+    threshold = classifier.run.metadata.calibration.threshold.threshold
+    assert classifier.threshold == threshold
+    prediction = classifier.classify_one(sample.path_of(sample.records[0]))
+    assert prediction.threshold == threshold
+    assert prediction.confident == (prediction.top_probability >= threshold)
 
 
 def test_a_photo_loaded_once_classifies_as_from_its_file(classifier, sample) -> None:

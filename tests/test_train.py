@@ -49,6 +49,10 @@ def test_training_saves_a_complete_run(sample, fresh_home) -> None:
         assert set(group) <= set(meta.split.train) or set(group) <= set(meta.split.val)
     assert abs(len(meta.split.val) - 10) <= sum(len(g) - 1 for g in meta.split.groups)
     assert meta.evaluation.count == len(meta.split.val)
+    # Every held-out photo's probabilities are kept, and the calibration measured on them.
+    assert meta.evaluation.paths == meta.split.val
+    assert len(meta.evaluation.probabilities) == len(meta.split.val)
+    assert meta.calibration is not None and meta.calibration.count == len(meta.split.val)
     # Saved, listed, and the event log kept with it; nothing half-written left behind.
     assert [r.run_id for r in runs.list_runs()] == [info.run_id]
     logged = [json.loads(line) for line in (info.path / runs.EVENTS_FILE).read_text().splitlines()]

@@ -12,6 +12,17 @@ PALETTE = px.colors.qualitative.Set2
 CURVE_COLOURS = {"train": "#1f77b4", "validation": "#ff7f0e"}
 
 
+def percent(value: float) -> str:
+    """Return a share as a whole percentage, with decimals only where rounding would claim
+    0 % or 100 % for what is neither (a threshold of 0.9996 is not 100 %)."""
+    for decimals in range(4):
+        text = f"{value:.{decimals}%}"
+        if (text.startswith("100") and value < 1) or (float(text[:-1]) == 0 and value > 0):
+            continue
+        return text
+    return f"{value:.4%}"
+
+
 def _tidy(fig: go.Figure, height: int = 320) -> go.Figure:
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
@@ -103,17 +114,106 @@ def compare_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], key: 
 
 
 def confusion_heatmap(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
-    """Return the confusion matrix as a heatmap: rows true class, columns predicted class."""
+    """Return the confusion matrix as a heatmap: rows true class, columns predicted class.
+
+    Each cell also holds an invisible marker carrying (true, predicted, photos), so that a
+    click on a cell selects it (Streamlit selects points, not heatmap cells)."""
+    names = list(class_names)
     fig = px.imshow(
         np.asarray(confusion),
-        x=list(class_names),
-        y=list(class_names),
+        x=names,
+        y=names,
         text_auto=True,
         color_continuous_scale="Blues",
         labels={"x": "predicted", "y": "true", "color": "photos"},
-        title="Confusion matrix",
+        title="Confusion matrix · click a cell to see its photos",
+    )
+    cells = [(t, p) for t in range(len(names)) for p in range(len(names))]
+    fig.add_trace(
+        go.Scatter(
+            x=[names[p] for _, p in cells],
+            y=[names[t] for t, _ in cells],
+            customdata=[(t, p, int(confusion[t][p])) for t, p in cells],
+            mode="markers",
+            marker={"size": 40, "symbol": "square", "opacity": 0.01},
+            hovertemplate="true %{y}, predicted %{x}<extra></extra>",
+            showlegend=False,
+        )
     )
     return _tidy(fig, height=420)
+
+
+def reliability_diagram(bins: Sequence, title: str = "Reliability") -> go.Figure:
+    """Return each probability bin's accuracy against its mean confidence, with the diagonal
+    a calibrated model would follow; bins hold ReliabilityBin values."""
+    used = [b for b in bins if b.count]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="calibrated",
+            line={"dash": "dot", "color": "grey"},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=[(b.lower + b.upper) / 2 for b in used],
+            y=[b.accuracy for b in used],
+            width=[(b.upper - b.lower) * 0.9 for b in used],
+            name="accuracy",
+            marker_color="#1f77b4",
+            customdata=[[b.count, b.confidence] for b in used],
+            hovertemplate="%{customdata[0]} photos, mean top probability %{customdata[1]:.0%}, "
+            "right %{y:.0%}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[b.confidence for b in used],
+            y=[b.confidence for b in used],
+            mode="markers",
+            name="mean top probability",
+            marker={"color": "#ff7f0e", "size": 8},
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis={"range": [0, 1], "tickformat": ".0%", "title": "top-class probability"},
+        yaxis={"range": [0, 1], "tickformat": ".0%", "title": "share right"},
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return _tidy(fig, height=360)
+
+
+def coverage_figure(
+    coverage: Sequence[float], accuracy: Sequence[float], chosen: tuple[float, float] | None
+) -> go.Figure:
+    """Return accuracy against the share of photos answered, as a "not sure" threshold rises;
+    `chosen` marks the threshold in use (coverage, accuracy)."""
+    fig = go.Figure(
+        go.Scatter(
+            x=list(coverage), y=list(accuracy), mode="lines", name="answered", line_shape="hv"
+        )
+    )
+    if chosen is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[chosen[0]],
+                y=[chosen[1]],
+                mode="markers",
+                name="the Classify page's threshold",
+                marker={"size": 12, "color": "#d62728"},
+            )
+        )
+    fig.update_layout(
+        title="Accuracy of the photos answered",
+        xaxis={"range": [0, 1.02], "tickformat": ".0%", "title": "share of photos answered"},
+        yaxis={"tickformat": ".0%", "title": "accuracy of those"},
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return _tidy(fig, height=360)
 
 
 def probability_bars(
@@ -131,7 +231,7 @@ def probability_bars(
             orientation="h",
             marker_color=colours,
             text=[f"{v:.1%}" for v in values],
-            textposition="outside",
+            textposition="auto",
         )
     )
     fig.update_traces(cliponaxis=False)  # the label of a bar near 100 % stays whole
