@@ -137,8 +137,23 @@ def markdown(results: Results) -> str:
                 f"\nSeconds per photo of {what} at {large.images:,} photos / at "
                 f"{small.images:,}: {ratio:.2f} (target ≤ {limit}: {_met(ratio <= limit)})."
             )
+    lines += _audit_lines(r)
     lines += _export_lines(r)
     return "\n".join(lines) + "\n"
+
+
+def _audit_lines(r: Results) -> list[str]:
+    a, limit = r.audit, r.targets["audit_seconds_max"]
+    return [
+        "",
+        f"Audit of {a.photos:,} photos, every feature cached, {a.folds} folds: "
+        f"**{a.seconds:.1f} s** (target ≤ {limit:g} s: {_met(a.seconds <= limit)}): ResNet50 "
+        f"built and the cache read {a.features_seconds:.1f} s, {a.folds} heads trained "
+        f"{a.folds_seconds:.1f} s, cleanlab and duplicate groups {a.cleanlab_seconds:.1f} s. "
+        f"Out-of-sample accuracy {a.accuracy:.1%} (generated photos, random weights); "
+        f"{a.label_issues} label issues, {a.outliers} outliers, {a.duplicate_groups} "
+        "duplicate groups found.",
+    ]
 
 
 def _export_lines(r: Results) -> list[str]:

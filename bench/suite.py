@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.audit import AuditTiming, measure_audit, seed_workspace_cache
 from bench.classify import Classify, measure_classify
 from bench.exports import Exports, measure_exports, sample_run
 from bench.extraction import Extraction, measure_extraction
@@ -48,6 +49,7 @@ class Results:
     home_import: HomeImport
     training_memory: TrainingMemory
     growth: tuple[GrowthStep, ...]
+    audit: AuditTiming
     exports: Exports
     seconds: float
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
@@ -150,6 +152,15 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.batch_size,
         progress,
     )
+    progress(f"audit: {len(photos):,} photos, every feature cached")
+    from flower_model.features import FeatureCache
+
+    grown = max(
+        (work / "features").glob(f"features-*/{extractor.cache_key}"),
+        key=lambda folder: sum(1 for _ in folder.glob("*/*.npy")),
+    )
+    seed_workspace_cache(grown, FeatureCache(extractor.cache_key))
+    audit = measure_audit(work / "photos", "none", extractor.precision)
     progress("exports: every format through its own runtime")
     exported_run = (None if quick else sample_run(SHARED_SAMPLE, settings.epochs)) or run
     export_files, export_source = chosen_photos(photos, settings.export_photos)
@@ -180,6 +191,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         home_import=home,
         training_memory=memory,
         growth=growth,
+        audit=audit,
         exports=exports,
         seconds=time.perf_counter() - start,
     )

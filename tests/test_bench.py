@@ -49,6 +49,10 @@ def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
     assert measured["format"] == "tflite" and measured["model_bytes"] > 1e7
     assert measured["top1_agreement"] == 1.0 and measured["max_difference"] < 1e-4
     assert "| tflite |" in done.stdout
+    # The audit ran on the growth series' cached features, none computed again.
+    audit = results["audit"]
+    assert audit["photos"] == QUICK.photos_needed and audit["seconds"] > 0
+    assert audit["folds_seconds"] > 0 and "Audit of 16 photos" in done.stdout
 
 
 def test_growth_sizes_must_cover_every_class() -> None:
