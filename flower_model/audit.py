@@ -35,6 +35,8 @@ FOLDS = 5
 # Bump when an audit's file changes shape, so old files are not read.
 AUDIT_VERSION = 1
 KINDS = ("label", "outlier", "duplicate")
+# Why a photo was decided about, as each kind of finding says it.
+REASONS = {"label": "label issue", "outlier": "outlier"}
 
 # What is being done, how much of it is done, out of how much.
 Progress = Callable[[str, int, int], None]
@@ -113,6 +115,16 @@ class Audit:
             raise ValueError(f"not an audit ({exc!r})") from exc
 
 
+def folds_for(labels: np.ndarray, num_classes: int, folds: int) -> int:
+    """Return the folds an audit uses: as asked, fewer when a class has fewer photos."""
+    if folds < 2:
+        raise DatasetError(f"an audit needs at least 2 folds, not {folds}")
+    smallest = int(np.bincount(labels, minlength=num_classes).min())
+    if smallest < 2:
+        raise DatasetError("each class needs at least two photos to be audited")
+    return min(folds, smallest)
+
+
 def out_of_sample_probabilities(
     features: np.ndarray,
     labels: np.ndarray,
@@ -123,10 +135,11 @@ def out_of_sample_probabilities(
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Return every photo's class probabilities from a head that never trained on it: the
-    seed's head, fitted as a run fits it, on all folds but the photo's own.
+    seed's head, with a run's optimizer and settings, fitted on all folds but the photo's own.
 
-    Nothing is held out inside a fold (its photos decide nothing), so each head trains all
-    its epochs and keeps the epoch of lowest training loss.
+    Unlike a run, nothing is held out inside a fold to stop early or pick the best epoch
+    (the photos judged must decide nothing): each head trains all its epochs and keeps the
+    epoch of lowest training loss.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -135,10 +148,7 @@ def out_of_sample_probabilities(
 
     config = config or TrainConfig()
     cancel = cancel or CancelToken()
-    smallest = int(np.bincount(labels, minlength=num_classes).min())
-    if smallest < 2:
-        raise DatasetError("each class needs at least two photos to be audited")
-    folds = min(folds, smallest)
+    folds = folds_for(labels, num_classes, folds)
     probabilities = np.zeros((len(labels), num_classes), dtype=np.float64)
     splitter = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
     for fold, (train, held) in enumerate(splitter.split(features, labels)):
@@ -155,7 +165,8 @@ def out_of_sample_probabilities(
             cancel.cancel()
         if cancel.is_set():
             raise TrainingCancelled("audit stopped; nothing was kept")
-        probabilities[held] = head.predict(features[held], verbose=0, batch_size=1024)
+        # One call on the held-out rows: no predict function traced per fold's model.
+        probabilities[held] = np.asarray(head(features[held], training=False))
     return probabilities
 
 
@@ -287,6 +298,7 @@ def audit_dataset(
     records = dataset.records
     labels = np.array([r.label for r in records], dtype=np.int64)
     config = TrainConfig(seed=seed)
+    used = folds_for(labels, len(dataset.class_names), folds)
     probabilities = out_of_sample_probabilities(
         computed.features, labels, len(dataset.class_names), folds, config, progress, cancel
     )
@@ -308,7 +320,7 @@ def audit_dataset(
         cache_key=computed.cache_key,
         weights_label=computed.weights_label,
         transfer_learning=computed.transfer_learning,
-        folds=min(folds, int(np.bincount(labels).min())),
+        folds=used,
         seed=seed,
         class_names=dataset.class_names,
         photos=len(records),
@@ -320,29 +332,55 @@ def audit_dataset(
         seconds=round(time.perf_counter() - started, 2),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
+    if cancel.is_set():
+        raise TrainingCancelled("audit stopped; nothing was kept")
     workspace.write_atomic(path, json.dumps(audit.to_json()))
     if progress is not None:
         progress("finding issues with cleanlab", 1, 1)
     return audit
 
 
+def check_kinds(kinds: Sequence[str]) -> None:
+    """Raise DatasetError unless every kind is one an audit finds."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        named = ", ".join(sorted(unknown)) or "nothing"
+        raise DatasetError(f"the kinds to apply are {', '.join(KINDS)}, not {named}")
+
+
 def suggested_decisions(audit: Audit, kinds: Sequence[str] = KINDS) -> list[Wanted]:
     """Return what the audit suggests for the kinds asked for: relabel each label issue to
     the class suggested, leave out each outlier, and keep one photo of each duplicate group
     (none of a group filed under different classes: which class is right is unknown)."""
-    unknown = set(kinds) - set(KINDS)
-    if unknown:
-        raise ValueError(f"kinds are {', '.join(KINDS)}, not {', '.join(sorted(unknown))}")
+    check_kinds(kinds)
     wanted: dict[str, Wanted] = {}
     if "duplicate" in kinds:
         for group in audit.duplicates:
-            extra = group.paths if group.conflicting else group.paths[1:]
-            reason = "duplicate filed under different classes" if group.conflicting else "duplicate"
-            wanted.update((p, Wanted(p, "exclude", reason=reason)) for p in extra)
+            wanted.update((w.path, w) for w in group_decisions(group))
     if "outlier" in kinds:
-        wanted.update((f.path, Wanted(f.path, "exclude", reason="outlier")) for f in audit.outliers)
+        wanted.update((f.path, exclusion(f)) for f in audit.outliers)
     if "label" in kinds:
         for f in audit.label_issues:
             if f.path not in wanted and f.suggested != f.given:
-                wanted[f.path] = Wanted(f.path, "relabel", f.suggested, reason="label issue")
+                wanted[f.path] = relabelling(f)
     return list(wanted.values())
+
+
+def group_decisions(group: DuplicateGroup) -> list[Wanted]:
+    """Return what keeps one photo of a duplicate group (the first: the one worth keeping),
+    or none of it when its photos are filed under different classes (which is right is
+    unknown)."""
+    if group.conflicting:
+        reason = "duplicate filed under different classes"
+        return [Wanted(p, "exclude", reason=reason) for p in group.paths]
+    return [Wanted(p, "exclude", reason="duplicate") for p in group.paths[1:]]
+
+
+def exclusion(finding: PhotoFinding) -> Wanted:
+    """Return the decision that leaves a finding's photo out."""
+    return Wanted(finding.path, "exclude", reason=REASONS[finding.kind])
+
+
+def relabelling(finding: PhotoFinding) -> Wanted:
+    """Return the decision that counts a finding's photo under the class suggested."""
+    return Wanted(finding.path, "relabel", finding.suggested, reason=REASONS[finding.kind])

@@ -14,8 +14,14 @@ import numpy as np
 BINS = 10
 # The Classify page's "not sure" threshold keeps at least this accuracy above it.
 TARGET_PRECISION = 0.95
-# The temperature is searched between e^-4 and e^4: far beyond what a head needs.
+# Below this top probability a photo may not be one of the classes at all: the threshold of
+# runs that have none of their own (saved before calibration, or too few held-out photos).
+CONFIDENT = 0.6
+# The temperature is searched between e^-4 and e^4: far beyond what a head needs. A fit at
+# the bound means the log loss has no minimum (every held-out photo right, say): no fit.
 LOG_TEMPERATURE_BOUND = 4.0
+# A threshold rests on at least this many held-out photos above it; fewer say nothing.
+MIN_SUPPORT = 20
 # Probabilities are clipped here before their logarithm: a softmax that rounded to 0.
 TINY = 1e-12
 
@@ -49,10 +55,14 @@ class Calibration:
     count: int
     ece: float  # expected calibration error of the run's own probabilities
     bins: tuple[ReliabilityBin, ...]
-    temperature: float  # dividing the logits by it minimises the held-out log loss
-    ece_scaled: float  # the expected calibration error after that
-    threshold: Threshold  # on the run's own probabilities
-    threshold_scaled: Threshold  # on the probabilities scaled by the temperature
+    # Dividing the logits by it minimises the held-out log loss (None: no minimum, see
+    # LOG_TEMPERATURE_BOUND); measured on the photos it was fitted on.
+    temperature: float | None
+    ece_scaled: float | None  # the expected calibration error after that
+    # The not-sure thresholds, on the run's own and on the scaled probabilities (None: no
+    # threshold keeps the target on MIN_SUPPORT held-out photos).
+    threshold: Threshold | None
+    threshold_scaled: Threshold | None
 
     def to_json(self) -> dict:
         """Return the calibration as plain JSON values."""
@@ -61,14 +71,18 @@ class Calibration:
     @classmethod
     def from_json(cls, value: dict) -> Calibration:
         """Rebuild a calibration stored in a run's metadata."""
+
+        def threshold(key: str) -> Threshold | None:
+            return Threshold(**value[key]) if value.get(key) else None
+
         return cls(
             count=int(value["count"]),
             ece=float(value["ece"]),
             bins=tuple(ReliabilityBin(**b) for b in value["bins"]),
-            temperature=float(value["temperature"]),
-            ece_scaled=float(value["ece_scaled"]),
-            threshold=Threshold(**value["threshold"]),
-            threshold_scaled=Threshold(**value["threshold_scaled"]),
+            temperature=value.get("temperature"),
+            ece_scaled=value.get("ece_scaled"),
+            threshold=threshold("threshold"),
+            threshold_scaled=threshold("threshold_scaled"),
         )
 
 
@@ -127,8 +141,9 @@ def log_loss(labels: Sequence[int], probabilities: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(right, TINY, 1.0))))
 
 
-def fit_temperature(labels: Sequence[int], probabilities: np.ndarray) -> float:
-    """Return the temperature that minimises the log loss of the scaled probabilities."""
+def fit_temperature(labels: Sequence[int], probabilities: np.ndarray) -> float | None:
+    """Return the temperature that minimises the log loss of the scaled probabilities, or
+    None when the loss has no minimum in the range searched."""
     from scipy.optimize import minimize_scalar
 
     found = minimize_scalar(
@@ -137,6 +152,8 @@ def fit_temperature(labels: Sequence[int], probabilities: np.ndarray) -> float:
         method="bounded",
         options={"xatol": 1e-5},
     )
+    if abs(found.x) > LOG_TEMPERATURE_BOUND - 1e-3:
+        return None
     return float(np.exp(found.x))
 
 
@@ -156,24 +173,26 @@ def coverage_curve(
 
 
 def confidence_threshold(
-    labels: Sequence[int], probabilities: np.ndarray, target: float = TARGET_PRECISION
-) -> Threshold:
+    labels: Sequence[int],
+    probabilities: np.ndarray,
+    target: float = TARGET_PRECISION,
+    support: int = MIN_SUPPORT,
+) -> Threshold | None:
     """Return the lowest threshold above which the held-out photos are right at least
-    `target` of the time (1.0, none above, when not even the surest photos are)."""
+    `target` of the time, with at least `support` photos above it; None if there is none."""
     thresholds, coverage, accuracy = coverage_curve(labels, probabilities)
     confidence, right = _top(labels, probabilities)
-    good = np.flatnonzero(accuracy >= target)
-    if len(good):
-        i = int(good[-1])  # the lowest threshold that still keeps the target
-        threshold, precision, share = float(thresholds[i]), float(accuracy[i]), float(coverage[i])
-    else:
-        threshold, precision, share = 1.0, 0.0, 0.0
-    below = confidence < threshold
+    kept = np.rint(coverage * len(confidence))
+    good = np.flatnonzero((accuracy >= target) & (kept >= support))
+    if not len(good):
+        return None
+    i = int(good[-1])  # the lowest threshold that still keeps the target
+    below = confidence < thresholds[i]
     return Threshold(
-        threshold=threshold,
+        threshold=float(thresholds[i]),
         target=target,
-        precision=precision,
-        coverage=share,
+        precision=float(accuracy[i]),
+        coverage=float(coverage[i]),
         below_accuracy=float(right[below].mean()) if below.any() else None,
     )
 
@@ -181,13 +200,17 @@ def confidence_threshold(
 def calibrate(labels: Sequence[int], probabilities: np.ndarray) -> Calibration:
     """Return how well held-out probabilities are calibrated, and what would calibrate them."""
     temperature = fit_temperature(labels, probabilities)
-    calibrated = scaled(probabilities, temperature)
+    calibrated = scaled(probabilities, temperature) if temperature is not None else None
     return Calibration(
         count=len(labels),
         ece=expected_calibration_error(labels, probabilities),
         bins=reliability(labels, probabilities),
         temperature=temperature,
-        ece_scaled=expected_calibration_error(labels, calibrated),
+        ece_scaled=(
+            expected_calibration_error(labels, calibrated) if calibrated is not None else None
+        ),
         threshold=confidence_threshold(labels, probabilities),
-        threshold_scaled=confidence_threshold(labels, calibrated),
+        threshold_scaled=(
+            confidence_threshold(labels, calibrated) if calibrated is not None else None
+        ),
     )

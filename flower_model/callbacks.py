@@ -85,8 +85,9 @@ class ReportProgress(keras.callbacks.Callback):
 
 
 class KeepBestWeights(keras.callbacks.Callback):
-    """Keeps the weights of the completed epoch with the lowest validation loss, in memory,
-    and puts them back in the model when training ends (stopped, early or not)."""
+    """Keeps the weights of the completed epoch with the lowest monitored loss (validation
+    loss, or training loss for a fit without validation), in memory, and puts them back in
+    the model when training ends (stopped, early or not)."""
 
     def __init__(self, monitor: str = "val_loss") -> None:
         super().__init__()

@@ -232,10 +232,13 @@ def _audit_lines(audit, top: int) -> list[str]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from flower_model.audit import audit_dataset, suggested_decisions
+    from flower_model.audit import audit_dataset, check_kinds, suggested_decisions
     from flower_model.decisions import decide_all, load_decisions, undo_all
     from flower_model.events import CancelToken
 
+    kinds = [kind.strip() for kind in (args.apply or "").split(",") if kind.strip()]
+    if args.apply is not None:
+        check_kinds(kinds)  # before the audit's work, not after
     dataset = _scan(_data_dir(args))
     if args.forget:
         undo_all(dataset)
@@ -271,8 +274,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             for bar in bars.values():
                 bar.close()
     applied = []
-    if args.apply:
-        kinds = [kind.strip() for kind in args.apply.split(",") if kind.strip()]
+    if args.apply is not None:
         applied = suggested_decisions(audit, kinds)
         decide_all(dataset, applied)
     if args.json:
@@ -280,7 +282,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(json.dumps({**audit.to_json(), "decisions": decisions}, indent=1, allow_nan=False))
         return 0
     print("\n".join(_audit_lines(audit, args.top)))
-    if args.apply:
+    if args.apply is not None:
         excluded = sum(w.action == "exclude" for w in applied)
         print(
             f"applied: {excluded} photo(s) left out, {len(applied) - excluded} relabelled; "

@@ -331,52 +331,83 @@ def split_dataset(
 ) -> Split:
     """Return a stratified split: the same seed and files give the same split on any machine.
 
-    The photos of each group (duplicates of one picture) land on the same side, so that no
-    picture is trained on and measured on; a group counts for the class of its first photo.
-    Without groups, every photo is a group of its own.
+    The photos of each group (duplicates of one picture; overlapping groups are merged) land
+    on the same side, so that no picture is both trained on and measured on. A group counts
+    for the class most of its photos are filed under, and goes to validation only while it
+    fits in that class's share. Without groups, every photo is a group of its own.
     """
+    from flower_model.duplicates import connected
+
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"the validation share must be between 0 and 1, not {val_fraction}")
     label_of = {r.path: r.label for r in dataset.records}
-    unit_of = {path: path for path in label_of}
-    kept = []
+    paths = sorted(label_of)
+    index = {path: i for i, path in enumerate(paths)}
+    linked: list[list[int]] = [[] for _ in paths]
     for group in groups:
-        members = sorted(p for p in group if p in label_of)
-        if len(members) > 1:
-            kept.append(tuple(members))
-            unit_of.update((p, members[0]) for p in members)
-    units: dict[str, list[str]] = {}
-    for path in sorted(label_of):
-        units.setdefault(unit_of[path], []).append(path)
+        members = [index[p] for p in group if p in index]
+        if members:
+            linked[members[0]].extend(members[1:])
+    units = {paths[m[0]]: [paths[i] for i in m] for m in connected(len(paths), linked)}
+    grouped = {p for members in units.values() for p in members}
+    units.update((p, [p]) for p in paths if p not in grouped)
+
+    def unit_class(members: list[str]) -> int:
+        counts = Counter(label_of[p] for p in members)
+        return min(counts, key=lambda label: (-counts[label], label))
+
     train: list[str] = []
     val: list[str] = []
     for label, name in enumerate(dataset.class_names):
         ordered = sorted(
-            (key for key in units if label_of[key] == label), key=lambda k: _split_order(seed, k)
+            (key for key, members in units.items() if unit_class(members) == label),
+            key=lambda k: _split_order(seed, k),
         )
         photos = sum(len(units[key]) for key in ordered)
+        if photos < 2 and sum(1 for r in dataset.records if r.label == label) >= 2:
+            raise _one_sided(name)
         if photos < 2:
             raise DatasetError(
                 f"class '{name}' has {photos} usable photo(s); each class needs at least two "
                 "so that one can be held out for validation"
             )
         n_val = min(photos - 1, max(1, round(photos * val_fraction)))
-        held = 0
+        held: list[str] = []
         for key in ordered:
-            side = val if held < n_val else train
-            side.extend(units[key])
-            held += len(units[key]) if side is val else 0
-        if held == photos:
-            raise DatasetError(
-                f"class '{name}' is one picture and its duplicates ({photos} photos): it "
-                "cannot be both trained on and held out; add other photos of it"
-            )
+            if sum(len(units[k]) for k in held) + len(units[key]) <= n_val:
+                held.append(key)
+        if not held:  # every group is larger than the share: hold out the smallest
+            if len(ordered) == 1:
+                raise DatasetError(
+                    f"class '{name}' is one picture and its duplicates ({photos} photos): it "
+                    "cannot be both trained on and held out; add other photos of it"
+                )
+            held.append(min(ordered, key=lambda k: (len(units[k]), _split_order(seed, k))))
+        for key in ordered:
+            (val if key in held else train).extend(units[key])
+    _check_sides(dataset, set(train), set(val))
     return Split(
         seed=seed,
         val_fraction=val_fraction,
         train=tuple(sorted(train)),
         val=tuple(sorted(val)),
-        groups=tuple(sorted(kept)),
+        groups=tuple(sorted(tuple(members) for members in units.values() if len(members) > 1)),
+    )
+
+
+def _check_sides(dataset: Dataset, train: set[str], val: set[str]) -> None:
+    """Raise DatasetError unless every class has photos on both sides of a split."""
+    for label, name in enumerate(dataset.class_names):
+        mine = [r.path for r in dataset.records if r.label == label]
+        if not any(p in train for p in mine) or not any(p in val for p in mine):
+            raise _one_sided(name)
+
+
+def _one_sided(name: str) -> DatasetError:
+    return DatasetError(
+        f"class '{name}' cannot have photos both in training and held out: its photos are "
+        "duplicates of photos filed under other classes; leave some of them out (Explore › "
+        "Data issues, or 'audit --apply duplicate')"
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flower_model.errors import AuditError
 from flower_model.features import standardised
 
 if TYPE_CHECKING:
@@ -25,14 +26,14 @@ def find_issues(
 ) -> Datalab:
     """Return a Datalab that has looked for these issues, on the standardised features.
 
-    cleanlab prints a check that fails and goes on; here it raises RuntimeError with what
+    cleanlab prints a check that fails and goes on; here it raises AuditError with what
     cleanlab said, so that a finding is never silently missing.
     """
     from cleanlab import Datalab
 
     count = len(features)
     if count < 3:
-        raise ValueError(f"finding issues needs at least three photos, not {count}")
+        raise AuditError(f"finding issues needs at least three photos, not {count}")
     k = min(NEIGHBOURS, count - 1)
     types = {
         name: {**({"k": k} if name in ("near_duplicate", "outlier") else {}), **options}
@@ -46,5 +47,5 @@ def find_issues(
     missing = [name for name in types if name not in lab.info]
     if missing:
         text = " ".join(said.getvalue().split())
-        raise RuntimeError(f"cleanlab could not check {', '.join(missing)}: {text}")
+        raise AuditError(f"cleanlab could not check {', '.join(missing)}: {text}")
     return lab

@@ -38,9 +38,11 @@ class Decisions:
     root: str
     items: tuple[Decision, ...] = ()
 
-    def of(self, path: str) -> Decision | None:
-        """Return the decision about a photo, if any."""
-        return next((d for d in self.items if d.path == path), None)
+    def of(self, path: str, sha256: str | None = None) -> Decision | None:
+        """Return the decision about a photo, if any; with its content hash, only a decision
+        that still applies (made on these bytes)."""
+        found = next((d for d in self.items if d.path == path), None)
+        return found if found is None or sha256 in (None, found.sha256) else None
 
     def to_json(self) -> dict:
         """Return the decisions as plain JSON values."""
@@ -170,6 +172,22 @@ def apply_decisions(dataset: Dataset, decisions: Decisions) -> Dataset:
         excluded=tuple(sorted(excluded)),
         relabelled=tuple(sorted(relabelled.items())),
     )
+
+
+def forget_under(folder: Path) -> int:
+    """Delete the decisions about dataset folders inside `folder` (a deleted upload's), so a
+    new dataset at the same place starts with none; return how many files went."""
+    folder = Path(folder).resolve()
+    gone = 0
+    for path in workspace.decisions_dir().glob("*.json"):
+        try:
+            root = Path(json.loads(path.read_text())["root"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if root.is_relative_to(folder):
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
 
 
 def decided(dataset: Dataset) -> Dataset:

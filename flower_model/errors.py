@@ -21,6 +21,10 @@ class RunError(FlowerLensError):
     """A training run cannot be found, loaded or used."""
 
 
+class AuditError(FlowerLensError):
+    """A dataset's audit could not be done (a check of cleanlab's failed)."""
+
+
 class TrainingCancelled(FlowerLensError):
     """A job was stopped by the user: a training before any epoch completed, or an export."""
 

@@ -90,21 +90,11 @@ TrainFn = Callable[..., "RunInfo"]
 
 
 def training_task(
-    train_fn: TrainFn | None,
-    dataset: Dataset,
-    config: TrainConfig,
-    decisions: bool,
-    on_event,
-    cancel,
+    train_fn: TrainFn | None, dataset: Dataset, config: TrainConfig, on_event, cancel
 ):
-    """Train in the worker (with `train.train` unless told otherwise), on the dataset as
-    decided when the job starts (photos left out or relabelled); return the run's id."""
+    """Train in the worker (with `train.train` unless told otherwise); return the run's id."""
     if train_fn is None:
         from flower_model.train import train as train_fn  # TensorFlow: the worker's alone
-    if decisions:
-        from flower_model.decisions import decided
-
-        dataset = decided(dataset)
     return train_fn(dataset, config, on_event=on_event, cancel=cancel).run_id
 
 
@@ -283,21 +273,27 @@ class JobBoard:
         dataset: Dataset,
         config: TrainConfig,
         train_fn: TrainFn | None = None,
-        decisions: bool = True,
+        trained_on: Dataset | None = None,
     ) -> Job:
         """Start training in the worker (or line it up); refuse if a job already runs or waits
         on this dataset. `train_fn` must be importable by the worker (a module-level function).
-        With `decisions`, the photos decided about are left out or relabelled.
+        `trained_on` is the dataset as decided when Train was clicked (photos left out or
+        relabelled); the job is the folder's all the same.
 
-        The weights are resolved first, so a missing weights file is refused here, at once.
+        The weights are resolved and the split tried first, so a missing weights file or a
+        class that cannot be held out is refused here, at once.
         """
+        from flower_model.data import split_dataset
+
         weights = resolve_config(config).weights
+        photos = trained_on or dataset
+        split_dataset(photos, config.val_fraction, config.seed)
         return self._launch(
             dataset.root,
             dataset.fingerprint,
             "training",
             weights,
-            lambda n: Task(n, training_task, (train_fn, dataset, config, decisions)),
+            lambda n: Task(n, training_task, (train_fn, photos, config)),
         )
 
     def start_audit(self, dataset: Dataset, weights: str = "imagenet") -> Job:

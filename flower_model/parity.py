@@ -57,11 +57,13 @@ class QuantizedAccuracy:
 
 def split_photos(info: RunInfo, which: str) -> list[tuple[Path, int]]:
     """Return the run's training ('train') or validation ('val') photos that are still
-    there, with their labels."""
+    there, with the labels the run trained with (its folder's, or the class it relabelled
+    the photo to)."""
     meta = info.metadata
     root = Path(meta.dataset.root)
     paths = meta.split.train if which == "train" else meta.split.val
-    found = [(root / p, meta.class_names.index(p.split("/")[0])) for p in paths]
+    relabelled = meta.dataset.relabelled
+    found = [(root / p, meta.class_names.index(relabelled.get(p, p.split("/")[0]))) for p in paths]
     return [(path, label) for path, label in found if path.is_file()]
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flower_model.backbone import INPUT_SIZE, photo_function
+from flower_model.calibration import CONFIDENT
 from flower_model.errors import ImageError
 from flower_model.features import FeatureCache, extract_features
 from flower_model.head import Networks, networks_of
@@ -18,10 +19,6 @@ from flower_model.runs import RunInfo, get_run, load_model
 
 if TYPE_CHECKING:
     from flower_model.data import Dataset, ImageRecord
-
-# Below this top probability a photo may not be one of the classes at all: for runs that
-# recorded no calibration (a run's own threshold comes from its held-out photos).
-CONFIDENT = 0.6
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,14 @@ class Prediction:
     def confident(self) -> bool:
         """Return whether the top class is probable enough to trust."""
         return self.top_probability >= self.threshold
+
+    def scaled(self, temperature: float, threshold: float) -> Prediction:
+        """Return the prediction with its logits divided by a temperature (calibrated), judged
+        by the threshold chosen for such probabilities."""
+        from flower_model.calibration import scaled
+
+        row = scaled(np.asarray([self.probabilities]), temperature)[0]
+        return replace(self, probabilities=tuple(float(p) for p in row), threshold=threshold)
 
     def ranked(self) -> list[tuple[str, float]]:
         """Return (class, probability) pairs, most probable first."""
@@ -88,7 +93,8 @@ class Classifier:
         self.class_names = tuple(class_names)
         self.run = run
         calibration = run.metadata.calibration if run is not None else None
-        self.threshold = calibration.threshold.threshold if calibration else CONFIDENT
+        found = calibration.threshold if calibration is not None else None
+        self.threshold = found.threshold if found is not None else CONFIDENT
         model = networks.classifier
         self._probabilities = photo_function(lambda images: model(images, training=False))
 

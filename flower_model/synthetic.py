@@ -130,6 +130,7 @@ class Planted:
     """A generated dataset's planted problems, as paths relative to its folder."""
 
     mislabelled: tuple[str, ...]  # photos filed under another class than the one they show
+    shows: tuple[str, ...]  # the class each mislabelled photo shows
     duplicates: tuple[tuple[str, str], ...]  # (original, byte-for-byte copy)
     near_duplicates: tuple[tuple[str, str], ...]  # (original, resized and re-encoded copy)
     outliers: tuple[str, ...]  # photos of none of the classes
@@ -157,7 +158,7 @@ def write_dirty_photos(
     moved = set(order[: round(mislabelled * len(images))].tolist())
     originals = order[len(moved) : len(moved) + 2 * copies].tolist()
     paths: list[str] = []
-    planted_mislabelled = []
+    planted_mislabelled, shows = [], []
     for i, (image, label) in enumerate(images):
         filed = label
         if i in moved:
@@ -168,6 +169,7 @@ def write_dirty_photos(
         paths.append(rel)
         if i in moved:
             planted_mislabelled.append(rel)
+            shows.append(CLASSES[label])
     duplicates, near = [], []
     for n, i in enumerate(originals):
         original = paths[i]
@@ -190,4 +192,6 @@ def write_dirty_photos(
             folder / rel, quality=85
         )
         strays.append(rel)
-    return Planted(tuple(planted_mislabelled), tuple(duplicates), tuple(near), tuple(strays))
+    return Planted(
+        tuple(planted_mislabelled), tuple(shows), tuple(duplicates), tuple(near), tuple(strays)
+    )

@@ -378,8 +378,7 @@ def _fit(
         raise TrainingCancelled("stopped before the first epoch completed; nothing was saved")
     if callbacks.best.best_epoch == 0:
         raise TrainingError(
-            "the validation loss was never a finite number: training diverged; "
-            "try a lower learning rate"
+            "the loss was never a finite number: training diverged; try a lower learning rate"
         )
     history = {key: [float(v) for v in logs.get(key, [])[:completed]] for key in HISTORY_KEYS}
     if callbacks.stop.requested:

@@ -107,8 +107,12 @@ def uploaded_dataset(folder: Path) -> Path:
 
 
 def delete_dataset(folder: Path) -> None:
-    """Delete an uploaded dataset and every photo in it."""
-    shutil.rmtree(uploaded_dataset(folder))
+    """Delete an uploaded dataset, every photo in it and the decisions about it."""
+    from flower_model.decisions import forget_under
+
+    folder = uploaded_dataset(folder)
+    shutil.rmtree(folder)
+    forget_under(folder)
 
 
 def _usage(folder: Path) -> tuple[int, int]:

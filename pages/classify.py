@@ -12,11 +12,11 @@ import streamlit as st
 from PIL import Image
 
 from flower_model.backbone import INPUT_SIZE
-from flower_model.calibration import Threshold, scaled
+from flower_model.calibration import CONFIDENT, MIN_SUPPORT, TARGET_PRECISION, Threshold
 from flower_model.errors import FlowerLensError
 from flower_model.explain import overlay
 from flower_model.images import load_preview, load_rgb
-from flower_model.predict import CONFIDENT, Failure, Prediction
+from flower_model.predict import Failure, Prediction
 from flower_model.runs import RunInfo, list_runs
 from flower_model.ui import figures, session
 
@@ -87,8 +87,33 @@ class Shown(NamedTuple):
     """How results are shown: where the model looked, and with calibrated probabilities."""
 
     explain: bool
-    temperature: float  # 1.0: the model's own probabilities
-    threshold: Threshold | None  # None: the run recorded no calibration
+    temperature: float | None  # None: the model's own probabilities
+    threshold: Threshold | None  # None: the run has none of its own (CONFIDENT is used)
+
+
+def threshold_ui(info: RunInfo, calibrated: bool) -> Threshold | None:
+    """Say below what a photo is called not sure, in the run's own numbers; return it."""
+    calibration = info.metadata.calibration
+    if calibration is None:
+        return None
+    threshold = calibration.threshold_scaled if calibrated else calibration.threshold
+    if threshold is None:
+        st.caption(
+            f"No threshold kept {TARGET_PRECISION:.0%} of this run's {calibration.count} "
+            f"held-out photos right with {MIN_SUPPORT} or more above it: a photo is called "
+            f"**not sure** below the default {CONFIDENT:.0%}."
+        )
+        return None
+    below = (
+        f"below it, they were right only {threshold.below_accuracy:.0%} of the time"
+        if threshold.below_accuracy is not None
+        else "none of them fell below it"
+    )
+    st.caption(
+        f"A photo is called **not sure** below {figures.percent(threshold.threshold)}: on this "
+        f"run's held-out photos, {threshold.precision:.0%} of those above it were right; {below}."
+    )
+    return threshold
 
 
 def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, Shown]:
@@ -99,26 +124,15 @@ def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, Shown]:
     explain = right.toggle("Show where it looked (Grad-CAM)")
     info = next(r for r in runs if r.run_id == run_id)
     calibration = info.metadata.calibration
-    temperature, threshold = 1.0, None
-    if calibration is not None:
-        calibrated = right.toggle(
-            "Calibrated probabilities",
-            help=f"Divide the logits by the temperature fitted on this run's held-out photos "
-            f"({calibration.temperature:.2f}), so that 80 % means right 80 % of the time. "
-            "The model itself is unchanged.",
-        )
-        temperature = calibration.temperature if calibrated else 1.0
-        threshold = calibration.threshold_scaled if calibrated else calibration.threshold
-        below = (
-            f"below it, they were right only {threshold.below_accuracy:.0%} of the time"
-            if threshold.below_accuracy is not None
-            else "none of them fell below it"
-        )
-        limit = figures.percent(threshold.threshold)
-        st.caption(
-            f"A photo is called **not sure** below {limit}: on this run's held-out photos, "
-            f"{threshold.precision:.0%} of those above it were right; {below}."
-        )
+    temperature = calibration.temperature if calibration is not None else None
+    if temperature is not None and not right.toggle(
+        "Calibrated probabilities",
+        help=f"Divide the logits by the temperature fitted on this run's held-out photos "
+        f"({temperature:.2f}), so that 80 % means right about 80 % of the time. The model "
+        "itself is unchanged.",
+    ):
+        temperature = None
+    threshold = threshold_ui(info, temperature is not None)
     if not info.transfer_learning:
         st.warning(
             "This model was trained with **no transfer learning** (random ResNet50 weights): "
@@ -145,9 +159,9 @@ def result_ui(info: RunInfo, upload: Upload, result: Result, shown: Shown, key: 
         if isinstance(result, Failure):
             st.error(result.message, icon=":material/broken_image:")
             return
-        probabilities = scaled(np.asarray([result.probabilities]), shown.temperature)[0]
-        top = float(probabilities.max())
         limit = shown.threshold.threshold if shown.threshold else CONFIDENT
+        if shown.temperature is not None:
+            result = result.scaled(shown.temperature, limit)
         photo_col, bars_col = st.columns([1, 2])
         if shown.explain:
             index = info.class_names.index(result.top_class)
@@ -159,12 +173,14 @@ def result_ui(info: RunInfo, upload: Upload, result: Result, shown: Shown, key: 
         else:
             photo_col.image(preview_jpeg(digest, name, data), caption=name, width="stretch")
         with bars_col:
-            sure = top >= limit
-            st.markdown(f"### {result.top_class}{'' if sure else '?'} · {top:.0%}")
+            sure = result.confident
+            st.markdown(
+                f"### {result.top_class}{'' if sure else '?'} · {result.top_probability:.0%}"
+            )
             if not sure:
                 st.warning(not_sure_text(shown.threshold), icon=":material/help:")
             st.plotly_chart(
-                figures.probability_bars(info.class_names, probabilities),
+                figures.probability_bars(info.class_names, np.asarray(result.probabilities)),
                 width="stretch",
                 key=f"bars-{key}",
             )

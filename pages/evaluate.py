@@ -116,7 +116,12 @@ def cell_photos_ui(info: RunInfo) -> None:
 
 def calibration_ui(info: RunInfo) -> None:
     """Draw how far the run's probabilities can be trusted, and the "not sure" threshold."""
-    from flower_model.calibration import coverage_curve
+    from flower_model.calibration import (
+        CONFIDENT,
+        MIN_SUPPORT,
+        TARGET_PRECISION,
+        coverage_curve,
+    )
 
     calibration = info.metadata.calibration
     evaluation = info.metadata.evaluation
@@ -124,28 +129,48 @@ def calibration_ui(info: RunInfo) -> None:
     if calibration is None or not evaluation.probabilities:
         st.info("This run was saved before calibration was measured: train it again to see it.")
         return
+    temperature, threshold = calibration.temperature, calibration.threshold
     cols = st.columns(4)
     cols[0].metric("calibration error (ECE)", f"{calibration.ece:.1%}")
-    cols[1].metric("temperature", f"{calibration.temperature:.2f}")
-    cols[2].metric("ECE with it", f"{calibration.ece_scaled:.1%}")
-    cols[3].metric("not-sure threshold", figures.percent(calibration.threshold.threshold))
-    threshold = calibration.threshold
-    limit = figures.percent(threshold.threshold)
-    below = (
-        f" Photos below it were right only {threshold.below_accuracy:.0%} of the time."
-        if threshold.below_accuracy is not None
-        else " No held-out photo fell below it."
-    )
-    st.caption(
+    cols[1].metric("temperature", f"{temperature:.2f}" if temperature is not None else "—")
+    scaled_ece = calibration.ece_scaled
+    cols[2].metric("ECE with it", f"{scaled_ece:.1%}" if scaled_ece is not None else "—")
+    shown = figures.percent(threshold.threshold) if threshold else f"{CONFIDENT:.0%} (default)"
+    cols[3].metric("not-sure threshold", shown)
+    lines = [
         f"On {calibration.count} held-out photos, a photo's top probability is off from how "
         f"often such photos are right by {calibration.ece:.1%} on average (expected "
-        f"calibration error). Dividing the logits by a temperature of "
-        f"{calibration.temperature:.2f} would bring that to {calibration.ece_scaled:.1%}; the "
-        "saved model keeps its own probabilities (Classify can show calibrated ones). "
-        f"The Classify page calls a photo **not sure** below {limit}: above it, "
-        f"{threshold.precision:.0%} of held-out photos were right ({threshold.coverage:.0%} "
-        f"of them are above it).{below}"
-    )
+        "calibration error)."
+    ]
+    if temperature is not None:
+        lines.append(
+            f"Dividing the logits by a temperature of {temperature:.2f} brings that to "
+            f"{scaled_ece:.1%} on the same photos (they chose the temperature, and the best "
+            "epoch: a fresh set would show a little more). The saved model keeps its own "
+            "probabilities; Classify shows calibrated ones when asked."
+        )
+    else:
+        lines.append(
+            "No temperature was fitted: the held-out log loss keeps falling as the "
+            "probabilities sharpen (every held-out photo right, say)."
+        )
+    if threshold is not None:
+        below = (
+            f"Photos below it were right only {threshold.below_accuracy:.0%} of the time."
+            if threshold.below_accuracy is not None
+            else "No held-out photo fell below it."
+        )
+        lines.append(
+            f"Classify calls a photo **not sure** below {figures.percent(threshold.threshold)}: "
+            f"above it, {threshold.precision:.0%} of held-out photos were right "
+            f"({threshold.coverage:.0%} of them are above it). {below}"
+        )
+    else:
+        lines.append(
+            f"No threshold kept {TARGET_PRECISION:.0%} right with {MIN_SUPPORT} or more "
+            f"held-out photos above it, so Classify uses the default {CONFIDENT:.0%}."
+        )
+    st.caption(" ".join(lines))
     labels = list(evaluation.labels)
     probabilities = np.asarray(evaluation.probabilities)
     _, coverage, accuracy = coverage_curve(labels, probabilities)
@@ -153,7 +178,7 @@ def calibration_ui(info: RunInfo) -> None:
     left.plotly_chart(
         figures.reliability_diagram(calibration.bins), width="stretch", key="reliability"
     )
-    chosen = (threshold.coverage, threshold.precision) if threshold.coverage else None
+    chosen = (threshold.coverage, threshold.precision) if threshold is not None else None
     right.plotly_chart(
         figures.coverage_figure(coverage, accuracy, chosen), width="stretch", key="coverage"
     )

@@ -7,13 +7,20 @@ import pandas as pd
 import streamlit as st
 
 from flower_model import uploads
-from flower_model.audit import Audit, PhotoFinding, kept_audits, suggested_decisions
+from flower_model.audit import (
+    Audit,
+    PhotoFinding,
+    exclusion,
+    group_decisions,
+    kept_audits,
+    relabelling,
+    suggested_decisions,
+)
 from flower_model.backbone import default_weights
 from flower_model.data import Dataset, find_class_root
 from flower_model.decisions import (
     Decisions,
-    Wanted,
-    decide,
+    apply_decisions,
     decide_all,
     load_decisions,
     undo,
@@ -22,13 +29,14 @@ from flower_model.decisions import (
 from flower_model.download import DEFAULT_HANDLE, download_dataset
 from flower_model.duplicates import DuplicateGroup
 from flower_model.embedding import METHODS, project
-from flower_model.errors import FlowerLensError
+from flower_model.errors import DatasetError, FlowerLensError
 from flower_model.features import FeatureSet, cache_infos, feature_sets
 from flower_model.images import MAX_FILE_BYTES
 from flower_model.jobs import JobConflict
 from flower_model.roots import ROOTS_ENV, DataRoots
 from flower_model.ui import figures, session
 from flower_model.uploads import Photo, UploadReport
+from flower_model.workspace import describe_failure
 
 PER_PAGE = 18
 # Findings drawn per page of the Data issues tab.
@@ -351,13 +359,15 @@ def acting(action, *args) -> None:
     (a photo may have gone since the page was drawn)."""
     try:
         action(*args)
-    except FlowerLensError as exc:
-        st.session_state["decision-error"] = str(exc)
+    except (FlowerLensError, OSError) as exc:
+        st.session_state["decision-error"] = describe_failure(exc)
 
 
-def decision_note(decisions: Decisions, path: str) -> str | None:
-    """Return what was decided about a photo, in words, or None."""
-    decision = decisions.of(path)
+def decision_note(dataset: Dataset, decisions: Decisions, path: str) -> str | None:
+    """Return what was decided about a photo, in words, or None (also when the photo changed
+    since: the decision no longer applies)."""
+    record = next((r for r in dataset.records if r.path == path), None)
+    decision = decisions.of(path, record.sha256 if record else "")
     if decision is None:
         return None
     return "left out" if decision.action == "exclude" else f"counted as {decision.label}"
@@ -378,7 +388,7 @@ def finding_ui(dataset: Dataset, finding: PhotoFinding, decisions: Decisions) ->
             width="stretch",
             key=f"bars-{finding.kind}-{finding.path}",
         )
-        note = decision_note(decisions, finding.path)
+        note = decision_note(dataset, decisions, finding.path)
         if note is not None:
             st.caption(f"Decided: {note}.")
             st.button(
@@ -394,14 +404,14 @@ def finding_ui(dataset: Dataset, finding: PhotoFinding, decisions: Decisions) ->
                 f"Count as {finding.suggested}",
                 key=f"relabel-{finding.kind}-{finding.path}",
                 on_click=acting,
-                args=(decide, dataset, finding.path, "relabel", finding.suggested, "label issue"),
+                args=(decide_all, dataset, [relabelling(finding)]),
                 width="stretch",
             )
         st.button(
             "Leave out",
             key=f"exclude-{finding.kind}-{finding.path}",
             on_click=acting,
-            args=(decide, dataset, finding.path, "exclude", None, finding.kind),
+            args=(decide_all, dataset, [exclusion(finding)]),
             width="stretch",
         )
 
@@ -419,11 +429,11 @@ def group_ui(dataset: Dataset, index: int, group: DuplicateGroup, decisions: Dec
         columns = st.columns(min(len(group.paths), 4))
         for i, (path, label) in enumerate(zip(group.paths, group.labels, strict=True)):
             with columns[i % len(columns)]:
-                note = decision_note(decisions, path)
+                note = decision_note(dataset, decisions, path)
                 session.photo_ui(
                     dataset.root / path, f"{label} · {path}" + (f" · {note}" if note else "")
                 )
-        decided_here = [p for p in group.paths if decisions.of(p) is not None]
+        decided_here = [p for p in group.paths if decision_note(dataset, decisions, p)]
         if decided_here:
             st.button(
                 "Undo",
@@ -433,13 +443,12 @@ def group_ui(dataset: Dataset, index: int, group: DuplicateGroup, decisions: Dec
                 args=(undo, dataset, *decided_here),
             )
             return
-        extra = group.paths if group.conflicting else group.paths[1:]
         label = "Leave them all out" if group.conflicting else "Keep the first, leave out the rest"
         st.button(
             label,
             key=f"keep-{index}",
             on_click=acting,
-            args=(decide_all, dataset, [Wanted(p, "exclude", reason="duplicate") for p in extra]),
+            args=(decide_all, dataset, group_decisions(group)),
         )
 
 
@@ -468,7 +477,11 @@ def findings_ui(dataset: Dataset, audit: Audit, kind: str, decisions: Decisions)
     if not items:
         st.success("None found.")
         return
-    wanted = [w for w in suggested_decisions(audit, [kind]) if decisions.of(w.path) is None]
+    wanted = [
+        w
+        for w in suggested_decisions(audit, [kind])
+        if not decision_note(dataset, decisions, w.path)
+    ]
     if wanted:
         st.button(
             f"Apply all {len(wanted)} suggestions of this list",
@@ -546,13 +559,18 @@ def audit_ui(dataset: Dataset) -> None:
         )
     if "decision-error" in st.session_state:
         st.error(st.session_state.pop("decision-error"), icon=":material/error:")
-    decisions = load_decisions(dataset.root)
+    try:
+        decisions = load_decisions(dataset.root)
+    except DatasetError as exc:
+        session.show_error(exc)
+        return
     cols = st.columns(5)
     cols[0].metric("label issues", len(audit.label_issues))
     cols[1].metric("outliers", len(audit.outliers))
     cols[2].metric("duplicate groups", len(audit.duplicates))
     cols[3].metric("leaks in a plain split", len(audit.leaks))
-    cols[4].metric("decided", len(decisions.items))
+    applied = apply_decisions(dataset, decisions)
+    cols[4].metric("decided", len(applied.excluded) + len(applied.relabelled))
     small = ", ".join(audit.small_classes)
     st.caption(
         f"Out-of-sample accuracy {audit.accuracy:.1%} ({audit.folds} folds, "

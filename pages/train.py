@@ -148,29 +148,33 @@ def outcome_ui(job: Job) -> None:
     )
 
 
-def decisions_ui(dataset: Dataset) -> bool:
-    """Say which photos the decisions leave out or relabel; return whether to train with them."""
+def decisions_ui(dataset: Dataset) -> Dataset:
+    """Say which photos the decisions about the folder leave out or relabel; return the
+    dataset to train on: as decided, or as the folder is."""
     try:
         applied = decided(dataset)
     except DatasetError as exc:
         session.show_error(exc)
-        return False
+        return dataset
     if applied is dataset:
-        return True
-    return st.toggle(
-        f"Train with my decisions: {len(applied.excluded)} photo(s) left out, "
-        f"{len(applied.relabelled)} counted under another class",
+        return dataset
+    use = st.toggle(
+        f"Train with the decisions about this folder: {len(applied.excluded)} photo(s) left "
+        f"out, {len(applied.relabelled)} counted under another class",
         value=True,
-        help="Made on Explore › Data issues (or with `audit --apply`); the photo folder is not "
-        "touched, and the run records which photos it used with which classes.",
+        key="train-with-decisions",
+        help="Made on Explore › Data issues (by any visitor of this server) or with "
+        "`audit --apply`; the photo folder is not touched, and the run records which photos "
+        "it used with which classes.",
     )
+    return applied if use else dataset
 
 
-def start_ui(dataset: Dataset, config: TrainConfig, decisions: bool) -> Job | None:
+def start_ui(dataset: Dataset, config: TrainConfig, trained_on: Dataset) -> Job | None:
     """Start a training job; show why it cannot start, if it cannot."""
     try:
-        return session.job_board().start_training(dataset, config, decisions=decisions)
-    except (JobConflict, WeightsError) as exc:
+        return session.job_board().start_training(dataset, config, trained_on=trained_on)
+    except (JobConflict, WeightsError, DatasetError) as exc:
         session.show_error(exc)
         return None
 
@@ -187,10 +191,10 @@ st.caption(
 )
 board = session.job_board()
 running = board.running_on(dataset.fingerprint)
-with_decisions = decisions_ui(dataset)
+trained_on = decisions_ui(dataset)
 config = settings_ui(weights_notice_ui(), busy=running is not None)
 if config is not None:
-    running = start_ui(dataset, config, with_decisions) or running
+    running = start_ui(dataset, config, trained_on) or running
 
 job = running or board.latest(dataset.fingerprint)
 if job is None:
@@ -198,8 +202,10 @@ if job is None:
     session.notice_new_job(dataset.fingerprint)
 elif job.running:
     if config is None:
+        doing = {"features": "Features are being computed", "audit": "An audit is running"}
         st.info(
-            "A run is training on this dataset (it goes on if you leave this page).",
+            f"{doing.get(job.kind, 'A run is training')} on this dataset (it goes on if you "
+            "leave this page).",
             icon=":material/hourglass_top:",
         )
     session.watch_job(job)

@@ -178,7 +178,7 @@ def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
     assert "Decided: left out." in texts(app)
 
     train = open_page("pages/train.py")
-    toggle = next(t for t in train.toggle if t.label.startswith("Train with my decisions"))
+    toggle = next(t for t in train.toggle if t.label.startswith("Train with the decisions"))
     assert "1 photo(s) left out" in toggle.label and toggle.value
 
     app = open_page("pages/explore.py")
@@ -186,7 +186,7 @@ def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
     app.run()
     assert load_decisions(sample.root).items == ()
     train = open_page("pages/train.py")
-    assert not [t for t in train.toggle if t.label.startswith("Train with my decisions")]
+    assert not [t for t in train.toggle if t.label.startswith("Train with the decisions")]
 
 
 def small_dataset(folder: Path, per_class: int = 3) -> Path:
@@ -435,7 +435,8 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
     # Calibration: the run's own numbers, its reliability diagram and coverage curve.
     calibration = latest.calibration
     assert metrics["calibration error (ECE)"] == f"{calibration.ece:.1%}"
-    assert metrics["temperature"] == f"{calibration.temperature:.2f}"
+    temperature = calibration.temperature
+    assert metrics["temperature"] == (f"{temperature:.2f}" if temperature is not None else "—")
     assert "Reliability" in titles and "Accuracy of the photos answered" in titles
 
 

@@ -53,10 +53,15 @@ def test_planted_label_errors_are_at_the_top_of_the_label_issues(audited, dirty)
     planted = dirty[1].mislabelled
     assert len(planted) == 12
     assert recall_at_top([f.path for f in found.label_issues], planted) >= RECALL
-    # Each suggestion is the class the photo shows: the folder it was generated for.
+    # Each suggestion is the class the photo shows: the one it was generated as.
     by_path = {f.path: f for f in found.label_issues}
-    suggested = [by_path[p] for p in planted if p in by_path]
-    assert all(f.suggested != f.given for f in suggested)
+    found_planted = [
+        (by_path[p], shows)
+        for p, shows in zip(planted, dirty[1].shows, strict=True)
+        if p in by_path
+    ]
+    right = sum(f.suggested == shows for f, shows in found_planted)
+    assert right >= RECALL * len(found_planted)
     assert [f.score for f in found.label_issues] == sorted(
         (f.score for f in found.label_issues), reverse=True
     )
@@ -139,3 +144,27 @@ def test_a_stopped_audit_keeps_nothing(dirty, fresh_home) -> None:
     with pytest.raises(TrainingCancelled, match="audit stopped"):
         audit_dataset(dataset, "none", progress=stop_in_training, cancel=cancel)
     assert kept_audits(dataset.fingerprint) == []
+
+
+def test_a_stop_while_cleanlab_works_keeps_nothing(audited, monkeypatch) -> None:
+    dataset, _, _, home = audited
+    monkeypatch.setenv("FLOWER_LENS_HOME", str(home))
+    cancel = CancelToken()
+
+    def stop_at_cleanlab(what: str, done: int, total: int) -> None:
+        if what.startswith("finding issues"):
+            cancel.cancel()
+
+    with pytest.raises(TrainingCancelled, match="audit stopped"):
+        audit_dataset(dataset, "none", folds=2, progress=stop_at_cleanlab, cancel=cancel)
+    assert [a.folds for a in kept_audits(dataset.fingerprint)] == [5]
+
+
+def test_too_few_folds_or_photos_are_refused() -> None:
+    from flower_model.errors import DatasetError
+
+    features = np.zeros((10, 2048), dtype=np.float32)
+    with pytest.raises(DatasetError, match="at least 2 folds"):
+        out_of_sample_probabilities(features, np.array([0, 1] * 5), 2, folds=1)
+    with pytest.raises(DatasetError, match="at least two photos"):
+        out_of_sample_probabilities(features, np.array([0] * 9 + [1]), 2)

@@ -154,3 +154,69 @@ def test_split_refuses_bad_fraction_and_tiny_classes(tmp_path: Path, sample) -> 
     make_dataset(tmp_path, per_class=1)
     with pytest.raises(DatasetError, match="at least two"):
         split_dataset(scan_dataset(tmp_path))
+
+
+def grouped_dataset(counts: dict[str, int]):
+    """A dataset of fake records, `counts[name]` photos per class, named <class>/<n>.jpg."""
+    from flower_model.data import Dataset, ImageRecord
+
+    names = tuple(sorted(counts))
+    records = tuple(
+        ImageRecord(f"{name}/{i:02d}.jpg", label, f"{name}{i}", 10, 10, 100)
+        for label, name in enumerate(names)
+        for i in range(counts[name])
+    )
+    return Dataset(Path("/nowhere"), names, records, (), "fake")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_large_group_does_not_swallow_the_held_out_share(seed: int) -> None:
+    dataset = grouped_dataset({"a": 20, "b": 10})
+    group = [f"a/{i:02d}.jpg" for i in range(10)]
+    split = split_dataset(dataset, 0.2, seed, groups=[group])
+    held = [p for p in split.val if p.startswith("a/")]
+    assert len(held) == 4 and set(group) <= set(split.train)
+    # 19 copies of one picture and one other photo: the other is held out, whatever the seed.
+    dataset = grouped_dataset({"a": 20, "b": 10})
+    copies = [f"a/{i:02d}.jpg" for i in range(19)]
+    split = split_dataset(dataset, 0.2, seed, groups=[copies])
+    assert [p for p in split.val if p.startswith("a/")] == ["a/19.jpg"]
+
+
+def test_overlapping_groups_are_one_group_on_one_side() -> None:
+    dataset = grouped_dataset({"a": 12, "b": 10})
+    for seed in range(10):
+        split = split_dataset(
+            dataset, 0.2, seed, groups=[["a/00.jpg", "a/01.jpg"], ["a/01.jpg", "a/02.jpg"]]
+        )
+        sides = {p in split.val for p in ("a/00.jpg", "a/01.jpg", "a/02.jpg")}
+        assert len(sides) == 1
+        assert split.groups == (("a/00.jpg", "a/01.jpg", "a/02.jpg"),)
+
+
+def test_a_group_across_classes_counts_for_most_of_its_photos() -> None:
+    dataset = grouped_dataset({"a": 6, "b": 3})
+    split = split_dataset(dataset, 0.2, 0, groups=[["a/00.jpg", "b/00.jpg", "b/01.jpg"]])
+    # b's share is one photo: its single photo is held out, the group (b's by majority) trains.
+    assert {"a/00.jpg", "b/00.jpg", "b/01.jpg"} <= set(split.train)
+    assert [p for p in split.val if p.startswith("b/")] == ["b/02.jpg"]
+    # A class whose every photo is a copy of another class's cannot be held out: said so.
+    dataset = grouped_dataset({"a": 2, "b": 6})
+    groups = [["a/00.jpg", "b/00.jpg", "b/01.jpg"], ["a/01.jpg", "b/02.jpg", "b/03.jpg"]]
+    with pytest.raises(DatasetError, match="duplicates of photos filed under other classes"):
+        split_dataset(dataset, 0.2, 0, groups=groups)
+
+
+def test_a_class_that_is_one_picture_is_refused() -> None:
+    dataset = grouped_dataset({"a": 4, "b": 4})
+    with pytest.raises(DatasetError, match="one picture and its duplicates"):
+        split_dataset(dataset, 0.2, 0, groups=[[f"a/{i:02d}.jpg" for i in range(4)]])
+
+
+def test_without_groups_the_split_is_the_plain_one() -> None:
+    dataset = grouped_dataset({"a": 17, "b": 9, "c": 5})
+    for seed in range(5):
+        plain = split_dataset(dataset, 0.25, seed)
+        assert split_dataset(dataset, 0.25, seed, groups=[]) == plain
+        assert plain.groups == ()
+        assert [sum(p.startswith(c) for p in plain.val) for c in "abc"] == [4, 2, 1]

@@ -107,3 +107,20 @@ def test_no_decisions_give_the_dataset_unchanged(folder: Path) -> None:
     dataset = scan_dataset(folder)
     assert decided(dataset) is dataset
     assert apply_decisions(dataset, load_decisions(dataset.root)) is dataset
+
+
+def test_deleting_an_upload_forgets_the_decisions_about_it(fresh_home: Path) -> None:
+    from flower_model import uploads, workspace
+    from flower_model.decisions import forget_under
+
+    folder = workspace.datasets_dir() / "mine"
+    write_photos(folder, 10, seed=5, size=(64, 48))
+    dataset = scan_dataset(folder)
+    decide(dataset, dataset.records[0].path, "exclude")
+    other = fresh_home / "elsewhere"
+    write_photos(other, 10, seed=6, size=(64, 48))
+    kept = scan_dataset(other)
+    decide(kept, kept.records[0].path, "exclude")
+    uploads.delete_dataset(folder)
+    assert not decisions_file(dataset.root).exists() and decisions_file(kept.root).exists()
+    assert forget_under(other) == 1 and not decisions_file(kept.root).exists()

@@ -69,11 +69,28 @@ def test_low_confidence_is_flagged() -> None:
 
 
 def test_the_not_sure_threshold_is_the_runs_own(classifier, sample) -> None:
-    threshold = classifier.run.metadata.calibration.threshold.threshold
-    assert classifier.threshold == threshold
-    prediction = classifier.classify_one(sample.path_of(sample.records[0]))
-    assert prediction.threshold == threshold
-    assert prediction.confident == (prediction.top_probability >= threshold)
+    from dataclasses import replace
+
+    from flower_model.calibration import CONFIDENT, Threshold
+
+    # Ten held-out photos are too few to choose a threshold on: the default is used.
+    assert classifier.run.metadata.calibration.threshold is None
+    assert classifier.threshold == CONFIDENT
+    # A run with a threshold of its own: its predictions are judged by it.
+    meta = classifier.run.metadata
+    own = Threshold(threshold=0.9, target=0.95, precision=0.97, coverage=0.6, below_accuracy=0.4)
+    run = replace(
+        classifier.run, metadata=replace(meta, calibration=replace(meta.calibration, threshold=own))
+    )
+    judged = Classifier(classifier.networks, classifier.class_names, run)
+    prediction = judged.classify_one(sample.path_of(sample.records[0]))
+    assert judged.threshold == 0.9 and prediction.threshold == 0.9
+    assert prediction.confident == (prediction.top_probability >= 0.9)
+    # Calibrated: the same top class, probabilities sharpened or softened, its own threshold.
+    calibrated = prediction.scaled(0.5, 0.99)
+    assert calibrated.top_class == prediction.top_class and calibrated.threshold == 0.99
+    assert sum(calibrated.probabilities) == pytest.approx(1.0)
+    assert calibrated.top_probability >= prediction.top_probability
 
 
 def test_a_photo_loaded_once_classifies_as_from_its_file(classifier, sample) -> None:

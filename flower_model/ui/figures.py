@@ -169,13 +169,14 @@ def reliability_diagram(bins: Sequence, title: str = "Reliability") -> go.Figure
             "right %{y:.0%}<extra></extra>",
         )
     )
+    # Each bin's mean top probability over its bar: the gap to the bar is the miscalibration.
     fig.add_trace(
         go.Scatter(
-            x=[b.confidence for b in used],
+            x=[(b.lower + b.upper) / 2 for b in used],
             y=[b.confidence for b in used],
             mode="markers",
             name="mean top probability",
-            marker={"color": "#ff7f0e", "size": 8},
+            marker={"color": "#ff7f0e", "size": 9, "symbol": "line-ew-open", "line": {"width": 3}},
         )
     )
     fig.update_layout(
