@@ -334,14 +334,20 @@ def test_classify_shows_one_bar_per_class(trained, sample) -> None:
     (bars,) = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
     assert sorted(values(bars["data"][0]["y"])) == sorted(trained.class_names)
     assert sum(values(bars["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
-    # The not-sure threshold is the run's own, chosen on its held-out photos.
-    threshold = trained.metadata.calibration.threshold
-    assert "of those above it were right" in texts(app)
-    assert f"{threshold.precision:.0%} of those above it" in texts(app)
-    # Calibrated probabilities: the same top class, bars rescaled by the run's temperature.
-    next(t for t in app.toggle if t.label == "Calibrated probabilities").set_value(True).run()
-    (scaled_bars,) = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
-    assert sum(values(scaled_bars["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
+    # The not-sure threshold is the run's own, chosen on its held-out photos; ten of them
+    # are too few to rest one on, and the page says the default is used.
+    calibration = trained.metadata.calibration
+    if calibration.threshold is None:
+        assert "the default 60%" in texts(app)
+    else:
+        assert f"{calibration.threshold.precision:.0%} of those above it" in texts(app)
+    # Calibrated probabilities, offered when a temperature was fitted: bars rescaled.
+    toggles = [t for t in app.toggle if t.label == "Calibrated probabilities"]
+    assert bool(toggles) == (calibration.temperature is not None)
+    if toggles:
+        toggles[0].set_value(True).run()
+        (scaled,) = [c for c in charts(app) if c["data"][0].get("orientation") == "h"]
+        assert sum(values(scaled["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_classify_bad_upload_is_named_and_others_still_show(trained, sample) -> None:

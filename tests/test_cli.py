@@ -126,8 +126,9 @@ def test_export_prints_where_and_how_it_was_checked(sample_dir: Path, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(target) and target.is_file()
     assert "calibrating int8 on training photo" in done.stderr
-    assert "checked on 10 validation photos" in done.stderr
-    assert "int8 on all 10 validation photos: accuracy" in done.stderr
+    held_out = len(json.loads(cli("runs", "--json", home=tmp_path).stdout)[0]["split"]["val"])
+    assert f"checked on {held_out} validation photos" in done.stderr
+    assert f"int8 on all {held_out} validation photos: accuracy" in done.stderr
     # Output for people: whole lines through a pipe, none of the converters' own logs.
     assert "\r" not in done.stderr
     for noise in (*NOISE, "fully_quantize", "INFO:"):
