@@ -222,18 +222,6 @@ def dataset_features(
     )
 
 
-def compute_dataset_features(
-    dataset: Dataset,
-    weights: str = "imagenet",
-    seed: int = 42,
-    precision: str = "auto",
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
-) -> ExtractionStats:
-    """Fill the feature cache for every photo of a dataset (for the map), without training."""
-    return dataset_features(dataset, weights, seed, precision, progress, cancelled).stats
-
-
 @dataclass(frozen=True)
 class FeatureSet:
     """Cached features of a dataset's photos from one namespace (one weights, one arithmetic)."""

@@ -100,15 +100,15 @@ def training_task(
 
 def features_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
     """Fill the feature cache for a dataset in the worker."""
-    from flower_model.features import compute_dataset_features
+    from flower_model.features import dataset_features
 
     on_event(TrainEvent("phase", message="loading ResNet50"))
-    stats = compute_dataset_features(
+    stats = dataset_features(
         dataset,
         weights,
         progress=lambda done, total: on_event(TrainEvent("extract", done=done, total=total)),
         cancelled=cancel.is_set,
-    )
+    ).stats
     message = f"features: {stats.cached} from cache, {stats.computed} computed"
     on_event(TrainEvent("end", message=message))
 

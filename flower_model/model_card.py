@@ -109,7 +109,11 @@ def model_card(info: RunInfo, fmt: ExportFormat, model_bytes: int, manifest: Exp
         + ", ".join(f"{name} {n}" for name, n in meta.dataset.classes.items())
         + ".",
         f"- **Split:** {len(meta.split.train)} training, {len(meta.split.val)} validation "
-        f"photos ({meta.split.val_fraction:.0%} of each class, seed {meta.split.seed}).",
+        f"photos (about {meta.split.val_fraction:.0%} of each class, seed {meta.split.seed}; "
+        f"{len(meta.split.groups)} group(s) of duplicates kept on one side).",
+        f"- **Decisions:** {len(meta.dataset.excluded)} photo(s) left out and "
+        f"{len(meta.dataset.relabelled)} counted under another class than their folder's "
+        "(the run's metadata lists them).",
         "",
         "## How well it does (validation photos, never trained on)",
         "",

@@ -291,14 +291,8 @@ def feature_map_ui(dataset: Dataset) -> None:
         "Each dot is a photo, placed by the 2,048 numbers ResNet50 turns it into. Photos of one "
         "kind that land together are what makes the head's job easy. Click a dot to see its photo."
     )
-    board = session.job_board()
-    job = board.running_on(dataset.fingerprint)
-    if job is not None and job.kind == "features":
-        session.watch_job(job)
+    if session.dataset_job_ui(dataset.fingerprint, "features", "Computing the features failed"):
         return
-    last = board.latest(dataset.fingerprint, "features")
-    if last is not None and last.status == "failed":
-        st.error(f"Computing the features failed: {last.error}", icon=":material/error:")
     namespaces = tuple((info.key, info.count) for info in cache_infos())
     hashes = tuple(r.sha256 for r in dataset.records)
     sets = cached_feature_sets(dataset.fingerprint, namespaces, hashes)
@@ -533,14 +527,8 @@ def decisions_ui(dataset: Dataset, decisions: Decisions) -> None:
 
 def audit_ui(dataset: Dataset) -> None:
     """Draw the dataset's audit: start one, watch it, or show what it found and act on it."""
-    board = session.job_board()
-    job = board.running_on(dataset.fingerprint)
-    if job is not None and job.kind == "audit":
-        session.watch_job(job)
+    if session.dataset_job_ui(dataset.fingerprint, "audit", "The audit failed"):
         return
-    last = board.latest(dataset.fingerprint, "audit")
-    if last is not None and last.status == "failed":
-        st.error(f"The audit failed: {last.error}", icon=":material/error:")
     audits = kept_audits(dataset.fingerprint)
     if not audits:
         audit_start_ui(dataset)

@@ -13,7 +13,7 @@ from flower_model.extractor import FeatureExtractor
 from flower_model.features import (
     FeatureCache,
     cache_key,
-    compute_dataset_features,
+    dataset_features,
     extract_features,
     feature_sets,
 )
@@ -118,7 +118,7 @@ def test_feature_sets_find_every_namespace_holding_the_photos(sample, fresh_home
     records = sample.records[:6]
     hashes = [r.sha256 for r in records]
     assert feature_sets(hashes) == []
-    compute_dataset_features(sample, "none", precision="float32")
+    dataset_features(sample, "none", precision="float32")
     (only,) = feature_sets(hashes + ["f" * 64])
     assert only.found.tolist() == [True] * 6 + [False]
     assert "no transfer learning" in only.label and "6 of 7 photos" in only.label

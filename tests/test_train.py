@@ -300,3 +300,30 @@ def test_copies_of_a_photo_are_trained_on_or_held_out_together(tmp_path, fresh_h
             assert any(pair <= set(group) for group in split.groups)
         # The groups cost the stratification little: about a fifth of each class held out.
         assert 0.1 <= len(split.val) / len(dataset.records) <= 0.3
+
+
+def test_a_run_trains_on_the_photos_as_decided_and_records_it(tmp_path, fresh_home) -> None:
+    from flower_model.data import scan_dataset
+    from flower_model.decisions import decide, decided
+    from flower_model.synthetic import write_photos
+
+    write_photos(tmp_path / "photos", 40, seed=12, size=(96, 72), kind="striped")
+    folder = scan_dataset(tmp_path / "photos")
+    gone, moved = folder.records[0], folder.records[1]
+    decide(folder, gone.path, "exclude")
+    decide(folder, moved.path, "relabel", "tulip")
+    info = train(decided(folder), TrainConfig(epochs=1, batch_size=16, weights="none"))
+    recorded = info.metadata.dataset
+    assert recorded.excluded == (gone.path,) and recorded.relabelled == {moved.path: "tulip"}
+    assert gone.path not in info.metadata.split.train + info.metadata.split.val
+    # The counts the run trained with: one photo fewer in the excluded one's class, one more
+    # in tulip, one fewer in the relabelled photo's folder.
+    before = folder.counts()
+    expected = dict(before)
+    expected[folder.class_names[gone.label]] -= 1
+    expected[folder.class_names[moved.label]] -= 1
+    expected["tulip"] += 1
+    assert recorded.classes == expected and recorded.images == len(folder.records) - 1
+    if moved.path in info.metadata.split.val:
+        row = info.metadata.evaluation.paths.index(moved.path)
+        assert info.metadata.evaluation.labels[row] == folder.class_names.index("tulip")

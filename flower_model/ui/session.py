@@ -286,6 +286,20 @@ def watch_job(job: Job) -> None:
     live_curves()
 
 
+def dataset_job_ui(fingerprint: str, kind: str, failed: str) -> bool:
+    """Watch a job of a kind running on a dataset, or show how the last one failed; return
+    whether one is running (the caller then draws nothing else)."""
+    board = job_board()
+    job = board.running_on(fingerprint)
+    if job is not None and job.kind == kind:
+        watch_job(job)
+        return True
+    last = board.latest(fingerprint, kind)
+    if last is not None and last.status == "failed":
+        st.error(f"{failed}: {last.error}", icon=":material/error:")
+    return False
+
+
 def notice_new_job(fingerprint: str, after: Job | None = None) -> None:
     """Rerun the page when a job starts on the dataset (another visitor's, say), checking
     every two seconds: cheap, and the page then shows it live."""
