@@ -53,9 +53,11 @@ def rate_slider(column: DeltaGenerator, label: str, name: str) -> float:
 def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
     """Draw the settings form; return the config when Train was clicked, else None.
 
-    Every default and help text is TrainConfig's own.
+    Every default and help text is TrainConfig's own. While a job runs on the dataset, the
+    settings fold away, so that its progress and curves are in view without scrolling.
     """
-    with st.form("settings", border=True):
+    frame = st.expander("Settings", icon=":material/tune:") if busy else st.container()
+    with frame, st.form("settings", border=True):
         left, middle, right = st.columns(3)
         weights = left.radio(
             "ResNet50 weights",
@@ -193,8 +195,8 @@ board = session.job_board()
 running = board.running_on(dataset.fingerprint)
 trained_on = decisions_ui(dataset)
 config = settings_ui(weights_notice_ui(), busy=running is not None)
-if config is not None:
-    running = start_ui(dataset, config, trained_on) or running
+if config is not None and start_ui(dataset, config, trained_on) is not None:
+    st.rerun()  # drawn again with the job running: the settings folded away
 
 job = running or board.latest(dataset.fingerprint)
 if job is None:

@@ -114,7 +114,12 @@ def test_train_curves_grow_then_stop(page) -> None:
               .some(el => el.data && el.data[0] && (el.data[0].y || []).length > {first})""",
         timeout=60_000,
     )
-    assert "training epoch" in page.locator('[data-testid="stProgress"]').first.inner_text()
+    progress = page.locator('[data-testid="stProgress"]').first
+    assert "training epoch" in progress.inner_text()
+    # While it trains the settings are folded away: progress and curves without scrolling.
+    assert not page.get_by_role("spinbutton", name="Epochs").is_visible()
+    box = progress.bounding_box()
+    assert box is not None and box["y"] + box["height"] < 700
     shoot(page, "train")
     page.get_by_role("button", name="Stop", exact=True).click()
     # The run keeps its best completed epoch and says why it ended.
