@@ -1,6 +1,7 @@
-"""Train a run, in the order of the Keras transfer-learning guide: hold out photos, build the
-frozen ResNet50 and the head, fit the head (on features extracted once), then, to fine-tune,
-unfreeze the last stage and fit again on photos; measure on the held-out photos, save."""
+"""Train a run, in the order of the Keras transfer-learning guide: build the frozen ResNet50
+and the head, extract every photo's features once, hold out photos (each picture and its
+duplicates on one side), fit the head on the features, then, to fine-tune, unfreeze the last
+stage and fit again on photos; measure on the held-out photos, save."""
 
 from __future__ import annotations
 
