@@ -38,11 +38,9 @@ class Decisions:
     root: str
     items: tuple[Decision, ...] = ()
 
-    def of(self, path: str, sha256: str | None = None) -> Decision | None:
-        """Return the decision about a photo, if any; with its content hash, only a decision
-        that still applies (made on these bytes)."""
-        found = next((d for d in self.items if d.path == path), None)
-        return found if found is None or sha256 in (None, found.sha256) else None
+    def of(self, path: str) -> Decision | None:
+        """Return the decision about a photo, if any."""
+        return next((d for d in self.items if d.path == path), None)
 
     def to_json(self) -> dict:
         """Return the decisions as plain JSON values."""
@@ -145,18 +143,25 @@ def undo(dataset: Dataset, *paths: str) -> Decisions:
     return decisions
 
 
+def in_force(dataset: Dataset, decisions: Decisions) -> dict[str, Decision]:
+    """Return the decisions that apply to a scanned dataset, by photo: not those about a
+    photo that is gone or whose bytes changed, nor a relabel to a class it lacks."""
+    by_path = {r.path: r for r in dataset.records}
+    return {
+        d.path: d
+        for d in decisions.items
+        if d.path in by_path
+        and by_path[d.path].sha256 == d.sha256
+        and (d.action == "exclude" or d.label in dataset.class_names)
+    }
+
+
 def apply_decisions(dataset: Dataset, decisions: Decisions) -> Dataset:
     """Return the dataset as decided: excluded photos left out, relabelled ones counted under
-    their new class. A decision about a photo that is gone, or whose bytes changed, is not
-    applied."""
-    by_path = {r.path: r for r in dataset.records}
-    current = [
-        d for d in decisions.items if d.path in by_path and by_path[d.path].sha256 == d.sha256
-    ]
+    their new class (only the decisions `in_force`)."""
+    current = in_force(dataset, decisions).values()
     excluded = {d.path for d in current if d.action == "exclude"}
-    relabelled = {
-        d.path: d.label for d in current if d.action == "relabel" and d.label in dataset.class_names
-    }
+    relabelled = {d.path: d.label for d in current if d.action == "relabel"}
     if not excluded and not relabelled:
         return dataset
     index = {name: i for i, name in enumerate(dataset.class_names)}

@@ -19,9 +19,10 @@ from flower_model.audit import (
 from flower_model.backbone import default_weights
 from flower_model.data import Dataset, find_class_root
 from flower_model.decisions import (
+    Decision,
     Decisions,
-    apply_decisions,
     decide_all,
+    in_force,
     load_decisions,
     undo,
     undo_all,
@@ -39,6 +40,8 @@ from flower_model.uploads import Photo, UploadReport
 from flower_model.workspace import describe_failure
 
 PER_PAGE = 18
+# The decisions that apply to the dataset shown, by photo (decisions.in_force).
+Current = dict[str, Decision]
 # Findings drawn per page of the Data issues tab.
 FINDINGS_PER_PAGE = 9
 
@@ -357,17 +360,16 @@ def acting(action, *args) -> None:
         st.session_state["decision-error"] = describe_failure(exc)
 
 
-def decision_note(dataset: Dataset, decisions: Decisions, path: str) -> str | None:
+def decision_note(current: Current, path: str) -> str | None:
     """Return what was decided about a photo, in words, or None (also when the photo changed
     since: the decision no longer applies)."""
-    record = next((r for r in dataset.records if r.path == path), None)
-    decision = decisions.of(path, record.sha256 if record else "")
+    decision = current.get(path)
     if decision is None:
         return None
     return "left out" if decision.action == "exclude" else f"counted as {decision.label}"
 
 
-def finding_ui(dataset: Dataset, finding: PhotoFinding, decisions: Decisions) -> None:
+def finding_ui(dataset: Dataset, finding: PhotoFinding, current: Current) -> None:
     """Draw one photo finding: the photo, what it is filed as and looks like, its bars, and
     the buttons that act on it (or undo what was decided)."""
     with st.container(border=True):
@@ -382,7 +384,7 @@ def finding_ui(dataset: Dataset, finding: PhotoFinding, decisions: Decisions) ->
             width="stretch",
             key=f"bars-{finding.kind}-{finding.path}",
         )
-        note = decision_note(dataset, decisions, finding.path)
+        note = decision_note(current, finding.path)
         if note is not None:
             st.caption(f"Decided: {note}.")
             st.button(
@@ -410,7 +412,7 @@ def finding_ui(dataset: Dataset, finding: PhotoFinding, decisions: Decisions) ->
         )
 
 
-def group_ui(dataset: Dataset, index: int, group: DuplicateGroup, decisions: Decisions) -> None:
+def group_ui(dataset: Dataset, index: int, group: DuplicateGroup, current: Current) -> None:
     """Draw one duplicate group side by side, with what it risks and a button to keep one."""
     with st.container(border=True):
         kind = "The same bytes" if group.exact else "Near-duplicates (resized or saved again)"
@@ -423,11 +425,11 @@ def group_ui(dataset: Dataset, index: int, group: DuplicateGroup, decisions: Dec
         columns = st.columns(min(len(group.paths), 4))
         for i, (path, label) in enumerate(zip(group.paths, group.labels, strict=True)):
             with columns[i % len(columns)]:
-                note = decision_note(dataset, decisions, path)
+                note = decision_note(current, path)
                 session.photo_ui(
                     dataset.root / path, f"{label} · {path}" + (f" · {note}" if note else "")
                 )
-        decided_here = [p for p in group.paths if decision_note(dataset, decisions, p)]
+        decided_here = [p for p in group.paths if decision_note(current, p)]
         if decided_here:
             st.button(
                 "Undo",
@@ -455,7 +457,7 @@ def paged(items: list, key: str) -> list:
     return items[(page - 1) * FINDINGS_PER_PAGE : page * FINDINGS_PER_PAGE]
 
 
-def findings_ui(dataset: Dataset, audit: Audit, kind: str, decisions: Decisions) -> None:
+def findings_ui(dataset: Dataset, audit: Audit, kind: str, current: Current) -> None:
     """Draw one kind of finding, worst first, a page at a time, with a button for all."""
     if kind == "duplicate":
         items = list(enumerate(audit.duplicates))
@@ -471,11 +473,7 @@ def findings_ui(dataset: Dataset, audit: Audit, kind: str, decisions: Decisions)
     if not items:
         st.success("None found.")
         return
-    wanted = [
-        w
-        for w in suggested_decisions(audit, [kind])
-        if not decision_note(dataset, decisions, w.path)
-    ]
+    wanted = [w for w in suggested_decisions(audit, [kind]) if not decision_note(current, w.path)]
     if wanted:
         st.button(
             f"Apply all {len(wanted)} suggestions of this list",
@@ -489,9 +487,9 @@ def findings_ui(dataset: Dataset, audit: Audit, kind: str, decisions: Decisions)
     for i, item in enumerate(paged(items, kind)):
         with grid[i % 3]:
             if kind == "duplicate":
-                group_ui(dataset, *item, decisions)
+                group_ui(dataset, *item, current)
             else:
-                finding_ui(dataset, item, decisions)
+                finding_ui(dataset, item, current)
 
 
 def decisions_ui(dataset: Dataset, decisions: Decisions) -> None:
@@ -557,8 +555,8 @@ def audit_ui(dataset: Dataset) -> None:
     cols[1].metric("outliers", len(audit.outliers))
     cols[2].metric("duplicate groups", len(audit.duplicates))
     cols[3].metric("leaks in a plain split", len(audit.leaks))
-    applied = apply_decisions(dataset, decisions)
-    cols[4].metric("decided", len(applied.excluded) + len(applied.relabelled))
+    current = in_force(dataset, decisions)
+    cols[4].metric("decided", len(current))
     small = ", ".join(audit.small_classes)
     st.caption(
         f"Out-of-sample accuracy {audit.accuracy:.1%} ({audit.folds} folds, "
@@ -580,7 +578,7 @@ def audit_ui(dataset: Dataset) -> None:
     if kind == "decisions":
         decisions_ui(dataset, decisions)
     else:
-        findings_ui(dataset, audit, kind, decisions)
+        findings_ui(dataset, audit, kind, current)
 
 
 session.through_app_navigation()
