@@ -99,22 +99,3 @@ def image_dataset(
         batches = batches.map(lambda x, y: x)
     return without_autotune(batches.prefetch(PREFETCH_BATCHES))
 
-
-def feature_dataset(
-    features: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int = 32,
-    shuffle_seed: int | None = None,
-) -> tf.data.Dataset:
-    """Return batches of (features, label) from memory, reshuffled every epoch if seeded.
-
-    Only the row order is shuffled; each batch is gathered from the arrays held once.
-    """
-    import tensorflow as tf
-
-    x, y = tf.constant(features), tf.constant(labels)
-    order = tf.data.Dataset.range(len(features))
-    if shuffle_seed is not None:
-        order = order.shuffle(len(features), seed=shuffle_seed, reshuffle_each_iteration=True)
-    batches = order.batch(batch_size).map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows)))
-    return without_autotune(batches.prefetch(PREFETCH_BATCHES))
