@@ -84,9 +84,7 @@ class _Compiled:
                 return i + 1, loss_sum + loss * count, correct + hits(labels, probabilities)
 
             zero = tf.constant(0.0)
-            _, loss_sum, correct = tf.while_loop(
-                lambda i, *_: i < last, step, (first, zero, zero)
-            )
+            _, loss_sum, correct = tf.while_loop(lambda i, *_: i < last, step, (first, zero, zero))
             return loss_sum, correct
 
         @tf.function(reduce_retracing=True)

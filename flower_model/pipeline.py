@@ -98,4 +98,3 @@ def image_dataset(
     if labels is None:
         batches = batches.map(lambda x, y: x)
     return without_autotune(batches.prefetch(PREFETCH_BATCHES))
-
