@@ -277,6 +277,7 @@ def audit_dataset(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     again: bool = False,
+    on_phase: Callable[[str], None] | None = None,
 ) -> Audit:
     """Return the audit of a scanned dataset (as its folder is, before any decision), read
     from the workspace when it was done before on the same features, unless `again`."""
@@ -290,7 +291,13 @@ def audit_dataset(
             progress("extracting features", done, total)
 
     computed = dataset_features(
-        dataset, weights, seed, precision, progress=extracting, cancelled=cancel.is_set
+        dataset,
+        weights,
+        seed,
+        precision,
+        progress=extracting,
+        cancelled=cancel.is_set,
+        on_phase=on_phase,
     )
     path = audit_file(dataset.fingerprint, computed.cache_key, folds, seed)
     if not again and (kept := read_audit(path)) is not None:

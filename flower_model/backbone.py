@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flower_model import workspace
 from flower_model.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ LAST_STAGE_PREFIX = "conv5_"
 # The last 7×7 feature maps: where Grad-CAM looks by default.
 LAST_CONV_LAYER = "conv5_block3_out"
 NO_TRANSFER_LABEL = "none (no transfer learning)"
+# Workspace file: the identity of each weights source built before (`known_identity`).
+IDENTITIES_FILE = "weights-identities.json"
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,41 @@ def weights_identity(model: keras.Model) -> str:
     for weight in model.weights:
         digest.update(weight.numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def weights_source(choice: WeightsChoice, seed: int) -> str | None:
+    """Return what decides the values of the ResNet50 that `build_resnet50(choice, seed)`
+    builds, without building it: the seed and the Keras version for random weights, the
+    weights file's path, size and modification time for ImageNet ones; None while the
+    ImageNet file is still to be downloaded."""
+    from importlib.metadata import version
+
+    if choice.kind == "none":
+        return f"random|seed {seed}|keras {version('keras')}"
+    if choice.path is None:
+        return None
+    try:
+        stat = choice.path.stat()
+    except OSError:
+        return None
+    return f"file|{choice.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def known_identity(choice: WeightsChoice, seed: int) -> str | None:
+    """Return the `weights_identity` of the ResNet50 these weights would build, when a
+    build of them was hashed before, else None (then build it and `identity_of` it)."""
+    source = weights_source(choice, seed)
+    value = workspace.recalled(IDENTITIES_FILE, source) if source is not None else None
+    return value if isinstance(value, str) else None
+
+
+def identity_of(resnet: keras.Model, choice: WeightsChoice, seed: int) -> str:
+    """Return a ResNet50's `weights_identity`, and remember it for `known_identity`."""
+    identity = weights_identity(resnet)
+    source = weights_source(choice, seed)
+    if source is not None:
+        workspace.remember(IDENTITIES_FILE, source, identity)
+    return identity
 
 
 def preprocess(images: tf.Tensor) -> tf.Tensor:

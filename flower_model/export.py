@@ -308,13 +308,12 @@ def app_export_path(run_id: str, fmt: str) -> Path:
 
 def offered_size(info: RunInfo, fmt: str) -> tuple[int, bool]:
     """Return the bytes of a run's export for download and whether it is ready: the .zip's
-    size when it is, else the model file's expected size (the run's model.keras × the
-    format's measured ratio)."""
+    size when it is, else the model file's expected size (the run's whole classifier as a
+    Keras file × the format's measured ratio)."""
     ready = app_export_path(info.run_id, fmt)
     if ready.is_file():
         return ready.stat().st_size, True
-    base = info.model_path.stat().st_size if info.model_path.is_file() else 0
-    return round(base * format_of(fmt).size_ratio), False
+    return round(info.classifier_bytes * format_of(fmt).size_ratio), False
 
 
 def packed_summary(path: Path) -> tuple[ExportManifest, str]:

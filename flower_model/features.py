@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flower_model import workspace
-from flower_model.backbone import FEATURE_DIM, INPUT_SIZE, PREPROCESSING
+from flower_model.backbone import FEATURE_DIM, INPUT_SIZE, PREPROCESSING, WeightsChoice
 from flower_model.errors import TrainingCancelled
 
 if TYPE_CHECKING:
@@ -193,32 +193,74 @@ class DatasetFeatures:
     cache_key: str  # the cache namespace: one set of weights, one arithmetic
     weights_label: str
     transfer_learning: bool
+    identity: str = ""  # the weights' `weights_identity`
+
+
+def _all_cached(
+    hashes: Sequence[str], identity: str | None, precision: str
+) -> tuple[np.ndarray, str, str] | None:
+    """Return (features, precision, cache key) when every photo's features are in the cache
+    of known weights at a known precision, else None: then ResNet50 is needed."""
+    from flower_model.precision import known_precision
+
+    chosen = known_precision(precision, identity) if identity is not None else None
+    if identity is None or chosen is None:
+        return None
+    key = cache_key(identity, chosen)
+    features, found = FeatureCache(key).get_many(hashes)
+    return (features, chosen, key) if found.all() else None
 
 
 def dataset_features(
     dataset: Dataset,
-    weights: str = "imagenet",
+    weights: str | WeightsChoice = "imagenet",
     seed: int = 42,
     precision: str = "auto",
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    batch_size: int = 32,
+    on_phase: Callable[[str], None] | None = None,
 ) -> DatasetFeatures:
-    """Return the features of every photo of a dataset, computing those not in the cache."""
-    from flower_model.backbone import build_resnet50, resolve_weights
+    """Return the features of every photo of a dataset, computing those not in the cache.
+
+    When every photo's features are cached for weights built before, ResNet50 is not even
+    built: what weights it would have is known from their source (`backbone.known_identity`).
+    """
+    from flower_model.backbone import build_resnet50, identity_of, known_identity, resolve_weights
     from flower_model.extractor import FeatureExtractor
 
-    choice = resolve_weights(weights)
-    extractor = FeatureExtractor.create(build_resnet50(choice, seed=seed), precision)
+    phase = on_phase or (lambda message: None)
+    choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(weights)
+    paths = [dataset.path_of(r) for r in dataset.records]
+    hashes = [r.sha256 for r in dataset.records]
+    identity = known_identity(choice, seed)
+    start = time.perf_counter()
+    cached = _all_cached(hashes, identity, precision)
+    if cached is not None:
+        features, chosen, key = cached
+        if progress is not None:
+            progress(len(set(hashes)), len(set(hashes)))
+        stats = ExtractionStats(len(hashes), len(hashes), 0, time.perf_counter() - start, chosen)
+        return DatasetFeatures(
+            features, stats, key, choice.label, choice.transfer_learning, identity
+        )
+    phase(f"loading ResNet50 (weights {choice.label})")
+    resnet = build_resnet50(choice, seed=seed)
+    identity = identity_of(resnet, choice, seed)
+    phase("preparing ResNet50 for feature extraction")
+    extractor = FeatureExtractor.create(resnet, precision, identity)
+    phase(f"extracting features ({extractor.precision})")
     features, stats = extract_features(
-        [dataset.path_of(r) for r in dataset.records],
-        [r.sha256 for r in dataset.records],
+        paths,
+        hashes,
         extractor,
         FeatureCache.for_extractor(extractor, choice.label),
+        batch_size=batch_size,
         progress=progress,
         cancelled=cancelled,
     )
     return DatasetFeatures(
-        features, stats, extractor.cache_key, choice.label, choice.transfer_learning
+        features, stats, extractor.cache_key, choice.label, choice.transfer_learning, identity
     )
 
 

@@ -16,6 +16,8 @@ DROPOUT_RATE = 0.2
 FIRST_DENSE = f"dense_{HIDDEN_UNITS[0]}"
 # The softmax layer: one unit per class.
 OUTPUT_LAYER = "probabilities"
+# The head's input: a photo's 2048 pooled features.
+HEAD_INPUT = "features"
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def _stack(inputs: keras.KerasTensor, layers: list[keras.layers.Layer]) -> keras
 def _head_on(layers: list[keras.layers.Layer]) -> keras.Model:
     import keras
 
-    features = keras.Input(shape=(FEATURE_DIM,), name="features")
+    features = keras.Input(shape=(FEATURE_DIM,), name=HEAD_INPUT)
     return keras.Model(features, _stack(features, layers), name="flower_head")
 
 
@@ -82,14 +84,20 @@ def build_head(num_classes: int, seed: int = 42) -> keras.Model:
 
 def build_networks(resnet: keras.Model, num_classes: int, seed: int = 42) -> Networks:
     """Return the seed's model: image -> frozen ResNet50 -> global average pooling -> head."""
-    import keras
-
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least two classes, not {num_classes}")
+    return classifier_around(resnet, build_head(num_classes, seed))
+
+
+def classifier_around(resnet: keras.Model, head: keras.Model) -> Networks:
+    """Return image -> ResNet50 -> global average pooling -> this head, the head's layers
+    shared (a head trained on features, or one saved alone, becomes the full classifier)."""
+    import keras
+
     body = pooled_resnet(resnet)
-    layers = head_layers(num_classes, seed)
+    layers = head.layers[1:]  # after its input
     classifier = keras.Model(body.input, _stack(body.output, layers), name="flower_classifier")
-    return Networks(classifier=classifier, head=_head_on(layers))
+    return Networks(classifier=classifier, head=head)
 
 
 def networks_of(classifier: keras.Model) -> Networks:

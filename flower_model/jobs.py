@@ -102,12 +102,12 @@ def features_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
     """Fill the feature cache for a dataset in the worker."""
     from flower_model.features import dataset_features
 
-    on_event(TrainEvent("phase", message="loading ResNet50"))
     stats = dataset_features(
         dataset,
         weights,
         progress=lambda done, total: on_event(TrainEvent("extract", done=done, total=total)),
         cancelled=cancel.is_set,
+        on_phase=lambda message: on_event(TrainEvent("phase", message=message)),
     ).stats
     message = f"features: {stats.cached} from cache, {stats.computed} computed"
     on_event(TrainEvent("end", message=message))
@@ -120,8 +120,13 @@ def audit_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
     def progress(what: str, done: int, total: int) -> None:
         on_event(TrainEvent("step", message=what, done=done, total=total))
 
-    on_event(TrainEvent("phase", message="loading ResNet50"))
-    audit = audit_dataset(dataset, weights, progress=progress, cancel=cancel)
+    audit = audit_dataset(
+        dataset,
+        weights,
+        progress=progress,
+        cancel=cancel,
+        on_phase=lambda message: on_event(TrainEvent("phase", message=message)),
+    )
     message = f"audit done: {len(audit.label_issues)} label issue(s), {len(audit.outliers)} "
     on_event(TrainEvent("end", message=message + f"outlier(s), {len(audit.duplicates)} group(s)"))
 

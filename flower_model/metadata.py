@@ -124,6 +124,9 @@ class RunMetadata:
     fine_tuned_after: int | None = None
     # How far the held-out probabilities can be trusted (older runs: None).
     calibration: Calibration | None = None
+    # Whether model.keras holds the head alone (features -> probabilities): the frozen
+    # ResNet50 is rebuilt from `weights` when the run is loaded, instead of stored per run.
+    head_only: bool = False
 
     @property
     def accuracy(self) -> float:
@@ -180,6 +183,7 @@ class RunMetadata:
                     if value.get("calibration")
                     else None
                 ),
+                head_only=bool(value.get("head_only", False)),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not the metadata of a Flower Lens run ({exc!r})") from exc

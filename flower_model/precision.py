@@ -8,8 +8,6 @@ folded network is 5.4–5.7× faster than the plain float32 network, its feature
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +21,6 @@ MIN_BF16_COSINE = 0.999
 # CPU flags of native bfloat16 arithmetic (Intel AVX512-BF16 and AMX, Linux's names).
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 VERDICTS_FILE = "bfloat16-checks.json"
-# The read-modify-write of the checks file, between the threads of one server.
-_VERDICTS_LOCK = threading.Lock()
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -54,31 +50,28 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide((a * b).sum(axis=1), norms, out=np.ones(len(a)), where=norms > 0)
 
 
-def _verdicts_file() -> Path:
-    return workspace.home_dir() / VERDICTS_FILE
-
-
 def recorded_cosine(identity: str) -> float | None:
     """Return the bfloat16-vs-float32 cosine measured before for these weights, if any."""
-    try:
-        value = json.loads(_verdicts_file().read_text()).get(identity)
-    except (OSError, ValueError, AttributeError):
-        return None
+    value = workspace.recalled(VERDICTS_FILE, identity)
     return float(value) if isinstance(value, int | float) else None
 
 
 def record_cosine(identity: str, cosine: float) -> None:
-    """Remember the bfloat16-vs-float32 cosine of these weights (an atomic write)."""
-    target = _verdicts_file()
-    with _VERDICTS_LOCK:
-        try:
-            verdicts = json.loads(target.read_text())
-            if not isinstance(verdicts, dict):
-                verdicts = {}
-        except (OSError, ValueError):
-            verdicts = {}
-        verdicts[identity] = cosine
-        workspace.write_atomic(target, json.dumps(verdicts, indent=1))
+    """Remember the bfloat16-vs-float32 cosine of these weights."""
+    workspace.remember(VERDICTS_FILE, identity, cosine)
+
+
+def known_precision(requested: str, identity: str) -> str | None:
+    """Return what `choose_precision` answers when it needs no measurement, else None."""
+    validate_precision(requested)
+    if requested != "auto":
+        return requested
+    if not cpu_has_bf16():
+        return "float32"
+    cosine = recorded_cosine(identity)
+    if cosine is None:
+        return None
+    return "bfloat16" if cosine >= MIN_BF16_COSINE else "float32"
 
 
 def choose_precision(requested: str, identity: str, measure_cosine: Callable[[], float]) -> str:
@@ -88,13 +81,9 @@ def choose_precision(requested: str, identity: str, measure_cosine: Callable[[],
     at cosine ≥ MIN_BF16_COSINE to float32 ones for these weights; `measure_cosine` is called
     for that only the first time, and its answer is remembered.
     """
-    validate_precision(requested)
-    if requested != "auto":
-        return requested
-    if not cpu_has_bf16():
-        return "float32"
-    cosine = recorded_cosine(identity)
-    if cosine is None:
-        cosine = measure_cosine()
-        record_cosine(identity, cosine)
+    known = known_precision(requested, identity)
+    if known is not None:
+        return known
+    cosine = measure_cosine()
+    record_cosine(identity, cosine)
     return "bfloat16" if cosine >= MIN_BF16_COSINE else "float32"

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flower_model import workspace
-from flower_model.backbone import RESNET_NAME
+from flower_model.backbone import FEATURE_DIM, RESNET_NAME
 from flower_model.errors import RunError
-from flower_model.head import OUTPUT_LAYER
+from flower_model.head import HEAD_INPUT, OUTPUT_LAYER, classifier_around
 from flower_model.metadata import RunMetadata
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ OWNER_FILE = "owner.json"
 # A partial folder without an owner (from before owners were recorded) untouched this long
 # is abandoned.
 ABANDONED_SECONDS = 3600.0
+# What a saved classifier holds beyond its head: the frozen ResNet50's 23,587,712 float32
+# weights (a run that saves its head alone rebuilds them instead).
+RESNET50_BYTES = 23_587_712 * 4
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,12 @@ class RunInfo:
     def model_path(self) -> Path:
         """Return the path of the saved Keras model."""
         return self.path / MODEL_FILE
+
+    @property
+    def classifier_bytes(self) -> int:
+        """Return about how many bytes the whole classifier takes as a Keras file."""
+        size = self.model_path.stat().st_size if self.model_path.is_file() else 0
+        return size + (RESNET50_BYTES if self.metadata.head_only else 0)
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -150,7 +159,7 @@ def _abandoned(partial: Path, now: float) -> bool:
 
 def remove_abandoned(root: Path | None = None) -> list[Path]:
     """Remove the partial run folders of trainings whose process is gone (killed while it
-    trained or saved, ~94 MB each); return them."""
+    trained or saved); return them."""
     root = root or workspace.runs_dir()
     if not root.is_dir():
         return []
@@ -183,7 +192,7 @@ def _layer_configs(config: object) -> Iterator[dict]:
             yield from _layer_configs(value)
 
 
-def _model_problem(path: Path, class_names: tuple[str, ...]) -> str | None:
+def _model_problem(path: Path, class_names: tuple[str, ...], head_only: bool) -> str | None:
     """Return why a `.keras` file is not a Flower Lens classifier for these classes, or None.
 
     Reads only the archive's config.json (milliseconds): no code and no weights are loaded;
@@ -193,12 +202,12 @@ def _model_problem(path: Path, class_names: tuple[str, ...]) -> str | None:
         stat = path.stat()
     except OSError:
         return f"no readable {MODEL_FILE}"
-    return _checked_model(path, stat.st_size, stat.st_mtime_ns, class_names)
+    return _checked_model(path, stat.st_size, stat.st_mtime_ns, class_names, head_only)
 
 
 @functools.lru_cache(maxsize=4096)
 def _checked_model(
-    path: Path, size: int, mtime_ns: int, class_names: tuple[str, ...]
+    path: Path, size: int, mtime_ns: int, class_names: tuple[str, ...], head_only: bool
 ) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
@@ -210,8 +219,14 @@ def _checked_model(
         return f"{MODEL_FILE} holds a Lambda layer (Python code): refused"
     names = {str((layer.get("config") or {}).get("name")): layer for layer in layers}
     output = (names.get(OUTPUT_LAYER) or {}).get("config") or {}
-    if RESNET_NAME not in names or output.get("units") != len(class_names):
-        return f"{MODEL_FILE} is not a Flower Lens classifier of {len(class_names)} classes"
+    if head_only:
+        shape = ((names.get(HEAD_INPUT) or {}).get("config") or {}).get("batch_shape") or [0]
+        shaped = RESNET_NAME not in names and shape[-1] == FEATURE_DIM
+    else:
+        shaped = RESNET_NAME in names
+    if not shaped or output.get("units") != len(class_names):
+        what = "head" if head_only else "classifier"
+        return f"{MODEL_FILE} is not a Flower Lens {what} of {len(class_names)} classes"
     return None
 
 
@@ -231,7 +246,7 @@ def _read(path: Path) -> RunInfo | BrokenRun:
         return BrokenRun(path.name, path, f"{METADATA_FILE}: {exc}")
     if not (path / MODEL_FILE).is_file():
         return BrokenRun(path.name, path, f"no {MODEL_FILE}")
-    problem = _model_problem(path / MODEL_FILE, metadata.class_names)
+    problem = _model_problem(path / MODEL_FILE, metadata.class_names, metadata.head_only)
     if problem is not None:
         return BrokenRun(path.name, path, problem)
     return RunInfo(path.name, path, metadata)
@@ -282,11 +297,53 @@ def get_run(run_id: str = "latest", root: Path | None = None) -> RunInfo:
 
 
 def load_model(info: RunInfo) -> keras.Model:
-    """Return the Keras model saved with a run."""
+    """Return a run's classifier: photos -> class probabilities.
+
+    A run that saved its head alone gets the frozen ResNet50 rebuilt under it from the
+    weights it was trained with, checked to be those very weights.
+    """
     import keras
 
     try:
         # safe_mode: a model file may not bring code with it (Lambda layers are refused).
-        return keras.models.load_model(info.model_path, compile=False, safe_mode=True)
+        model = keras.models.load_model(info.model_path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged file
         raise RunError(f"cannot load the model of run {info.run_id} ({exc})") from exc
+    if not info.metadata.head_only:
+        return model
+    return classifier_around(_resnet_of(info), model).classifier
+
+
+def _resnet_of(info: RunInfo) -> keras.Model:
+    """Return the frozen ResNet50 a run was trained with, rebuilt; raise RunError (or
+    WeightsError when ImageNet weights are missing) if this machine has other weights."""
+    from flower_model.backbone import (
+        WeightsChoice,
+        build_resnet50,
+        identity_of,
+        known_identity,
+        resolve_weights,
+    )
+
+    recorded = info.metadata.weights
+    if recorded.kind == "none":
+        choice = WeightsChoice("none")
+    elif recorded.file and Path(recorded.file).is_file():
+        choice = WeightsChoice("imagenet", Path(recorded.file))
+    else:
+        choice = resolve_weights("imagenet")
+    seed = info.metadata.config.seed
+    known = known_identity(choice, seed)
+    if known is not None and known != recorded.identity:
+        raise _other_weights(info)
+    resnet = build_resnet50(choice, seed)
+    if known is None and identity_of(resnet, choice, seed) != recorded.identity:
+        raise _other_weights(info)
+    return resnet
+
+
+def _other_weights(info: RunInfo) -> RunError:
+    return RunError(
+        f"run {info.run_id} was trained on ResNet50 weights ({info.weights_label}, "
+        f"identity {info.metadata.weights.identity}) that this machine does not have"
+    )

@@ -1,7 +1,8 @@
-"""Train a run, in the order of the Keras transfer-learning guide: build the frozen ResNet50
-and the head, extract every photo's features once, hold out photos (each picture and its
-duplicates on one side), fit the head on the features, then, to fine-tune, unfreeze the last
-stage and fit again on photos; measure on the held-out photos, save."""
+"""Train a run, in the order of the Keras transfer-learning guide: extract every photo's
+features once with the frozen ResNet50 (not even built when the cache holds them all), hold
+out photos (each picture and its duplicates on one side), fit the head on the features, then,
+to fine-tune, put ResNet50 under the head, unfreeze its last stage and fit again on photos;
+measure on the held-out photos, save (the head alone, unless ResNet50 was fine-tuned)."""
 
 from __future__ import annotations
 
@@ -15,26 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.backbone import (
-    INPUT_SHAPE,
-    PREPROCESSING,
-    build_resnet50,
-    unfreeze_last_stage,
-    weights_identity,
-)
+from flower_model.backbone import INPUT_SHAPE, PREPROCESSING, build_resnet50, unfreeze_last_stage
 from flower_model.calibration import calibrate
 from flower_model.config import ResolvedConfig, TrainConfig, resolve_config
 from flower_model.data import Dataset, ImageRecord, Split, records_for, split_dataset
 from flower_model.errors import TrainingCancelled, TrainingError
 from flower_model.evaluate import evaluate_predictions
 from flower_model.events import FINE_TUNING_PHASE, HISTORY_KEYS, CancelToken, OnEvent, TrainEvent
-from flower_model.features import (
-    ExtractionStats,
-    FeatureCache,
-    extract_features,
-    standardisation,
-)
-from flower_model.head import FIRST_DENSE, Networks, build_networks
+from flower_model.features import DatasetFeatures, dataset_features, standardisation
+from flower_model.head import FIRST_DENSE, Networks, build_head, classifier_around
 from flower_model.metadata import DatasetInfo, RunMetadata, WeightsInfo, versions
 from flower_model.pipeline import image_dataset
 from flower_model.runs import RunInfo, RunWriter
@@ -137,20 +127,20 @@ def train(
         resolved = resolve_config(config)
         split_dataset(dataset, config.val_fraction, config.seed)  # refuse a class too small now
 
-        report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
-        resnet = build_resnet50(resolved.weights, seed=config.seed)
-        identity = weights_identity(resnet)
-        networks = build_networks(resnet, len(dataset.class_names), seed=config.seed)
-        features, stats = _extract(dataset, networks, identity, resolved, report, cancel)
+        computed = _extract(dataset, resolved, report, cancel)
+        features = dict(zip((r.path for r in dataset.records), computed.features, strict=True))
         split = _leak_free_split(dataset, features, config, report)
         photos = _Photos.split(dataset, split)
-        fit, val_probabilities = _train_on_features(
-            photos, features, networks, config, report, cancel
-        )
+        head = build_head(len(dataset.class_names), seed=config.seed)
+        fit, val_probabilities = _train_on_features(photos, features, head, config, report, cancel)
+        model = head  # saved alone: ResNet50 is rebuilt from its weights when the run is loaded
         if config.mode == "finetune" and fit.stopped != STOPPED_BY_USER:
+            report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
+            networks = classifier_around(build_resnet50(resolved.weights, config.seed), head)
             fit, val_probabilities = _fine_tune(
                 photos, networks, fit, val_probabilities, config, report, cancel
             )
+            model = networks.classifier
 
         evaluation = evaluate_predictions(
             photos.labels(photos.val), val_probabilities, dataset.class_names, split.val
@@ -162,11 +152,11 @@ def train(
             class_names=dataset.class_names,
             input_size=INPUT_SHAPE,
             preprocessing=PREPROCESSING,
-            weights=WeightsInfo.of(resolved.weights, identity),
+            weights=WeightsInfo.of(resolved.weights, computed.identity),
             config=config,
             dataset=DatasetInfo.of(dataset),
             split=split,
-            features=stats,
+            features=computed.stats,
             history=fit.history,
             epochs_completed=fit.epochs_completed,
             best_epoch=fit.best_epoch,
@@ -176,46 +166,38 @@ def train(
             standardised_features=fit.standardised,
             fine_tuned_after=fit.fine_tuned_after,
             calibration=calibrate(photos.labels(photos.val), val_probabilities),
+            head_only=model is head,
         )
         report("phase", message="saving the run")
-        info = writer.finish(networks.classifier, metadata)
+        info = writer.finish(model, metadata)
         report("end", run_id=info.run_id, message=f"saved run {info.run_id}")
         return info
 
 
 def _extract(
-    dataset: Dataset,
-    networks: Networks,
-    identity: str,
-    resolved: ResolvedConfig,
-    report: _Reporter,
-    cancel: CancelToken,
-) -> tuple[dict[str, np.ndarray], ExtractionStats]:
-    """Return every photo's features by path, extracting each photo once (the cache keeps
-    them), and how they were had."""
-    from flower_model.extractor import FeatureExtractor
-
+    dataset: Dataset, resolved: ResolvedConfig, report: _Reporter, cancel: CancelToken
+) -> DatasetFeatures:
+    """Return every photo's features, extracting each photo once (the cache keeps them;
+    ResNet50 is not even built when it holds them all)."""
     config = resolved.config
-    report("phase", message="preparing ResNet50 for feature extraction")
-    extractor = FeatureExtractor.create(networks.resnet, config.precision, identity)
-    report("phase", message=f"extracting features ({extractor.precision})")
-    records = dataset.records
-    features, stats = extract_features(
-        [dataset.path_of(r) for r in records],
-        [r.sha256 for r in records],
-        extractor,
-        FeatureCache.for_extractor(extractor, resolved.weights.label),
-        batch_size=max(config.batch_size, 32),
+    computed = dataset_features(
+        dataset,
+        resolved.weights,
+        config.seed,
+        config.precision,
         progress=lambda done, total: report("extract", done=done, total=total),
         cancelled=cancel.is_set,
+        batch_size=max(config.batch_size, 32),
+        on_phase=lambda message: report("phase", message=message),
     )
+    stats = computed.stats
     report(
         "phase",
         message=f"features: {stats.cached} from cache, {stats.computed} computed",
         done=stats.cached,
         total=stats.total,
     )
-    return dict(zip((r.path for r in records), features, strict=True)), stats
+    return computed
 
 
 def _leak_free_split(
@@ -241,7 +223,7 @@ def _leak_free_split(
 def _train_on_features(
     photos: _Photos,
     features: dict[str, np.ndarray],
-    networks: Networks,
+    head: keras.Model,
     config: TrainConfig,
     report: _Reporter,
     cancel: CancelToken,
@@ -254,8 +236,8 @@ def _train_on_features(
         return np.stack([features[r.path] for r in records]), photos.labels(records)
 
     train_part, val_part = part(photos.train), part(photos.val)
-    fit = fit_head(networks.head, train_part, val_part, config, report.emit, cancel)
-    return fit, networks.head.predict(val_part[0], verbose=0)
+    fit = fit_head(head, train_part, val_part, config, report.emit, cancel)
+    return fit, head.predict(val_part[0], verbose=0)
 
 
 def _fine_tune(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -94,3 +96,31 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# The read-modify-write of the small files of remembered facts, between a server's threads.
+_FACTS_LOCK = threading.Lock()
+
+
+def recalled(file_name: str, key: str) -> object | None:
+    """Return the fact remembered under `key` in a workspace file of facts, or None (also
+    for a missing or damaged file: a fact can always be found out again)."""
+    try:
+        facts = json.loads((home_dir() / file_name).read_text())
+    except (OSError, ValueError):
+        return None
+    return facts.get(key) if isinstance(facts, dict) else None
+
+
+def remember(file_name: str, key: str, value: object) -> None:
+    """Remember a fact under `key` in a workspace file of facts (an atomic write)."""
+    target = home_dir() / file_name
+    with _FACTS_LOCK:
+        try:
+            facts = json.loads(target.read_text())
+            if not isinstance(facts, dict):
+                facts = {}
+        except (OSError, ValueError):
+            facts = {}
+        facts[key] = value
+        write_atomic(target, json.dumps(facts, indent=1))

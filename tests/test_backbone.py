@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,23 @@ def test_a_file_that_is_not_resnet_weights_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"not hdf5")
     with pytest.raises(WeightsError, match="cannot load ResNet50 weights"):
         build_resnet50(WeightsChoice("imagenet", bad))
+
+
+def test_the_identity_of_weights_built_before_is_known_without_building(
+    tmp_path: Path, fresh_home: Path
+) -> None:
+    from flower_model.backbone import identity_of, known_identity, weights_identity, weights_source
+
+    random = WeightsChoice("none")
+    assert known_identity(random, 3) is None
+    resnet = build_resnet50(random, seed=3)
+    assert identity_of(resnet, random, 3) == weights_identity(resnet)
+    assert known_identity(random, 3) == weights_identity(resnet)
+    assert known_identity(random, 4) is None  # another seed, other weights
+    # A weights file is known by its path, size and time: a changed file is another source.
+    file = tmp_path / "weights.h5"
+    file.write_bytes(b"weights")
+    source = weights_source(WeightsChoice("imagenet", file), 3)
+    os.utime(file, ns=(1, 1))
+    assert weights_source(WeightsChoice("imagenet", file), 3) != source
+    assert weights_source(WeightsChoice("imagenet", None), 3) is None  # still to download

@@ -169,7 +169,7 @@ def test_tampered_runs_are_listed_as_broken_with_the_reason(saved_run: Path, tmp
     reasons = {b.run_id[-4:]: b.reason for b in broken}
     assert reasons == {
         "garb": "model.keras is not a Keras model file",
-        "othr": "model.keras is not a Flower Lens classifier of 5 classes",
+        "othr": "model.keras is not a Flower Lens head of 5 classes",
         "lamb": "model.keras holds a Lambda layer (Python code): refused",
         "list": "metadata.json: run metadata must be a JSON object, not list",
         "trun": "metadata.json: not valid JSON (cut short?)",
@@ -356,3 +356,24 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
     assert done.returncode == 0, done.stderr
     (run,) = list_runs(runs_root)
     assert run.metadata.features.cached >= 1
+
+
+def test_a_head_is_loaded_only_under_the_resnet50_it_was_trained_on(
+    saved_run: Path, tmp_path: Path
+) -> None:
+    from flower_model.runs import load_model, scan_runs
+
+    good = tampered(saved_run, tmp_path, "20990101-000000-good")
+    assert json.loads((good / METADATA_FILE).read_text())["head_only"]
+    assert load_model(get_run("20990101", tmp_path)).get_layer("resnet50") is not None
+    other = tampered(saved_run, tmp_path, "20990102-000000-othr")
+    meta = json.loads((other / METADATA_FILE).read_text())
+    meta["weights"]["identity"] = "0123456789abcdef"
+    (other / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="trained on ResNet50 weights .* this machine does not"):
+        load_model(get_run("20990102", tmp_path))
+    # A run that says it saved its head alone, holding a whole classifier, is broken.
+    whole = tampered(saved_run, tmp_path, "20990103-000000-whol")
+    fake_model(whole / MODEL_FILE, classes=5)
+    reasons = {b.run_id[-4:]: b.reason for b in scan_runs(tmp_path)[1]}
+    assert reasons == {"whol": "model.keras is not a Flower Lens head of 5 classes"}

@@ -331,3 +331,32 @@ def test_a_run_trains_on_the_photos_as_decided_and_records_it(tmp_path, fresh_ho
     if moved.path in info.metadata.split.val:
         row = info.metadata.evaluation.paths.index(moved.path)
         assert info.metadata.evaluation.labels[row] == folder.class_names.index("tulip")
+
+
+def test_a_warm_run_builds_no_resnet_and_saves_the_head_alone(
+    sample, fresh_home, monkeypatch
+) -> None:
+    import flower_model.backbone as backbone
+    from flower_model.head import networks_of
+    from flower_model.images import load_rgb
+    from flower_model.predict import Classifier
+
+    config = TrainConfig(epochs=2, batch_size=8, weights="none", patience=0, precision="float32")
+    first = train(sample, config)
+    monkeypatch.setattr(
+        backbone, "build_resnet50", lambda *a, **k: pytest.fail("ResNet50 was built")
+    )
+    second = train(sample, config)
+    assert second.metadata.history == first.metadata.history
+    assert second.metadata.head_only and second.metadata.features.computed == 0
+    assert second.model_path.stat().st_size < 3_000_000  # the head: 0.56 M weights
+    monkeypatch.undo()
+    # Loaded, the head is under the very ResNet50 it was trained on: the held-out photos'
+    # probabilities are the ones the run measured from the cached features (which the cache
+    # keeps in float16: hence 1e-3; other weights would give other probabilities altogether).
+    classifier = Classifier(networks_of(runs.load_model(second)), second.class_names, second)
+    val = second.metadata.evaluation
+    photos = np.stack([load_rgb(sample.root / p, size=224) for p in val.paths[:8]])
+    np.testing.assert_allclose(
+        classifier.probabilities(photos), np.array(val.probabilities[:8]), atol=1e-3
+    )
