@@ -20,7 +20,7 @@ class AuditTiming:
     photos: int
     folds: int
     seconds: float  # the whole audit_dataset call
-    features_seconds: float  # building ResNet50 (for the cache's key) and reading the cache
+    features_seconds: float  # reading the cache (ResNet50 is not built when it holds them all)
     folds_seconds: float  # the k heads trained and their held-out folds predicted
     cleanlab_seconds: float  # cleanlab's issues, the duplicate groups, the plain split
     accuracy: float  # out of sample

@@ -13,7 +13,7 @@ class TrainingMemory:
 
     images: int
     epochs: int
-    rss_before_mb: float  # after TensorFlow, ResNet50 and the features are in memory
+    rss_before_mb: float  # after TensorFlow and the features are in memory (no ResNet50)
     peak_rss_mb: float  # the process's peak, training included
     seconds: float  # the fit in that process
 

@@ -138,6 +138,7 @@ def markdown(results: Results) -> str:
                 f"{small.images:,}: {ratio:.2f} (target ≤ {limit}: {_met(ratio <= limit)})."
             )
     lines += _audit_lines(r)
+    lines += _retrain_lines(r)
     lines += _export_lines(r)
     return "\n".join(lines) + "\n"
 
@@ -147,12 +148,48 @@ def _audit_lines(r: Results) -> list[str]:
     return [
         "",
         f"Audit of {a.photos:,} photos, every feature cached, {a.folds} folds: "
-        f"**{a.seconds:.1f} s** (target ≤ {limit:g} s: {_met(a.seconds <= limit)}): ResNet50 "
-        f"built and the cache read {a.features_seconds:.1f} s, {a.folds} heads trained "
+        f"**{a.seconds:.1f} s** (target ≤ {limit:g} s: {_met(a.seconds <= limit)}): "
+        f"the cache read {a.features_seconds:.1f} s, {a.folds} heads trained "
         f"{a.folds_seconds:.1f} s, cleanlab and duplicate groups {a.cleanlab_seconds:.1f} s. "
         f"Out-of-sample accuracy {a.accuracy:.1%} (generated photos, random weights); "
         f"{a.label_issues} label issues, {a.outliers} outliers, {a.duplicate_groups} "
         "duplicate groups found.",
+    ]
+
+
+def _retrain_lines(r: Results) -> list[str]:
+    rt, t = r.retrain, r.targets
+    cold, warm, app = rt.cold, rt.warm, rt.in_process_seconds
+    head = warm.first("training the head")
+    saving = warm.first("saving the run")
+    phases = (
+        f"spawn to the head's training {head:.1f} s, the head {saving - head:.1f} s, saving and "
+        f"exit {warm.seconds - saving:.1f} s"
+        if head is not None and saving is not None
+        else "phases not found in its output"
+    )
+    # The page checks the job every second and redraws once it ended: up to 1 s more.
+    app_worst = app + 1.0
+    return [
+        "",
+        f"Training as a person starts it, `python -m flower_model train` on {rt.photos:,} "
+        f"photos, {rt.epochs} epochs, random weights, spawn to exit:",
+        "",
+        "| What | Seconds | Target | Met |",
+        "|---|---|---|---|",
+        f"| Cold: empty workspace (scan, ResNet50, every photo's features, training, saving) "
+        f"| {cold.seconds:.1f} | ≤ {t['cold_training_seconds_max']:g} | "
+        f"{_met(cold.seconds <= t['cold_training_seconds_max'])} |",
+        f"| Warm: every feature cached ({phases}) | {warm.seconds:.1f} | "
+        f"≤ {t['warm_retrain_seconds_max']:g} | "
+        f"{_met(warm.seconds <= t['warm_retrain_seconds_max'])} |",
+        f"| The app's part after a click on Train: `train()` on cached features in a process "
+        f"that trained before; then the page's check every second adds up to 1 s | {app:.1f} "
+        f"(≤ {app_worst:.1f} with the check) | ≤ {t['app_retrain_seconds_max']:g} | "
+        f"{_met(app_worst <= t['app_retrain_seconds_max'])} |",
+        "",
+        f"Disk per run: {warm.run_bytes / 1e6:.1f} MB (the head alone; ResNet50 is rebuilt "
+        "from its weights when a run is loaded).",
     ]
 
 

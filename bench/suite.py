@@ -18,6 +18,7 @@ from bench.growth import GrowthStep, measure_growth
 from bench.machine import Machine, describe_machine, load_average
 from bench.memory import TrainingMemory, measure_training_memory
 from bench.photos import PhotoSet, make_photos
+from bench.retrain import Retrain, link_photos, measure_retrain
 from bench.saved_run import save_small_run
 from bench.settings import TARGETS, Settings
 from bench.startup import ColdStart, HomeImport, measure_cold_start, measure_home_import
@@ -50,6 +51,7 @@ class Results:
     training_memory: TrainingMemory
     growth: tuple[GrowthStep, ...]
     audit: AuditTiming
+    retrain: Retrain
     exports: Exports
     seconds: float
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
@@ -152,7 +154,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.batch_size,
         progress,
     )
-    progress(f"audit: {len(photos):,} photos, every feature cached")
+    progress(f"audit: {max(settings.growth_sizes):,} photos, every feature cached")
     from flower_model.features import FeatureCache
 
     grown = max(
@@ -160,7 +162,10 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         key=lambda folder: sum(1 for _ in folder.glob("*/*.npy")),
     )
     seed_workspace_cache(grown, FeatureCache(extractor.cache_key))
-    audit = measure_audit(work / "photos", "none", extractor.precision)
+    audited = link_photos(photos, max(settings.growth_sizes), work / "audit-photos")
+    audit = measure_audit(audited, "none", extractor.precision)
+    progress(f"training as a person starts it: {settings.retrain_images:,} photos, cold then warm")
+    retrain = measure_retrain(photos, settings.retrain_images, work, settings.epochs)
     progress("exports: every format through its own runtime")
     exported_run = (None if quick else sample_run(SHARED_SAMPLE, settings.epochs)) or run
     export_files, export_source = chosen_photos(photos, settings.export_photos)
@@ -192,6 +197,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         training_memory=memory,
         growth=growth,
         audit=audit,
+        retrain=retrain,
         exports=exports,
         seconds=time.perf_counter() - start,
     )

@@ -51,8 +51,19 @@ def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
     assert "| tflite |" in done.stdout
     # The audit ran on the growth series' cached features, none computed again.
     audit = results["audit"]
-    assert audit["photos"] == QUICK.photos_needed and audit["seconds"] > 0
+    assert audit["photos"] == max(QUICK.growth_sizes) and audit["seconds"] > 0
     assert audit["folds_seconds"] > 0 and "Audit of 16 photos" in done.stdout
+    # The command line trained twice: the second time every feature came from the cache,
+    # and a run keeps its head alone.
+    retrain = results["retrain"]
+    cold, warm = (
+        [line for _, line in retrain[which]["lines"] if " from cache, " in line]
+        for which in ("cold", "warm")
+    )
+    assert cold == ["features: 0 from cache, 40 computed"]
+    assert warm == ["features: 40 from cache, 0 computed"]
+    assert 1e6 < retrain["warm"]["run_bytes"] < 5e6 and retrain["in_process_seconds"] > 0
+    assert "| Warm: every feature cached" in done.stdout
 
 
 def test_growth_sizes_must_cover_every_class() -> None:

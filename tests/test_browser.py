@@ -99,6 +99,9 @@ def test_every_page_opens_without_error(page, path: str, heading: str) -> None:
 
 def test_train_curves_grow_then_stop(page) -> None:
     visit(page, "train")
+    # Fine-tuning: the head's 400 epochs on 32 cached features take seconds, and then each
+    # epoch runs ResNet50 on the photos: a training long enough to watch and to stop.
+    page.get_by_text("Head, then fine-tune conv5").click()
     page.get_by_role("spinbutton", name="Epochs").fill("400")
     page.get_by_role("spinbutton", name="Early stopping patience").fill("0")
     page.get_by_role("button", name="Train", exact=True).click()
@@ -115,7 +118,11 @@ def test_train_curves_grow_then_stop(page) -> None:
         timeout=60_000,
     )
     progress = page.locator('[data-testid="stProgress"]').first
-    assert "training epoch" in progress.inner_text()
+    page.wait_for_function(
+        """() => (document.querySelector('[data-testid="stProgress"]') || {}).innerText
+              ?.includes('training epoch')""",
+        timeout=120_000,
+    )
     # While it trains the settings are folded away: progress and curves without scrolling.
     assert not page.get_by_role("spinbutton", name="Epochs").is_visible()
     box = progress.bounding_box()

@@ -97,3 +97,12 @@ def test_a_photo_loaded_once_classifies_as_from_its_file(classifier, sample) -> 
     path = sample.path_of(sample.records[2])
     image = load_rgb(path.read_bytes(), size=INPUT_SIZE, name=path.name)
     assert classifier.classify_image(path.name, image) == classifier.classify_one(path)
+
+
+def test_photos_get_the_saved_models_probabilities(classifier, sample) -> None:
+    import tensorflow as tf
+
+    photos = np.stack([load_rgb(sample.path_of(r), size=INPUT_SIZE) for r in sample.records[:6]])
+    saved = classifier.networks.classifier(tf.constant(preprocess(photos)), training=False)
+    # The folded serving copy: the same function, to float32 rounding.
+    np.testing.assert_allclose(classifier.probabilities(photos), saved.numpy(), atol=1e-5)
