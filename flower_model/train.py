@@ -129,7 +129,7 @@ def train(
 
         computed = _extract(dataset, resolved, report, cancel)
         features = dict(zip((r.path for r in dataset.records), computed.features, strict=True))
-        split = _leak_free_split(dataset, features, config, report)
+        split = _leak_free_split(dataset, features, computed.cache_key, config, report)
         photos = _Photos.split(dataset, split)
         head = build_head(len(dataset.class_names), seed=config.seed)
         fit, val_probabilities = _train_on_features(photos, features, head, config, report, cancel)
@@ -201,7 +201,11 @@ def _extract(
 
 
 def _leak_free_split(
-    dataset: Dataset, features: dict[str, np.ndarray], config: TrainConfig, report: _Reporter
+    dataset: Dataset,
+    features: dict[str, np.ndarray],
+    cache_key: str,
+    config: TrainConfig,
+    report: _Reporter,
 ) -> Split:
     """Return the run's split with every picture and its duplicates (the same bytes, or
     near-duplicates by their features) on one side, so no picture is trained on and held out."""
@@ -213,7 +217,10 @@ def _leak_free_split(
         [r.path for r in records],
         [r.sha256 for r in records],
         [dataset.class_names[r.label] for r in records],
-        near_duplicate_sets(np.stack([features[r.path] for r in records])),
+        near_duplicate_sets(
+            np.stack([features[r.path] for r in records]),
+            known_as=(cache_key, [r.sha256 for r in records]),
+        ),
     )
     return split_dataset(
         dataset, config.val_fraction, config.seed, groups=[g.paths for g in groups]
@@ -237,7 +244,9 @@ def _train_on_features(
 
     train_part, val_part = part(photos.train), part(photos.val)
     fit = fit_head(head, train_part, val_part, config, report.emit, cancel)
-    return fit, head.predict(val_part[0], verbose=0)
+    # Called directly: Keras' predict would trace a new function for every run (measured
+    # 0.1-0.2 s) to compute 800 rows' probabilities in milliseconds.
+    return fit, np.asarray(head(val_part[0], training=False))
 
 
 def _fine_tune(

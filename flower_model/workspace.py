@@ -46,6 +46,11 @@ def decisions_dir() -> Path:
     return home_dir() / "decisions"
 
 
+def near_duplicates_dir() -> Path:
+    """Return the folder of the near-duplicate searches done, one file per photos and features."""
+    return home_dir() / "near-duplicates"
+
+
 def audits_dir() -> Path:
     """Return the folder of finished data audits, one file per dataset and features."""
     return home_dir() / "audits"

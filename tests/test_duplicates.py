@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from flower_model.duplicates import (
     connected,
@@ -50,3 +51,23 @@ def test_near_duplicates_are_found_by_their_features_and_distinct_photos_are_not
     sets = near_duplicate_sets(features)
     assert sets[3] == [7] and sets[7] == [3]
     assert sum(len(s) for s in sets) == 2
+
+
+def test_a_search_done_before_on_the_same_features_is_not_done_again(
+    fresh_home, monkeypatch
+) -> None:
+    from flower_model import datalab
+
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(30, 16)).astype(np.float32)
+    features[5] = features[2]
+    hashes = [f"h{i}" for i in range(30)]
+    first = near_duplicate_sets(features, known_as=("key", hashes))
+    assert first[2] == [5]
+    monkeypatch.setattr(datalab, "find_issues", lambda *a, **k: pytest.fail("searched again"))
+    assert near_duplicate_sets(features, known_as=("key", hashes)) == first
+    monkeypatch.undo()
+    # Other photos, or the same photos' features from other weights: searched anew.
+    other = near_duplicate_sets(features[::-1].copy(), known_as=("key", hashes[::-1]))
+    assert other[27] == [24]
+    assert near_duplicate_sets(features, known_as=("other key", hashes)) == first
