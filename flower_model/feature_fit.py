@@ -124,7 +124,7 @@ def fit_features(
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     history: dict[str, list[float]] = {}
     model.stop_training = False
-    chunk, step_seconds = FIRST_CHUNK_STEPS, 0.0
+    chunk, traced = FIRST_CHUNK_STEPS, False
     callback_list.on_train_begin()
     for epoch, order in enumerate(epoch_orders(len(train), epochs, shuffle_seed)):
         callback_list.on_epoch_begin(epoch)
@@ -139,9 +139,9 @@ def fit_features(
             )
             loss_sum, correct = loss_sum + float(chunk_loss), correct + float(chunk_correct)
             seconds = time.perf_counter() - started
-            if step_seconds:  # the first call traces: its time says nothing of a step's
+            if traced:  # the first call traces: its time says nothing of a step's
                 chunk = max(1, round(CHUNK_SECONDS / (seconds / (last - done))))
-            step_seconds = seconds / (last - done)
+            traced = True
             done = last
             seen = min(done * batch_size, len(train))
             logs = {"loss": loss_sum / seen, "accuracy": correct / seen}

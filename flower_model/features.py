@@ -89,6 +89,10 @@ class FeatureCache:
                 features[i], found[i] = vector, True
         return features, found
 
+    def may_hold_all(self, hashes: Sequence[str]) -> bool:
+        """Return whether every photo has a file here (a look at names; `get` checks them)."""
+        return all(self._path(sha).exists() for sha in hashes)
+
     def _path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / f"{sha256}.npy"
 
@@ -206,9 +210,11 @@ def _all_cached(
     chosen = known_precision(precision, identity) if identity is not None else None
     if identity is None or chosen is None:
         return None
-    key = cache_key(identity, chosen)
-    features, found = FeatureCache(key).get_many(hashes)
-    return (features, chosen, key) if found.all() else None
+    cache = FeatureCache(cache_key(identity, chosen))
+    if not cache.may_hold_all(hashes):  # then extraction reads what is there, once
+        return None
+    features, found = cache.get_many(hashes)
+    return (features, chosen, cache.key) if found.all() else None
 
 
 def dataset_features(

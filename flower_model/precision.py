@@ -69,8 +69,10 @@ def known_precision(requested: str, identity: str) -> str | None:
     if not cpu_has_bf16():
         return "float32"
     cosine = recorded_cosine(identity)
-    if cosine is None:
-        return None
+    return _verdict(cosine) if cosine is not None else None
+
+
+def _verdict(cosine: float) -> str:
     return "bfloat16" if cosine >= MIN_BF16_COSINE else "float32"
 
 
@@ -86,4 +88,4 @@ def choose_precision(requested: str, identity: str, measure_cosine: Callable[[],
         return known
     cosine = measure_cosine()
     record_cosine(identity, cosine)
-    return "bfloat16" if cosine >= MIN_BF16_COSINE else "float32"
+    return _verdict(cosine)

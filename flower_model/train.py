@@ -129,7 +129,7 @@ def train(
 
         computed = _extract(dataset, resolved, report, cancel)
         features = dict(zip((r.path for r in dataset.records), computed.features, strict=True))
-        split = _leak_free_split(dataset, features, computed.cache_key, config, report)
+        split = _leak_free_split(dataset, computed, config, report)
         photos = _Photos.split(dataset, split)
         head = build_head(len(dataset.class_names), seed=config.seed)
         fit, val_probabilities = _train_on_features(photos, features, head, config, report, cancel)
@@ -201,11 +201,7 @@ def _extract(
 
 
 def _leak_free_split(
-    dataset: Dataset,
-    features: dict[str, np.ndarray],
-    cache_key: str,
-    config: TrainConfig,
-    report: _Reporter,
+    dataset: Dataset, computed: DatasetFeatures, config: TrainConfig, report: _Reporter
 ) -> Split:
     """Return the run's split with every picture and its duplicates (the same bytes, or
     near-duplicates by their features) on one side, so no picture is trained on and held out."""
@@ -218,8 +214,7 @@ def _leak_free_split(
         [r.sha256 for r in records],
         [dataset.class_names[r.label] for r in records],
         near_duplicate_sets(
-            np.stack([features[r.path] for r in records]),
-            known_as=(cache_key, [r.sha256 for r in records]),
+            computed.features, known_as=(computed.cache_key, [r.sha256 for r in records])
         ),
     )
     return split_dataset(
