@@ -356,13 +356,13 @@ def split_dataset(
         counts = Counter(label_of[p] for p in members)
         return min(counts, key=lambda label: (-counts[label], label))
 
+    by_class: dict[int, list[str]] = {}
+    for key, members in units.items():
+        by_class.setdefault(unit_class(members), []).append(key)
     train: list[str] = []
     val: list[str] = []
     for label, name in enumerate(dataset.class_names):
-        ordered = sorted(
-            (key for key, members in units.items() if unit_class(members) == label),
-            key=lambda k: _split_order(seed, k),
-        )
+        ordered = sorted(by_class.get(label, []), key=lambda k: _split_order(seed, k))
         photos = sum(len(units[key]) for key in ordered)
         if photos < 2 and sum(1 for r in dataset.records if r.label == label) >= 2:
             raise _one_sided(name)
@@ -373,9 +373,11 @@ def split_dataset(
             )
         n_val = min(photos - 1, max(1, round(photos * val_fraction)))
         held: list[str] = []
+        held_photos = 0
         for key in ordered:
-            if sum(len(units[k]) for k in held) + len(units[key]) <= n_val:
+            if held_photos + len(units[key]) <= n_val:
                 held.append(key)
+                held_photos += len(units[key])
         if not held:  # every group is larger than the share: hold out the smallest
             if len(ordered) == 1:
                 raise DatasetError(
@@ -383,8 +385,9 @@ def split_dataset(
                     "cannot be both trained on and held out; add other photos of it"
                 )
             held.append(min(ordered, key=lambda k: (len(units[k]), _split_order(seed, k))))
+        held_out = set(held)
         for key in ordered:
-            (val if key in held else train).extend(units[key])
+            (val if key in held_out else train).extend(units[key])
     _check_sides(dataset, set(train), set(val))
     return Split(
         seed=seed,

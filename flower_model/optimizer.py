@@ -10,7 +10,40 @@ m ← β₁m + (1-β₁)g, v ← β₂v + (1-β₂)g², w ← w - lr·√(1-β�
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def adam_update(
+    variable: tf.Variable,
+    momentum: tf.Variable,
+    velocity: tf.Variable,
+    gradient: tf.Tensor,
+    step: tf.Tensor,
+    learning_rate: tf.Tensor,
+    beta_1: tf.Tensor,
+    beta_2: tf.Tensor,
+    epsilon: tf.Tensor,
+) -> None:
+    """Apply Adam's update of step `step` (1 for the first) to a weight, in one kernel."""
+    import tensorflow as tf
+
+    tf.raw_ops.ResourceApplyAdam(
+        var=variable.handle,
+        m=momentum.handle,
+        v=velocity.handle,
+        beta1_power=tf.pow(beta_1, step),
+        beta2_power=tf.pow(beta_2, step),
+        lr=learning_rate,
+        beta1=beta_1,
+        beta2=beta_2,
+        epsilon=epsilon,
+        grad=gradient,
+    )
 
 
 @keras.saving.register_keras_serializable(package="flower_lens")
@@ -26,19 +59,28 @@ class FusedAdam(keras.optimizers.Adam):
         import tensorflow as tf
 
         dtype = variable.dtype
-        step = tf.cast(self.iterations + 1, dtype)
         index = self._get_variable_index(variable)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle,
-            m=self._momentums[index].handle,
-            v=self._velocities[index].handle,
-            beta1_power=tf.pow(beta_1, step),
-            beta2_power=tf.pow(beta_2, step),
-            lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1,
-            beta2=beta_2,
-            epsilon=tf.cast(self.epsilon, dtype),
-            grad=tf.cast(gradient, dtype),
+        adam_update(
+            variable,
+            self._momentums[index],
+            self._velocities[index],
+            tf.cast(gradient, dtype),
+            tf.cast(self.iterations + 1, dtype),
+            tf.cast(learning_rate, dtype),
+            tf.cast(self.beta_1, dtype),
+            tf.cast(self.beta_2, dtype),
+            tf.cast(self.epsilon, dtype),
         )
+
+    def plain(self) -> bool:
+        """Return whether the update is Adam's alone: no schedule, clipping, weight decay,
+        moving average or gradient accumulation (what a loop of its own can apply)."""
+        extras = (
+            self.clipnorm,
+            self.clipvalue,
+            self.global_clipnorm,
+            self.weight_decay,
+            self.gradient_accumulation_steps,
+        )
+        schedule = isinstance(self._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+        return all(extra is None for extra in extras) and not self.use_ema and not schedule

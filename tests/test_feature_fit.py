@@ -23,37 +23,107 @@ def separable(count: int, seed: int = 0) -> Rows:
     return Rows(features, labels)
 
 
+def dense_stack(dropout: float = 0.0) -> keras.Model:
+    """Return the head's Dense layers, seeded, with or without Dropout after each hidden one."""
+    features = keras.Input(shape=(2048,))
+    out = features
+    for i, units in enumerate((256, 128, 64)):
+        init = keras.initializers.GlorotUniform(seed=i)
+        out = keras.layers.Dense(units, activation="relu", kernel_initializer=init)(out)
+        if dropout:
+            out = keras.layers.Dropout(dropout, seed=7 + i)(out)
+    init = keras.initializers.GlorotUniform(seed=3)
+    return keras.Model(features, keras.layers.Dense(5, "softmax", kernel_initializer=init)(out))
+
+
 def keras_fit(train: Rows, val: Rows, epochs: int, batch: int) -> tuple[keras.Model, dict]:
-    """Return a fresh head fitted by Keras' own compile and fit, on unshuffled batches."""
+    """Return a fresh stack fitted by Keras' own compile and fit, on unshuffled batches."""
     import tensorflow as tf
 
-    head = build_head(5)
-    head.compile(
+    model = dense_stack()
+    model.compile(
         optimizer=FusedAdam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
 
     def batches(rows: Rows) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices((rows.features, rows.labels)).batch(batch)
 
-    history = head.fit(
+    history = model.fit(
         batches(train), epochs=epochs, validation_data=batches(val), shuffle=False, verbose=0
     ).history
-    return head, history
+    return model, history
 
 
 def test_the_fit_is_keras_fit_step_by_step() -> None:
+    # Without dropout (whose masks the loop draws its own way), every number is Keras'.
     # 70 rows at batch 16: the last batch of every epoch is partial, as in a real split.
     train, val = separable(70), separable(30, seed=1)
     reference, expected = keras_fit(train, val, epochs=3, batch=16)
-    head = build_head(5)
+    model = dense_stack()
     optimizer = FusedAdam(1e-3)
-    history = fit_features(head, optimizer, train, val, 3, 16, [], shuffle_seed=None)
+    history = fit_features(model, optimizer, train, val, 3, 16, [], shuffle_seed=None)
     for key in KEYS:
         np.testing.assert_allclose(history[key], expected[key], rtol=1e-5, atol=1e-6)
-    for got, want in zip(head.get_weights(), reference.get_weights(), strict=True):
+    for got, want in zip(model.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert int(optimizer.iterations) == 3 * 5
     assert history["val_accuracy"][-1] > 0.6  # it learned, so the comparison means something
+
+
+def test_dropout_masks_keep_and_scale_as_keras_dropout_does() -> None:
+    import tensorflow as tf
+
+    rates, widths = (0.2, 0.0, 0.5), (256, 128, 64)
+    masks = feature_fit.dropout_masks(rates, widths, tf.constant(4000), tf.constant([7, 0]))
+    assert masks[1] is None  # no Dropout after that layer
+    for mask, rate, width in ((masks[0], 0.2, 256), (masks[2], 0.5, 64)):
+        values = np.asarray(mask)
+        assert values.shape == (4000, width)
+        assert set(np.unique(values)) == {0.0, np.float32(1.0 / (1.0 - rate))}
+        assert np.mean(values == 0.0) == pytest.approx(rate, abs=0.01)
+    again = feature_fit.dropout_masks(rates, widths, tf.constant(4000), tf.constant([7, 0]))
+    step = feature_fit.dropout_masks(rates, widths, tf.constant(4000), tf.constant([7, 1]))
+    np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(masks[0]))
+    assert np.mean(np.asarray(step[0]) != np.asarray(masks[0])) > 0.2  # a new step, new masks
+
+
+def test_with_dropout_the_same_seed_gives_the_same_weights_and_another_does_not() -> None:
+    train, val = separable(100), separable(20, seed=1)
+
+    def fitted(seed: int) -> list[np.ndarray]:
+        head = build_head(5, seed=seed)
+        fit_features(head, FusedAdam(1e-3), train, val, 2, 16, [], shuffle_seed=1)
+        return head.get_weights()
+
+    first, again = fitted(42), fitted(42)
+    for got, want in zip(again, first, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Another seed: another start and other masks.
+    assert not np.allclose(fitted(43)[-2], first[-2])
+
+
+def test_a_later_model_of_the_same_shape_is_not_traced_again() -> None:
+    train, val = separable(64), separable(16, seed=1)
+    fit_features(build_head(5), FusedAdam(1e-3), train, val, 1, 16, [], shuffle_seed=1)
+    loop = feature_fit._loop_for(feature_fit.stack_of(build_head(5))[0])
+    traced = loop.steps.experimental_get_tracing_count()
+    other = build_head(5, seed=3)  # new weights, another optimizer, other rows
+    fit_features(other, FusedAdam(3e-4), separable(48, 2), None, 2, 8, [], shuffle_seed=2)
+    assert loop.steps.experimental_get_tracing_count() == traced
+
+
+def test_only_a_stack_of_dense_and_dropout_layers_is_trained() -> None:
+    features = keras.Input(shape=(2048,))
+    normalised = keras.layers.BatchNormalization()(features)
+    with_norm = keras.Model(features, keras.layers.Dense(5, "softmax")(normalised))
+    no_softmax = keras.Model(features, keras.layers.Dense(5)(features))
+    for model in (with_norm, no_softmax):
+        with pytest.raises(ValueError):
+            fit_features(model, FusedAdam(1e-3), separable(20), None, 1, 8, [], None)
+    with pytest.raises(ValueError, match="Adam alone"):
+        fit_features(
+            build_head(5), FusedAdam(1e-3, clipnorm=1.0), separable(20), None, 1, 8, [], None
+        )
 
 
 def test_chunk_sizes_do_not_change_the_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:

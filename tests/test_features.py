@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from flower_model import features as features_module
 from flower_model.backbone import INPUT_SIZE
 from flower_model.extractor import FeatureExtractor
 from flower_model.features import (
@@ -123,3 +124,59 @@ def test_feature_sets_find_every_namespace_holding_the_photos(sample, fresh_home
     assert only.found.tolist() == [True] * 6 + [False]
     assert "no transfer learning" in only.label and "6 of 7 photos" in only.label
     assert only.features.shape == (7, 2048) and not only.features[-1].any()
+
+
+def stored(cache: FeatureCache, count: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Return the hashes of `count` photos whose features are in the cache, and the features
+    as the cache returns them (stored in float16; one photo's in float32)."""
+    rng = np.random.default_rng(seed)
+    hashes = [f"{seed:02d}{i:062x}" for i in range(count)]
+    rows = rng.normal(0.0, 2.0, (count, 2048)).astype(np.float32)
+    rows[0, 0] = 1e6  # stored in float32: the pack must keep it
+    return hashes, np.stack([cache.put(sha, row) for sha, row in zip(hashes, rows, strict=True)])
+
+
+def test_a_list_of_photos_read_whole_is_then_read_from_its_pack(
+    fresh_home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(features_module, "PACK_MIN_PHOTOS", 3)
+    cache = FeatureCache("packed")
+    hashes, rows = stored(cache, 5)
+    features, found = cache.get_many(hashes)
+    assert found.all()
+    np.testing.assert_array_equal(features, rows)
+    (pack,) = (cache.folder / features_module.PACKS_FOLDER).iterdir()
+
+    def unread(sha: str) -> None:
+        raise AssertionError("a photo's own file was read")
+
+    monkeypatch.setattr(cache, "get", unread)
+    again, found = cache.get_many(hashes)
+    assert found.all() and again.dtype == np.float32
+    np.testing.assert_array_equal(again, rows)  # float16 and float32 rows alike
+    assert cache.may_hold_all(hashes)
+    # Another order is another list of rows: not the pack's.
+    monkeypatch.undo()
+    monkeypatch.setattr(features_module, "PACK_MIN_PHOTOS", 3)
+    reordered, _ = cache.get_many(hashes[::-1])
+    np.testing.assert_array_equal(reordered, rows[::-1])
+    # A corrupt pack is dropped, and the photos' own files answer.
+    pack.write_bytes(b"not a pack")
+    features, found = cache.get_many(hashes)
+    assert found.all()
+    np.testing.assert_array_equal(features, rows)
+
+
+def test_no_pack_for_a_partial_list_and_only_the_newest_packs_are_kept(
+    fresh_home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(features_module, "PACK_MIN_PHOTOS", 2)
+    cache = FeatureCache("packs")
+    hashes, _ = stored(cache, 8)
+    packs = cache.folder / features_module.PACKS_FOLDER
+    _, found = cache.get_many([*hashes[:3], "f" * 64])
+    assert not found[-1] and not packs.exists()
+    for start in range(features_module.PACKS_KEPT + 2):
+        cache.get_many(hashes[start : start + 3])
+    assert len(list(packs.iterdir())) == features_module.PACKS_KEPT
+    assert cache.bytes_used() == sum(p.stat().st_size for p in cache.folder.glob("*/*.npy"))
