@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,13 +104,26 @@ class Split:
         )
 
 
-def _visible(path: Path) -> bool:
+def _visible(path: Path | os.DirEntry) -> bool:
     return not path.name.startswith((".", "__"))
+
+
+def _suffix(name: str) -> str:
+    """Return a file name's suffix, lowercased, as `PurePath.suffix` finds it."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """Return a folder's entries sorted by name (os.scandir: a folder of photos is listed
+    with their types, not a system call per photo); raise OSError when it cannot be read."""
+    with os.scandir(folder) as listing:
+        return sorted(listing, key=lambda entry: entry.name)
 
 
 def _subdirs(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+        return [folder / e.name for e in _entries(folder) if _visible(e) and e.is_dir()]
     except OSError:
         return []
 
@@ -118,8 +132,8 @@ def _image_count(folder: Path) -> int:
     try:
         return sum(
             1
-            for p in folder.iterdir()
-            if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+            for e in _entries(folder)
+            if _visible(e) and _suffix(e.name) in IMAGE_SUFFIXES and e.is_file()
         )
     except OSError:
         return 0
@@ -162,14 +176,17 @@ def find_class_root(path: Path) -> Path:
     )
 
 
-def _unreadable(entry: Path, allowed: Allowed | None) -> str | None:
-    """Return why a file or folder of a dataset cannot be read, or None if it can."""
+def _unreadable(
+    entry: Path, allowed: Allowed | None, listed: os.DirEntry | None = None
+) -> str | None:
+    """Return why a file or folder of a dataset cannot be read, or None if it can. `listed`
+    is its entry in its folder's listing, when there is one: it knows the file's type."""
     try:
-        if entry.is_symlink():
+        if listed.is_symlink() if listed is not None else entry.is_symlink():
             target = entry.resolve(strict=True)
             if allowed is not None and not allowed(target):
                 return "a link to outside the folders this app may read (not followed)"
-        entry.stat()
+        listed.stat() if listed is not None else entry.stat()
     except RuntimeError:  # Python < 3.13 reports a symlink loop this way
         return "a symlink loop"
     except OSError as exc:
@@ -192,24 +209,25 @@ def _listing(
             skipped.append(SkippedFile(class_dir.relative_to(root).as_posix(), reason))
             continue
         try:
-            entries = sorted(class_dir.iterdir())
+            entries = _entries(class_dir)
         except OSError as exc:
             rel = class_dir.relative_to(root).as_posix()
             skipped.append(SkippedFile(rel, f"folder cannot be read ({exc.strerror or exc})"))
             continue
         for entry in entries:
-            rel = entry.relative_to(root).as_posix()
+            path = class_dir / entry.name
+            rel = f"{class_dir.name}/{entry.name}"
             if not _visible(entry):
                 skipped.append(SkippedFile(rel, "hidden file"))
-            elif (reason := _unreadable(entry, allowed)) is not None:
+            elif (reason := _unreadable(path, allowed, entry)) is not None:
                 skipped.append(SkippedFile(rel, reason))
             elif entry.is_dir():
                 skipped.append(SkippedFile(rel, "folder inside a class folder (not read)"))
-            elif entry.suffix.lower() not in IMAGE_SUFFIXES:
-                kind = entry.suffix.lower() or "no extension"
+            elif (suffix := _suffix(entry.name)) not in IMAGE_SUFFIXES:
+                kind = suffix or "no extension"
                 skipped.append(SkippedFile(rel, f"not an image file type ({kind})"))
             else:
-                candidates.append((class_dir.name, entry, entry.stat()))
+                candidates.append((class_dir.name, path, entry.stat()))
     return candidates, skipped
 
 
@@ -251,6 +269,13 @@ def content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecord
     return digest.hexdigest()[:16]
 
 
+# The latest scans of this process, by their stored scan: a page that runs again (every click
+# in the app) lists the folder and finds its dataset here. 4,317 photos: 0.05 s a page run.
+SCANS_KEPT_IN_MEMORY = 8
+_SCANNED: dict[Path, Dataset] = {}
+_SCANNED_LOCK = threading.Lock()
+
+
 def scan_dataset(
     path: Path,
     progress: Progress | None = None,
@@ -266,6 +291,8 @@ def scan_dataset(
     candidates, skipped = _listing(root, allowed)
     key = _listing_key(root, candidates, skipped)
     cache_file = workspace.scans_dir() / f"{key}.json"
+    if use_cache and (known := _SCANNED.get(cache_file)) is not None:
+        return known  # the folder as this process scanned it: not a file changed since
     rows: list[tuple[dict | None, str | None]] | None = None
     if use_cache and cache_file.exists():
         try:
@@ -310,13 +337,18 @@ def scan_dataset(
         for candidate, (row, reason) in zip(candidates, rows, strict=True)
         if row is None
     ]
-    return Dataset(
+    dataset = Dataset(
         root=root,
         class_names=class_names,
         records=records,
         skipped=tuple(skipped + bad),
         fingerprint=content_fingerprint(class_names, records),
     )
+    with _SCANNED_LOCK:
+        _SCANNED[cache_file] = dataset
+        while len(_SCANNED) > SCANS_KEPT_IN_MEMORY:
+            _SCANNED.pop(next(iter(_SCANNED)))
+    return dataset
 
 
 def _split_order(seed: int, path: str) -> str:

@@ -121,6 +121,28 @@ def test_second_scan_reads_the_cache_and_notices_changes(
     assert changed.counts()["rose"] == 4
 
 
+def test_a_folder_scanned_before_in_this_process_is_only_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_dataset(tmp_path)
+    first = scan_dataset(tmp_path)
+    monkeypatch.setattr(data.json, "loads", lambda text: pytest.fail("the stored scan was read"))
+    assert scan_dataset(tmp_path) is first
+    photo = next((tmp_path / "rose").iterdir())
+    photo.write_bytes(photo.read_bytes() + b"\0")  # a photo changed in place: a new scan
+    monkeypatch.undo()
+    again = scan_dataset(tmp_path)
+    assert again is not first and again.fingerprint != first.fingerprint
+    assert scan_dataset(tmp_path, use_cache=False) is not again
+
+
+@pytest.mark.parametrize(
+    "name", ["a.JPG", "a.tar.gz", "photo.", ".jpg", "noext", "a..png", "x.Jpeg"]
+)
+def test_a_listed_file_has_the_suffix_pathlib_gives_it(name: str) -> None:
+    assert data._suffix(name) == Path(name).suffix.lower()
+
+
 def test_fingerprint_follows_content_not_location(tmp_path: Path) -> None:
     make_dataset(tmp_path / "a")
     make_dataset(tmp_path / "b")

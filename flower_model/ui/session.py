@@ -11,6 +11,7 @@ import streamlit as st
 from flower_model import roots, workspace
 from flower_model.data import Dataset, find_class_root, scan_dataset
 from flower_model.errors import FlowerLensError, ImageError
+from flower_model.events import TrainingProgress
 from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, read_bytes
 from flower_model.jobs import Job, JobBoard
 from flower_model.roots import DataRoots
@@ -20,6 +21,14 @@ DATASET_KEY = "dataset_path"
 THUMBNAIL_SIDE = 320
 # How often a watched training's curves are redrawn, in seconds.
 CURVES_SECONDS = 2.0
+# How often a watched job's progress line is redrawn.
+PROGRESS_SECONDS = 1.0
+# When a job's estimated time left is below END_WAIT_SECONDS, the progress check waits for
+# its end (at most that estimate and END_WAIT_MARGIN): a training on cached features ends in
+# seconds, and its final curves then follow at once, where checking more often would take
+# the training's CPU (`make bench`: click to final curves).
+END_WAIT_SECONDS = 1.5
+END_WAIT_MARGIN = 0.5
 # Set once a session's pages are known to run inside app.py's navigation.
 NAVIGATION_CHECKED = "navigation_checked"
 # The query parameter that carries a visitor's dataset in the page's link.
@@ -222,8 +231,9 @@ def _eta(seconds: float | None) -> str:
     return f" · about {minutes} min {secs:02d} s left" if minutes else f" · about {secs} s left"
 
 
-def job_progress(job: Job) -> None:
-    """Draw a job's phase line and progress bar, and a Stop button while it runs."""
+def job_progress(job: Job) -> TrainingProgress:
+    """Draw a job's phase line and progress bar, and a Stop button while it runs; return the
+    progress drawn."""
     progress = job.progress()
     st.progress(progress.fraction, text=f"{progress.phase}{_eta(progress.eta)}")
     if job.running:
@@ -234,6 +244,7 @@ def job_progress(job: Job) -> None:
             key=f"stop-{job.job_id}",
             help=STOP_HELP.get(job.kind, STOP_HELP["training"]),
         )
+    return progress
 
 
 def job_curves(job: Job) -> None:
@@ -268,13 +279,16 @@ def job_panel(job: Job) -> None:
 
 def watch_job(job: Job) -> None:
     """Redraw a running job until it ends, then rerun the page once: the progress line every
-    second, the curves (which change once an epoch, and cost a browser far more to draw)
-    every CURVES_SECONDS. The job runs in the worker process, so watching it costs the
-    training nothing but this drawing."""
+    PROGRESS_SECONDS, the curves (which change once an epoch, and cost a browser far more to
+    draw) every CURVES_SECONDS. In a job's last moments (by its estimate), the progress
+    check waits for its end, so that the final curves follow at once. The job runs in the
+    worker process, so watching it costs the training nothing but this drawing."""
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=PROGRESS_SECONDS)
     def live_progress() -> None:
-        job_progress(job)
+        eta = job_progress(job).eta
+        if job.running and eta is not None and eta < END_WAIT_SECONDS:
+            job.wait(eta + END_WAIT_MARGIN)  # a wait, not a check: it costs no CPU
         if not job.running:
             st.rerun()
 
