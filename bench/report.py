@@ -61,10 +61,14 @@ def markdown(results: Results) -> str:
             else []
         ),
         f"| Head training from cache, {n:,} features × {tr.cached.epochs} epochs, batch "
-        f"{tr.cached.batch_size} (whole fit) | {tr.cached.seconds:.2f} s "
-        f"({tr.cached.epoch_seconds * 1000:.0f} ms per epoch) | "
+        f"{tr.cached.batch_size} (whole fit, tracing its loop included) | "
+        f"{tr.cached.seconds:.2f} s ({tr.cached.epoch_seconds * 1000:.0f} ms per epoch) | "
         f"≤ {t['cached_training_seconds_max']:g} s | "
         f"{_met(tr.cached.seconds <= t['cached_training_seconds_max'])} |",
+        f"| The same, the process's next fit (its traced loop reused: a server's next "
+        f"training, the audit's next fold) | {tr.cached_again.seconds:.2f} s | "
+        f"≤ {t['cached_training_seconds_max']:g} s | "
+        f"{_met(tr.cached_again.seconds <= t['cached_training_seconds_max'])} |",
         f"| Head training from cache at batch {tr.cached_other_batch.batch_size} | "
         f"{tr.cached_other_batch.seconds:.2f} s "
         f"({tr.cached_other_batch.epoch_seconds * 1000:.0f} ms per epoch) | | |",
@@ -168,8 +172,6 @@ def _retrain_lines(r: Results) -> list[str]:
         if head is not None and saving is not None
         else "phases not found in its output"
     )
-    # The page checks the job every second and redraws once it ended: up to 1 s more.
-    app_worst = app + 1.0
     return [
         "",
         f"Training as a person starts it, `python -m flower_model train` on {rt.photos:,} "
@@ -183,13 +185,24 @@ def _retrain_lines(r: Results) -> list[str]:
         f"| Warm: every feature cached ({phases}) | {warm.seconds:.1f} | "
         f"≤ {t['warm_retrain_seconds_max']:g} | "
         f"{_met(warm.seconds <= t['warm_retrain_seconds_max'])} |",
-        f"| The app's part after a click on Train: `train()` on cached features in a process "
-        f"that trained before; then the page's check every second adds up to 1 s | {app:.1f} "
-        f"(≤ {app_worst:.1f} with the check) | ≤ {t['app_retrain_seconds_max']:g} | "
-        f"{_met(app_worst <= t['app_retrain_seconds_max'])} |",
+        f"| `train()` on cached features in a process that trained before (the app's worker, "
+        f"alone on the machine) | {app:.1f} | | |",
+        *_click_rows(r),
         "",
         f"Disk per run: {warm.run_bytes / 1e6:.1f} MB (the head alone; ResNet50 is rebuilt "
         "from its weights when a run is loaded).",
+    ]
+
+
+def _click_rows(r: Results) -> list[str]:
+    click, limit = r.app_click, r.targets["app_retrain_seconds_max"]
+    if click is None:
+        return [f"| The app: click Train to final curves | not measured: {r.app_click_missing} "
+                f"| ≤ {limit:g} | |"]  # fmt: skip
+    return [
+        f"| The app in Chromium: click Train to the final curves drawn, the worker warm (the "
+        f"server's first training: {click.first_seconds:.1f} s) | {click.seconds:.1f} | "
+        f"≤ {limit:g} | {_met(click.seconds <= limit)} |"
     ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.app_click import AppClick, browser_missing, measure_app_click
 from bench.audit import AuditTiming, measure_audit, seed_workspace_cache
 from bench.classify import Classify, measure_classify
 from bench.exports import Exports, measure_exports, sample_run
@@ -52,6 +53,8 @@ class Results:
     growth: tuple[GrowthStep, ...]
     audit: AuditTiming
     retrain: Retrain
+    app_click: AppClick | None  # None without a browser
+    app_click_missing: str | None  # why it was not measured
     exports: Exports
     seconds: float
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
@@ -166,6 +169,12 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
     audit = measure_audit(audited, "none", extractor.precision)
     progress(f"training as a person starts it: {settings.retrain_images:,} photos, cold then warm")
     retrain = measure_retrain(photos, settings.retrain_images, work, settings.epochs)
+    app_click, app_click_missing = None, browser_missing()
+    if app_click_missing is None:
+        progress("the app in a browser: click Train to the final curves")
+        app_click = measure_app_click(
+            work / "retrain-photos", work / "retrain-home", settings.epochs, work / "app.log"
+        )
     progress("exports: every format through its own runtime")
     exported_run = (None if quick else sample_run(SHARED_SAMPLE, settings.epochs)) or run
     export_files, export_source = chosen_photos(photos, settings.export_photos)
@@ -198,6 +207,8 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         growth=growth,
         audit=audit,
         retrain=retrain,
+        app_click=app_click,
+        app_click_missing=app_click_missing,
         exports=exports,
         seconds=time.perf_counter() - start,
     )

@@ -226,6 +226,12 @@ _LOOPS: dict[Stack, _Loop] = {}
 _LOOPS_LOCK = threading.Lock()
 
 
+def forget_traced_loops() -> None:
+    """Forget the traced loops, so that the next fit traces its own (for measuring it)."""
+    with _LOOPS_LOCK:
+        _LOOPS.clear()
+
+
 def _loop_for(stack: Stack) -> _Loop:
     with _LOOPS_LOCK:
         if stack not in _LOOPS:

@@ -64,6 +64,15 @@ def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
     assert warm == ["features: 40 from cache, 0 computed"]
     assert 1e6 < retrain["warm"]["run_bytes"] < 5e6 and retrain["in_process_seconds"] > 0
     assert "| Warm: every feature cached" in done.stdout
+    # Two clicks on Train in a real browser, each timed to the saved run's final curves.
+    if results["app_click"] is None:
+        assert results["app_click_missing"] and "not measured" in done.stdout
+    else:
+        click = results["app_click"]
+        assert click["photos"] == 40 and click["epochs"] == QUICK.epochs
+        assert 0 < click["seconds"] < 120 and click["first_seconds"] > 0
+        assert "click Train to the final curves drawn" in done.stdout
+    assert results["training"]["cached_again"]["epochs"] == QUICK.epochs
 
 
 def test_growth_sizes_must_cover_every_class() -> None:
