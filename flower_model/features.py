@@ -273,6 +273,22 @@ def _all_cached(
     return (features, chosen, cache.key) if found.all() else None
 
 
+def needs_extraction(
+    dataset: Dataset, weights: str = "imagenet", seed: int = 42, precision: str = "auto"
+) -> bool:
+    """Return whether a training with these weights would have to run ResNet50 on some of
+    the dataset's photos (a look at file names; TensorFlow is not imported)."""
+    from flower_model.backbone import known_identity, resolve_weights
+    from flower_model.precision import known_precision
+
+    identity = known_identity(resolve_weights(weights), seed)
+    chosen = known_precision(precision, identity) if identity is not None else None
+    if identity is None or chosen is None:
+        return True
+    cache = FeatureCache(cache_key(identity, chosen))
+    return not cache.may_hold_all([r.sha256 for r in dataset.records])
+
+
 def dataset_features(
     dataset: Dataset,
     weights: str | WeightsChoice = "imagenet",

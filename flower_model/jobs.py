@@ -185,9 +185,17 @@ class JobBoard:
         with self._lock:
             return sorted(self._jobs.values(), key=lambda job: job.started, reverse=True)
 
-    def running_on(self, fingerprint: str) -> Job | None:
-        """Return the job working or waiting on a dataset now, if any."""
-        return next((j for j in self.jobs() if j.running and j.fingerprint == fingerprint), None)
+    def running_on(self, fingerprint: str, kind: str | None = None) -> Job | None:
+        """Return the newest job (of a kind, if given) working or waiting on a dataset now,
+        if any."""
+        return next(
+            (
+                j
+                for j in self.jobs()
+                if j.running and j.fingerprint == fingerprint and kind in (None, j.kind)
+            ),
+            None,
+        )
 
     def latest(self, fingerprint: str, kind: str = "training") -> Job | None:
         """Return the most recent job of a kind on a dataset, running or ended."""
@@ -196,11 +204,19 @@ class JobBoard:
         )
 
     def _launch(
-        self, root: Path, fingerprint: str, kind: str, weights: WeightsChoice, task_of
+        self,
+        root: Path,
+        fingerprint: str,
+        kind: str,
+        weights: WeightsChoice,
+        task_of,
+        follows: tuple[str, ...] = (),
     ) -> Job:
+        """Line a job up; refuse it while another runs or waits on the same data, unless
+        that one is of a kind it `follows` (jobs run in order: it then finds its work done)."""
         with self._lock:
             for job in self._jobs.values():
-                if job.running and job.fingerprint == fingerprint:
+                if job.running and job.fingerprint == fingerprint and job.kind not in follows:
                     what = "this run in this format" if kind == "export" else "this dataset"
                     raise JobConflict(
                         f"a {job.kind} job is already {job.status} on {what} (asked for "
@@ -281,7 +297,9 @@ class JobBoard:
         trained_on: Dataset | None = None,
     ) -> Job:
         """Start training in the worker (or line it up); refuse if a job already runs or waits
-        on this dataset. `train_fn` must be importable by the worker (a module-level function).
+        on this dataset, except a features job (started in the background when the dataset was
+        chosen, say): the training waits for it and finds the features it computed.
+        `train_fn` must be importable by the worker (a module-level function).
         `trained_on` is the dataset as decided when Train was clicked (photos left out or
         relabelled); the job is the folder's all the same.
 
@@ -299,16 +317,18 @@ class JobBoard:
             "training",
             weights,
             lambda n: Task(n, training_task, (train_fn, photos, config)),
+            follows=("features",),
         )
 
     def start_audit(self, dataset: Dataset, weights: str = "imagenet") -> Job:
-        """Start auditing a dataset in the worker (or line it up)."""
+        """Start auditing a dataset in the worker (or line it up, after a features job on it)."""
         return self._launch(
             dataset.root,
             dataset.fingerprint,
             "audit",
             resolve_weights(weights),
             lambda n: Task(n, audit_task, (dataset, weights)),
+            follows=("features",),
         )
 
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> Job:

@@ -31,7 +31,7 @@ from flower_model.download import DEFAULT_HANDLE, download_dataset
 from flower_model.duplicates import DuplicateGroup
 from flower_model.embedding import METHODS, project
 from flower_model.errors import DatasetError, FlowerLensError
-from flower_model.features import FeatureSet, cache_infos, feature_sets
+from flower_model.features import FeatureSet, cache_infos, feature_sets, needs_extraction
 from flower_model.images import MAX_FILE_BYTES
 from flower_model.jobs import JobConflict
 from flower_model.roots import ROOTS_ENV, DataRoots
@@ -288,13 +288,45 @@ def compute_features_ui(dataset: Dataset) -> None:
             session.show_error(exc)
 
 
+def background_features_ui(dataset: Dataset) -> None:
+    """Compute the dataset's features in the worker as soon as it is chosen, unless the
+    visitor turned that off, so that the first click on Train finds them ready; show a
+    features job's progress and Stop (or how the last one failed)."""
+    board = session.job_board()
+    on = st.toggle(
+        "Compute features in the background",
+        value=session.background_features_default(),
+        key="background-features",
+        help="As soon as a dataset is chosen, ResNet50 runs once over the photos that have no "
+        "cached features yet (in the worker, one job at a time), so that training, the feature "
+        "map and the audit start at once. Off: they are computed when first needed.",
+    )
+    job = board.running_on(dataset.fingerprint, kind="features")
+    weights = default_weights()
+    asked: set = st.session_state.setdefault("background-features-asked", set())
+    if job is None and on and (dataset.fingerprint, weights) not in asked:
+        asked.add((dataset.fingerprint, weights))  # once per visit: a Stop is respected
+        if board.running_on(dataset.fingerprint) is None and needs_extraction(dataset, weights):
+            try:
+                job = board.start_features(dataset, weights)
+            except JobConflict:  # another visitor's job started meanwhile
+                job = board.running_on(dataset.fingerprint, kind="features")
+    if job is not None:
+        session.watch_job(job)
+        return
+    last = board.latest(dataset.fingerprint, "features")
+    if last is not None and last.status == "failed":
+        st.error(f"Computing the features failed: {last.error}", icon=":material/error:")
+
+
 def feature_map_ui(dataset: Dataset) -> None:
     """Draw the map of the cached features; a click on a dot shows its photo."""
     st.markdown(
         "Each dot is a photo, placed by the 2,048 numbers ResNet50 turns it into. Photos of one "
         "kind that land together are what makes the head's job easy. Click a dot to see its photo."
     )
-    if session.dataset_job_ui(dataset.fingerprint, "features", "Computing the features failed"):
+    if session.job_board().running_on(dataset.fingerprint, kind="features") is not None:
+        st.info("The features are being computed (progress above the tabs); the map follows.")
         return
     namespaces = tuple((info.key, info.count) for info in cache_infos())
     hashes = tuple(r.sha256 for r in dataset.records)
@@ -606,6 +638,7 @@ if dataset is None:
     st.stop()
 
 summary_ui(dataset)
+background_features_ui(dataset)
 photos_tab, classes_tab, skipped_tab, map_tab, issues_tab = st.tabs(
     [
         "Photos",

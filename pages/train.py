@@ -194,7 +194,8 @@ st.caption(
 board = session.job_board()
 running = board.running_on(dataset.fingerprint)
 trained_on = decisions_ui(dataset)
-config = settings_ui(weights_notice_ui(), busy=running is not None)
+# A features job leaves the settings open: a training clicked now waits for it.
+config = settings_ui(weights_notice_ui(), busy=running is not None and running.kind != "features")
 if config is not None and start_ui(dataset, config, trained_on) is not None:
     st.rerun()  # drawn again with the job running: the settings folded away
 

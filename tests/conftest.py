@@ -50,6 +50,8 @@ def flower_home(session_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FLOWER_LENS_HOME", str(session_home))
     monkeypatch.delenv("FLOWER_LENS_WEIGHTS", raising=False)
     monkeypatch.delenv("FLOWER_LENS_DATA", raising=False)
+    # Explore computes a chosen dataset's features in the background: its own tests say so.
+    monkeypatch.setenv("FLOWER_LENS_BACKGROUND_FEATURES", "0")
     return session_home
 
 

@@ -154,6 +154,28 @@ def test_explore_computes_features_then_draws_the_map(with_sample) -> None:
     }
 
 
+def test_explore_computes_a_chosen_datasets_features_in_the_background(
+    with_sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWER_LENS_BACKGROUND_FEATURES", "1")
+    app = open_page("pages/explore.py")
+    assert app.toggle(key="background-features").value is True
+    # Started at once, its progress above the tabs; the map follows when it ends.
+    assert app.get("progress") and "being computed" in texts(app)
+    wait_until(app, lambda a: any(title(c).startswith("PCA") for c in charts(a)))
+    assert not app.get("progress")
+    # Every feature is cached now: another visit starts nothing.
+    again = open_page("pages/explore.py")
+    assert not again.get("progress") and any(title(c).startswith("PCA") for c in charts(again))
+
+
+def test_with_background_features_off_nothing_starts_by_itself(with_sample) -> None:
+    app = open_page("pages/explore.py")  # the tests' server turns the default off
+    assert app.toggle(key="background-features").value is False
+    assert not app.get("progress")
+    assert any(b.label.startswith("Compute features") for b in app.button)
+
+
 def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
     fresh_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

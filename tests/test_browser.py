@@ -38,7 +38,11 @@ def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLOWER_LENS_HOME", str(home))
         train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0))
-    env = {"FLOWER_LENS_HOME": str(home), "FLOWER_LENS_DATA": str(sample_dir)}
+    env = {
+        "FLOWER_LENS_HOME": str(home),
+        "FLOWER_LENS_DATA": str(sample_dir),
+        "FLOWER_LENS_BACKGROUND_FEATURES": "1",
+    }
     with serve(env, tmp_path_factory.mktemp("server") / "streamlit.log") as url:
         yield url
 

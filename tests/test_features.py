@@ -17,6 +17,7 @@ from flower_model.features import (
     dataset_features,
     extract_features,
     feature_sets,
+    needs_extraction,
 )
 from flower_model.images import load_rgb
 
@@ -180,3 +181,10 @@ def test_no_pack_for_a_partial_list_and_only_the_newest_packs_are_kept(
         cache.get_many(hashes[start : start + 3])
     assert len(list(packs.iterdir())) == features_module.PACKS_KEPT
     assert cache.bytes_used() == sum(p.stat().st_size for p in cache.folder.glob("*/*.npy"))
+
+
+def test_needs_extraction_until_every_photo_is_cached(sample, fresh_home) -> None:
+    assert needs_extraction(sample, "none")  # weights never built here: nothing is known
+    dataset_features(sample, "none", precision="float32")
+    assert not needs_extraction(sample, "none", precision="float32")
+    assert needs_extraction(sample, "none", seed=7, precision="float32")  # other weights

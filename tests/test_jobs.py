@@ -86,6 +86,22 @@ def test_a_second_job_on_the_same_data_is_refused_until_the_first_ends(board, sa
     assert board.latest(sample.fingerprint) is again
 
 
+def test_a_training_lines_up_behind_a_features_job_on_its_dataset(
+    board, sample, fresh_home
+) -> None:
+    board.release.unlink(missing_ok=True)
+    features = board.start_features(sample, "none")
+    training = board.start_training(sample, TrainConfig(), train_fn=fake_train)  # not refused
+    assert board.running_on(sample.fingerprint) is training
+    assert board.running_on(sample.fingerprint, kind="features") is features
+    with pytest.raises(JobConflict, match="training job"):
+        board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    wait_for(lambda: training.status == "running")
+    assert features.status == "done"  # one after the other: the features were ready
+    board.release.touch()
+    assert training.wait(30) and training.status == "done"
+
+
 def other_dataset(sample) -> Dataset:
     return dataclasses.replace(sample, fingerprint="another-dataset")
 

@@ -17,6 +17,8 @@ from flower_model.jobs import Job, JobBoard
 from flower_model.roots import DataRoots
 
 DATASET_KEY = "dataset_path"
+# A host may turn off the Explore page's default of computing a chosen dataset's features.
+BACKGROUND_FEATURES_ENV = "FLOWER_LENS_BACKGROUND_FEATURES"
 # The longest side of a photo in a grid (decoded at reduced scale, cached per server).
 THUMBNAIL_SIDE = 320
 # How often a watched training's curves are redrawn, in seconds.
@@ -120,6 +122,12 @@ def choose_dataset(path: Path) -> None:
     """Make a folder this visitor's dataset, and put it in the page's link so it can be shared."""
     st.session_state[DATASET_KEY] = path
     st.query_params[DATASET_PARAM] = str(path)
+
+
+def background_features_default() -> bool:
+    """Return whether a chosen dataset's features are computed in the background unless the
+    visitor turns it off: yes, unless the server's $FLOWER_LENS_BACKGROUND_FEATURES is 0."""
+    return os.environ.get(BACKGROUND_FEATURES_ENV, "").strip().lower() not in ("0", "off", "no")
 
 
 def current_dataset() -> Dataset | None:
