@@ -252,9 +252,18 @@ class JobBoard:
 
     def _announce_places(self) -> None:
         """Tell each waiting job how many jobs are ahead of it (caller holds the lock)."""
-        ahead = 1 if self._current is not None else 0
+        current = self._current
+        ahead = 1 if current is not None else 0
         for place, job in enumerate(self._line, start=ahead):
-            if place:
+            if (
+                place == 1
+                and current is not None
+                and current.kind == "features"
+                and (current.fingerprint == job.fingerprint)
+            ):
+                message = "waiting for this dataset's features, which are being computed"
+                job.events.append(TrainEvent("phase", message=message))
+            elif place:
                 message = f"waiting for {place} job(s) ahead to finish"
                 job.events.append(TrainEvent("phase", message=message))
 

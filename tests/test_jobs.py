@@ -96,6 +96,8 @@ def test_a_training_lines_up_behind_a_features_job_on_its_dataset(
     assert board.running_on(sample.fingerprint, kind="features") is features
     with pytest.raises(JobConflict, match="training job"):
         board.start_training(sample, TrainConfig(), train_fn=fake_train)
+    if features.status == "running":  # (unless it ended already)
+        wait_for(lambda: "features, which are being computed" in training.progress().phase)
     wait_for(lambda: training.status == "running")
     assert features.status == "done"  # one after the other: the features were ready
     board.release.touch()
