@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 # A chunk of steps takes about this long, so that Stop is never waited for much longer.
 CHUNK_SECONDS = 0.1
-# The first chunk's steps, before a chunk's time is known (its call also traces the loop).
+# The first chunk's steps, before a chunk's time is known (a process's first call of the
+# loop also prepares its graph).
 FIRST_CHUNK_STEPS = 8
 
 

@@ -115,27 +115,13 @@ class FeatureCache:
         return self.folder / PACKS_FOLDER / f"{digest}{PACK_SUFFIX}"
 
     def _read_pack(self, hashes: Sequence[str]) -> np.ndarray | None:
-        path = self._pack_path(hashes)
-        try:
-            rows = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, EOFError):
-            path.unlink(missing_ok=True)
-            return None
-        if rows.shape != (len(hashes), FEATURE_DIM) or not np.all(np.isfinite(rows)):
-            path.unlink(missing_ok=True)
-            return None
-        return rows.astype(np.float32)
+        return _load_checked(self._pack_path(hashes), (len(hashes), FEATURE_DIM))
 
     def _write_pack(self, hashes: Sequence[str], features: np.ndarray) -> None:
         """Keep a list of photos' features as one file, and only the newest few packs."""
-        small = np.all(np.abs(features) < FLOAT16_LIMIT)
-        buffer = io.BytesIO()
-        np.save(buffer, features.astype(np.float16 if small else np.float32), allow_pickle=False)
         path = self._pack_path(hashes)
         try:
-            workspace.write_atomic(path, buffer.getvalue())
+            workspace.write_atomic(path, _encoded(features)[0])
         except OSError:
             return  # a full disk: the photos' own files still hold every feature
         packs = sorted(path.parent.glob(f"*{PACK_SUFFIX}"), key=_modified, reverse=True)
@@ -147,33 +133,45 @@ class FeatureCache:
 
     def get(self, sha256: str) -> np.ndarray | None:
         """Return the cached features of an image, or None if missing, stale or corrupt."""
-        path = self._path(sha256)
-        try:
-            vector = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, EOFError):
-            path.unlink(missing_ok=True)  # corrupt: rebuilt by the caller
-            return None
-        if vector.shape != (FEATURE_DIM,) or not np.all(np.isfinite(vector)):
-            path.unlink(missing_ok=True)
-            return None
-        return vector.astype(np.float32)
+        return _load_checked(self._path(sha256), (FEATURE_DIM,))
 
     def put(self, sha256: str, vector: np.ndarray) -> np.ndarray:
         """Store an image's features atomically; return them as a later `get` will."""
-        small = np.all(np.abs(vector) < FLOAT16_LIMIT)
-        stored = vector.astype(np.float16 if small else np.float32)
-        buffer = io.BytesIO()
-        np.save(buffer, stored, allow_pickle=False)
-        workspace.write_atomic(self._path(sha256), buffer.getvalue())
-        return stored.astype(np.float32)
+        data, stored = _encoded(vector)
+        workspace.write_atomic(self._path(sha256), data)
+        return stored
 
     def bytes_used(self) -> int:
         """Return the bytes the photos' own files take on disk (packs are copies of them)."""
         if not self.folder.exists():
             return 0
         return sum(p.stat().st_size for p in self.folder.rglob("*.npy"))
+
+
+def _encoded(features: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Return features as stored (.npy bytes, in float16 unless a value is too large for it)
+    and the float32 values they will be read back as."""
+    small = np.all(np.abs(features) < FLOAT16_LIMIT)
+    stored = features.astype(np.float16 if small else np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, stored, allow_pickle=False)
+    return buffer.getvalue(), stored.astype(np.float32)
+
+
+def _load_checked(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Return stored features as float32, or None if missing; a corrupt or stale file (not
+    that shape, or not finite) is removed, for the caller to rebuild."""
+    try:
+        values = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError):
+        path.unlink(missing_ok=True)
+        return None
+    if values.shape != shape or not np.all(np.isfinite(values)):
+        path.unlink(missing_ok=True)
+        return None
+    return values.astype(np.float32)
 
 
 def _modified(path: Path) -> float:
