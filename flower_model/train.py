@@ -334,6 +334,19 @@ def fit_head(
     return replace(result, standardised=True)
 
 
+def warm_up(classes: int = 5) -> None:
+    """Fit the seed's head of `classes` classes for one epoch on a few random features, so
+    that this process's next training of that shape finds its loop traced and TensorFlow's
+    kernels ready (the app's worker does it while it waits for its first job)."""
+    from flower_model.backbone import FEATURE_DIM
+
+    rows = max(64, 2 * classes)
+    features = np.random.default_rng(0).normal(size=(rows, FEATURE_DIM)).astype(np.float32)
+    labels = np.arange(rows) % classes
+    config = TrainConfig(epochs=1, weights="none", patience=0)
+    fit_head(build_head(classes), (features, labels), (features, labels), config)
+
+
 def _fit(
     model: keras.Model,
     train_data: tf.data.Dataset,

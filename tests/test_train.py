@@ -15,7 +15,8 @@ from flower_model.data import split_dataset
 from flower_model.errors import TrainingCancelled, WeightsError
 from flower_model.events import CancelToken
 from flower_model.extractor import FeatureExtractor
-from flower_model.train import train
+from flower_model.head import build_head
+from flower_model.train import fit_head, train
 
 FAST = TrainConfig(epochs=3, batch_size=8, weights="none", patience=0)
 
@@ -360,3 +361,19 @@ def test_a_warm_run_builds_no_resnet_and_saves_the_head_alone(
     np.testing.assert_allclose(
         classifier.probabilities(photos), np.array(val.probabilities[:8]), atol=1e-3
     )
+
+
+def test_after_a_warm_up_a_training_of_that_shape_traces_nothing() -> None:
+    from flower_model import feature_fit
+    from flower_model.train import warm_up
+
+    feature_fit.forget_traced_loops()
+    warm_up(classes=3)
+    (loop,) = feature_fit._LOOPS.values()
+    traced = loop.steps.experimental_get_tracing_count()
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(50, 2048)).astype(np.float32)
+    labels = np.arange(50) % 3
+    config = TrainConfig(epochs=2, batch_size=16, weights="none", patience=0)
+    fit_head(build_head(3, seed=5), (features, labels), (features[:10], labels[:10]), config)
+    assert loop.steps.experimental_get_tracing_count() == traced
