@@ -254,19 +254,26 @@ class DatasetFeatures:
     identity: str = ""  # the weights' `weights_identity`
 
 
-def _all_cached(
-    hashes: Sequence[str], identity: str | None, precision: str
-) -> tuple[np.ndarray, str, str] | None:
-    """Return (features, precision, cache key) when every photo's features are in the cache
-    of known weights at a known precision, else None: then ResNet50 is needed."""
+def _known_cache(identity: str | None, precision: str) -> tuple[FeatureCache, str] | None:
+    """Return the cache namespace a training would use and the arithmetic `precision`
+    resolves to, when both are known without building ResNet50, else None."""
     from flower_model.precision import known_precision
 
     chosen = known_precision(precision, identity) if identity is not None else None
     if identity is None or chosen is None:
         return None
-    cache = FeatureCache(cache_key(identity, chosen))
-    if not cache.may_hold_all(hashes):  # then extraction reads what is there, once
+    return FeatureCache(cache_key(identity, chosen)), chosen
+
+
+def _all_cached(
+    hashes: Sequence[str], identity: str | None, precision: str
+) -> tuple[np.ndarray, str, str] | None:
+    """Return (features, precision, cache key) when every photo's features are in the cache
+    of known weights at a known precision, else None: then ResNet50 is needed."""
+    known = _known_cache(identity, precision)
+    if known is None or not known[0].may_hold_all(hashes):  # then extraction reads them, once
         return None
+    cache, chosen = known
     features, found = cache.get_many(hashes)
     return (features, chosen, cache.key) if found.all() else None
 
@@ -277,14 +284,9 @@ def needs_extraction(
     """Return whether a training with these weights would have to run ResNet50 on some of
     the dataset's photos (a look at file names; TensorFlow is not imported)."""
     from flower_model.backbone import known_identity, resolve_weights
-    from flower_model.precision import known_precision
 
-    identity = known_identity(resolve_weights(weights), seed)
-    chosen = known_precision(precision, identity) if identity is not None else None
-    if identity is None or chosen is None:
-        return True
-    cache = FeatureCache(cache_key(identity, chosen))
-    return not cache.may_hold_all([r.sha256 for r in dataset.records])
+    known = _known_cache(known_identity(resolve_weights(weights), seed), precision)
+    return known is None or not known[0].may_hold_all([r.sha256 for r in dataset.records])
 
 
 def dataset_features(

@@ -350,6 +350,19 @@ class JobBoard:
             lambda n: Task(n, features_task, (dataset, weights)),
         )
 
+    def features_in_background(self, dataset: Dataset, weights: str) -> Job | None:
+        """Start filling the feature cache for a dataset when no job works on it and some of
+        its photos' features for these weights are missing; return the features job then
+        running on it, if any (another visitor's, say)."""
+        from flower_model.features import needs_extraction
+
+        if self.running_on(dataset.fingerprint) is None and needs_extraction(dataset, weights):
+            try:
+                return self.start_features(dataset, weights)
+            except JobConflict:  # a job started meanwhile
+                pass
+        return self.running_on(dataset.fingerprint, kind="features")
+
     def start_export(self, run: RunInfo, fmt: str) -> Job:
         """Start exporting a run as a .zip for download in the worker (or line it up);
         refuse if the same run is already being exported in that format."""

@@ -31,7 +31,7 @@ from flower_model.download import DEFAULT_HANDLE, download_dataset
 from flower_model.duplicates import DuplicateGroup
 from flower_model.embedding import METHODS, project
 from flower_model.errors import DatasetError, FlowerLensError
-from flower_model.features import FeatureSet, cache_infos, feature_sets, needs_extraction
+from flower_model.features import FeatureSet, cache_infos, feature_sets
 from flower_model.images import MAX_FILE_BYTES
 from flower_model.jobs import JobConflict
 from flower_model.roots import ROOTS_ENV, DataRoots
@@ -306,11 +306,7 @@ def background_features_ui(dataset: Dataset) -> None:
     asked: set = st.session_state.setdefault("background-features-asked", set())
     if job is None and on and (dataset.fingerprint, weights) not in asked:
         asked.add((dataset.fingerprint, weights))  # once per visit: a Stop is respected
-        if board.running_on(dataset.fingerprint) is None and needs_extraction(dataset, weights):
-            try:
-                job = board.start_features(dataset, weights)
-            except JobConflict:  # another visitor's job started meanwhile
-                job = board.running_on(dataset.fingerprint, kind="features")
+        job = board.features_in_background(dataset, weights)
     if job is not None:
         session.watch_job(job)
         return
