@@ -29,8 +29,9 @@ from tests.conftest import REPO, SHARED_SAMPLE, build_sample
 
 require_browser()
 
-# The same training from the CLI and from the app.
-EPOCHS = 100
+# The same training from the CLI and from the app, long enough to be watched: 100 epochs of
+# the head on these photos end within the 2 s an open page takes to notice a job.
+EPOCHS = 400
 WATCHERS = 3
 CLASSIFIERS = 8
 # The soak: photos dropped one after another in one session (after a few to warm up), and

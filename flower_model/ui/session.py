@@ -324,12 +324,14 @@ def dataset_job_ui(fingerprint: str, kind: str, failed: str) -> bool:
 
 def notice_new_job(fingerprint: str, after: Job | None = None) -> None:
     """Rerun the page when a job starts on the dataset (another visitor's, say), checking
-    every two seconds: cheap, and the page then shows it live."""
+    every two seconds: cheap, and the page then shows it live. A training that started and
+    ended between two checks (seconds, on cached features) is noticed too: its run shows."""
 
     @st.fragment(run_every=2.0)
     def check() -> None:
-        running = job_board().running_on(fingerprint)
-        if running is not None and running is not after:
+        board = job_board()
+        newest = board.running_on(fingerprint) or board.latest(fingerprint)
+        if newest is not None and newest is not after:
             st.rerun()
 
     check()
