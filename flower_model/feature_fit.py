@@ -147,17 +147,40 @@ class _Loop:
     def __init__(self, stack: Stack) -> None:
         import tensorflow as tf
 
-        from flower_model.optimizer import adam_update
+        from flower_model.optimizer import apply_adam
 
-        def logits(features: tf.Tensor, weights: list, masks: list) -> tf.Tensor:
-            """The stack up to its softmax: the loss is computed from the logits, as Keras
-            computes it, so the softmax itself is never needed."""
+        def forward(features: tf.Tensor, weights: list, masks: list) -> tuple:
+            """Return the stack's logits (the loss is computed from them, as Keras computes
+            it, so the softmax itself is never needed), each Dense layer's input and each
+            hidden layer's activation, which the backward pass reads."""
+            inputs, activations = [], []
             out = features
             for j, activation in enumerate(stack.activations):
-                out = tf.matmul(out, weights[2 * j]) + weights[2 * j + 1]
+                inputs.append(out)
+                out = tf.nn.bias_add(tf.matmul(out, weights[2 * j]), weights[2 * j + 1])
                 out = tf.nn.relu(out) if activation == "relu" else out
+                activations.append(out)
                 out = out if masks[j] is None else out * masks[j]
-            return tf.matmul(out, weights[-2]) + weights[-1]
+            inputs.append(out)
+            return tf.nn.bias_add(tf.matmul(out, weights[-2]), weights[-1]), inputs, activations
+
+        def backward(
+            delta: tf.Tensor, weights: list, masks: list, inputs: list, activations: list
+        ) -> list:
+            """Return the loss's gradients for the weights, from its gradient for the
+            logits: the products and sums TensorFlow's own gradients of these operations
+            compute, without a gradient for the features."""
+            gradients: list = [None] * len(weights)
+            for j in reversed(range(len(inputs))):
+                gradients[2 * j] = tf.matmul(inputs[j], delta, transpose_a=True)
+                gradients[2 * j + 1] = tf.raw_ops.BiasAddGrad(out_backprop=delta)
+                if j == 0:
+                    break
+                delta = tf.matmul(delta, weights[2 * j], transpose_b=True)
+                delta = delta if masks[j - 1] is None else delta * masks[j - 1]
+                if stack.activations[j - 1] == "relu":
+                    delta = tf.raw_ops.ReluGrad(gradients=delta, features=activations[j - 1])
+            return gradients
 
         def hits(labels: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
             guessed = tf.argmax(scores, axis=-1, output_type=tf.int64)
@@ -182,16 +205,18 @@ class _Loop:
                 masks = dropout_masks(
                     stack.rates, widths, count, tf.stack([seed, iterations.read_value()])
                 )
-                with tf.GradientTape() as tape:
-                    scores = logits(features, weights, masks)
-                    loss = tf.reduce_mean(
-                        tf.nn.sparse_softmax_cross_entropy_with_logits(labels, scores)
-                    )
-                gradients = tape.gradient(loss, weights)
+                scores, inputs, activations = forward(features, weights, masks)
+                per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
+                    features=scores, labels=labels
+                )
+                rows_count = tf.cast(count, tf.float32)
+                loss = tf.reduce_sum(per_row) / rows_count
+                gradients = backward(backprop / rows_count, weights, masks, inputs, activations)
                 t = tf.cast(iterations.assign_add(1), tf.float32)
+                powers = (tf.pow(beta_1, t), tf.pow(beta_2, t))
                 for weight, m, v, g in zip(weights, momentums, velocities, gradients, strict=True):
-                    adam_update(weight, m, v, g, t, rate, beta_1, beta_2, epsilon)
-                weighted = loss * tf.cast(count, tf.float32)
+                    apply_adam(weight, m, v, g, powers, rate, beta_1, beta_2, epsilon)
+                weighted = loss * rows_count
                 return i + 1, loss_sum + weighted, correct + hits(labels, scores)
 
             zero = tf.constant(0.0)
@@ -201,7 +226,7 @@ class _Loop:
         @tf.function(autograph=False)
         def evaluate(x: tf.Tensor, y: tf.Tensor, weights: list) -> tuple:
             """Return the summed loss and the correct guesses on rows, without dropout."""
-            scores = logits(x, weights, [None] * len(stack.rates))
+            scores = forward(x, weights, [None] * len(stack.rates))[0]
             per_row = tf.nn.sparse_softmax_cross_entropy_with_logits(y, scores)
             return tf.reduce_sum(per_row), hits(y, scores)
 

@@ -32,12 +32,33 @@ def adam_update(
     """Apply Adam's update of step `step` (1 for the first) to a weight, in one kernel."""
     import tensorflow as tf
 
+    powers = (tf.pow(beta_1, step), tf.pow(beta_2, step))
+    apply_adam(
+        variable, momentum, velocity, gradient, powers, learning_rate, beta_1, beta_2, epsilon
+    )
+
+
+def apply_adam(
+    variable: tf.Variable,
+    momentum: tf.Variable,
+    velocity: tf.Variable,
+    gradient: tf.Tensor,
+    powers: tuple[tf.Tensor, tf.Tensor],
+    learning_rate: tf.Tensor,
+    beta_1: tf.Tensor,
+    beta_2: tf.Tensor,
+    epsilon: tf.Tensor,
+) -> None:
+    """Apply Adam's update to a weight, in one kernel, given β₁ᵗ and β₂ᵗ (a loop over many
+    weights computes them once per step)."""
+    import tensorflow as tf
+
     tf.raw_ops.ResourceApplyAdam(
         var=variable.handle,
         m=momentum.handle,
         v=velocity.handle,
-        beta1_power=tf.pow(beta_1, step),
-        beta2_power=tf.pow(beta_2, step),
+        beta1_power=powers[0],
+        beta2_power=powers[1],
         lr=learning_rate,
         beta1=beta_1,
         beta2=beta_2,

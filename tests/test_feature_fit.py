@@ -23,24 +23,26 @@ def separable(count: int, seed: int = 0) -> Rows:
     return Rows(features, labels)
 
 
-def dense_stack(dropout: float = 0.0) -> keras.Model:
+def dense_stack(dropout: float = 0.0, activations: tuple[str, ...] = ("relu",) * 3) -> keras.Model:
     """Return the head's Dense layers, seeded, with or without Dropout after each hidden one."""
     features = keras.Input(shape=(2048,))
     out = features
-    for i, units in enumerate((256, 128, 64)):
+    for i, (units, activation) in enumerate(zip((256, 128, 64), activations, strict=True)):
         init = keras.initializers.GlorotUniform(seed=i)
-        out = keras.layers.Dense(units, activation="relu", kernel_initializer=init)(out)
+        out = keras.layers.Dense(units, activation=activation, kernel_initializer=init)(out)
         if dropout:
             out = keras.layers.Dropout(dropout, seed=7 + i)(out)
     init = keras.initializers.GlorotUniform(seed=3)
     return keras.Model(features, keras.layers.Dense(5, "softmax", kernel_initializer=init)(out))
 
 
-def keras_fit(train: Rows, val: Rows, epochs: int, batch: int) -> tuple[keras.Model, dict]:
+def keras_fit(
+    train: Rows, val: Rows, epochs: int, batch: int, activations: tuple[str, ...]
+) -> tuple[keras.Model, dict]:
     """Return a fresh stack fitted by Keras' own compile and fit, on unshuffled batches."""
     import tensorflow as tf
 
-    model = dense_stack()
+    model = dense_stack(activations=activations)
     model.compile(
         optimizer=FusedAdam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
@@ -54,12 +56,14 @@ def keras_fit(train: Rows, val: Rows, epochs: int, batch: int) -> tuple[keras.Mo
     return model, history
 
 
-def test_the_fit_is_keras_fit_step_by_step() -> None:
+@pytest.mark.parametrize("activations", [("relu",) * 3, ("relu", "linear", "relu")])
+def test_the_fit_is_keras_fit_step_by_step(activations: tuple[str, ...]) -> None:
     # Without dropout (whose masks the loop draws its own way), every number is Keras'.
     # 70 rows at batch 16: the last batch of every epoch is partial, as in a real split.
+    # The loop writes the backward pass itself: a linear hidden layer checks its other branch.
     train, val = separable(70), separable(30, seed=1)
-    reference, expected = keras_fit(train, val, epochs=3, batch=16)
-    model = dense_stack()
+    reference, expected = keras_fit(train, val, epochs=3, batch=16, activations=activations)
+    model = dense_stack(activations=activations)
     optimizer = FusedAdam(1e-3)
     history = fit_features(model, optimizer, train, val, 3, 16, [], shuffle_seed=None)
     for key in KEYS:
