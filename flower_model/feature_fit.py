@@ -126,17 +126,22 @@ def dropout_masks(
     does, all drawn in one call from `seed` (the stream's seed and the step)."""
     import tensorflow as tf
 
-    drawn = sum(width for rate, width in zip(rates, widths, strict=True) if rate)
-    if not drawn:
+    kept = [(rate, width) for rate, width in zip(rates, widths, strict=True) if rate]
+    if not kept:
         return [None] * len(rates)
-    uniform = tf.random.stateless_uniform(tf.stack([rows, drawn]), seed=seed)
+    columns = sum(width for _, width in kept)
+    uniform = tf.random.stateless_uniform(tf.stack([rows, columns]), seed=seed)
+    # One comparison for all layers: each column against its own layer's rate.
+    column_rates = np.concatenate([np.full(width, rate) for rate, width in kept])
+    keep = uniform >= column_rates.astype(np.float32)
+    scaled = tf.where(keep, (1.0 / (1.0 - column_rates)).astype(np.float32), 0.0)
     masks: list[tf.Tensor | None] = []
     start = 0
     for rate, width in zip(rates, widths, strict=True):
         if not rate:
             masks.append(None)
             continue
-        masks.append(tf.where(uniform[:, start : start + width] >= rate, 1.0 / (1.0 - rate), 0.0))
+        masks.append(scaled[:, start : start + width])
         start += width
     return masks
 
@@ -215,14 +220,12 @@ class _Loop:
                     features=scores, labels=labels
                 )
                 rows_count = tf.cast(count, tf.float32)
-                loss = tf.reduce_sum(per_row) / rows_count
                 gradients = backward(backprop / rows_count, weights, masks, inputs, activations)
                 t = tf.cast(iterations.assign_add(1), tf.float32)
                 powers = (tf.pow(beta_1, t), tf.pow(beta_2, t))
                 for weight, m, v, g in zip(weights, momentums, velocities, gradients, strict=True):
                     apply_adam(weight, m, v, g, powers, rate, beta_1, beta_2, epsilon)
-                weighted = loss * rows_count
-                return i + 1, loss_sum + weighted, correct + hits(labels, scores)
+                return i + 1, loss_sum + tf.reduce_sum(per_row), correct + hits(labels, scores)
 
             zero = tf.constant(0.0)
             _, loss_sum, correct = tf.while_loop(lambda i, *_: i < last, step, (first, zero, zero))
