@@ -278,6 +278,13 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
 
 def get_run(run_id: str = "latest", root: Path | None = None) -> RunInfo:
     """Return a run by id, by a unique id prefix, or 'latest'."""
+    folder = (root or workspace.runs_dir()) / run_id
+    if run_id not in ("", "latest") and Path(run_id).name == run_id and folder.is_dir():
+        # A whole id: that folder alone (a scan parses every run's metadata, 2 ms each).
+        found = _read(folder)
+        if isinstance(found, BrokenRun):
+            raise RunError(f"run {found.run_id} is broken: {found.reason}")
+        return found
     runs, broken = scan_runs(root)
     named = [b for b in broken if run_id not in ("", "latest") and b.run_id.startswith(run_id)]
     if named and not any(info.run_id.startswith(run_id) for info in runs):

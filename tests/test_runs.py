@@ -149,7 +149,10 @@ def keras_model(path: Path, lambda_layer: bool = False) -> None:
     keras.Model(image, keras.layers.Dense(5, name="probabilities")(x)).save(path)
 
 
-def test_tampered_runs_are_listed_as_broken_with_the_reason(saved_run: Path, tmp_path: Path):
+def test_tampered_runs_are_listed_as_broken_with_the_reason(
+    saved_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from flower_model import runs as runs_module
     from flower_model.runs import load_model, scan_runs
 
     tampered(saved_run, tmp_path, "20990101-000000-good")
@@ -181,6 +184,14 @@ def test_tampered_runs_are_listed_as_broken_with_the_reason(saved_run: Path, tmp
     assert get_run("latest", tmp_path).run_id == "20990101-000000-good"
     with pytest.raises(RunError, match="20990104-000000-lamb is broken: .*Lambda"):
         get_run("20990104", tmp_path)
+    # A whole id reads that folder alone, not every run's metadata, and says why it is broken.
+    monkeypatch.setattr(runs_module, "scan_runs", lambda root: pytest.fail("scanned"))
+    assert get_run("20990101-000000-good", tmp_path).accuracy == runs[0].accuracy
+    with pytest.raises(RunError, match="20990106-000000-trun is broken: .*cut short"):
+        get_run("20990106-000000-trun", tmp_path)
+    monkeypatch.undo()
+    with pytest.raises(RunError, match="no run matches '../runs'"):
+        get_run("../runs", tmp_path)
     # Loading refuses code even where the listing was bypassed.
     lamb = tmp_path / "20990104-000000-lamb"
     with pytest.raises(RunError, match="cannot load the model"):
