@@ -7,6 +7,7 @@ the process's stderr is pointed at /dev/null while TensorFlow loads and finds it
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterator
@@ -59,3 +60,18 @@ def start_tensorflow(quiet: bool = True) -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    settle_objects(collect=False)
+
+
+def settle_objects(collect: bool = True) -> None:
+    """Put every object alive now out of the garbage collector's sight (`gc.freeze`), after
+    collecting the garbage unless told not to.
+
+    TensorFlow and Keras leave about 370,000 objects that live as long as the process; each
+    full collection walked them all, 0.14 s (measured), and one fell inside a training
+    whenever the allocations of its set-up crossed the threshold. Frozen objects are never
+    freed, so this is for what lives on: the imports, and the worker's warmed-up state.
+    """
+    if collect:
+        gc.collect()
+    gc.freeze()

@@ -91,7 +91,7 @@ class _StopWhenAsked(CancelToken):
 def _serve(tasks: Any, events: Any, cancel_number: Any, parent: int) -> None:
     """Run tasks as they come, sending each one's events and then its outcome."""
     from flower_model.errors import TrainingCancelled
-    from flower_model.runtime import start_tensorflow
+    from flower_model.runtime import settle_objects, start_tensorflow
     from flower_model.workspace import describe_failure
 
     start_tensorflow(quiet=True)
@@ -105,6 +105,7 @@ def _serve(tasks: Any, events: Any, cancel_number: Any, parent: int) -> None:
         warm_up()
     except Exception:  # a warm-up only: the first job pays for it instead
         pass
+    settle_objects()  # what the warm-up built lives on: no collection walks it again
     while os.getppid() == parent:
         try:
             task: Task | None = tasks.get(timeout=PARENT_CHECK_SECONDS)
