@@ -11,14 +11,20 @@ at the end of the current chunk.
 
 The loop is written for the stack of layers rather than through the layers' own calls: the
 weights, the optimizer's state and the data are arguments of one traced function per shape
-of stack, so the process traces it once, not once per training. Dropout draws every layer's
-mask of a step in one call: Keras' Dropout layers spent a fifth of a step on their seeds.
+of stack, so the process traces it once, not once per training. Its backward pass is
+written out too: the products and sums TensorFlow's gradients of these operations compute,
+without the tape's bookkeeping or a gradient for the features (half the tracing). Dropout
+draws every layer's mask of a step in one call: Keras' Dropout layers spent a fifth of a
+step on their seeds. The held-out rows are scored in the epoch's last call, and the calls
+run without Grappler, whose rewrites gained nothing here but cost 0.1 s at the first call.
 
 Measured on a 2-core Xeon with AMX, 20 epochs of 3,200 + 800 features at batch 64, the
 whole `fit_head`: Keras' `fit` 4.9 s, with `steps_per_execution` 4.0 s, with XLA 10 s;
-through the layers' own calls 2.3 s; this loop 2.1-2.2 s when it traces, 1.9 s after.
-About 1.8 ms a step: the first layer's two products and Adam's pass over its 0.5 M weights
-take about 1 ms of it, the per-operation cost of the step's small operations the rest.
+through the layers' own calls 2.3 s; this loop about 1.85 s when it traces, 1.75 s after
+(the machine's own speed varies by 5-10 % from one minute to the next). About 1.6 ms a
+step: the first layer's two products (0.23 ms each alone) and Adam's pass over its 0.5 M
+weights (0.35 ms) take half of it; the small operations, and the two cores' threads
+handing work to each other, the rest.
 """
 
 from __future__ import annotations
@@ -70,8 +76,11 @@ def epoch_orders(rows: int, epochs: int, seed: int | None) -> list[np.ndarray]:
 class Stack:
     """The shape of a model the loop can train: Dense layers (each with a bias, no
     regulariser or constraint), each hidden one with ReLU or no activation and optionally a
-    Dropout after it, the last with softmax."""
+    Dropout after it, the last with softmax. The loop traced for a stack serves any model of
+    that shape, whatever its number of classes."""
 
+    inputs: int  # the features' width
+    widths: tuple[int, ...]  # each hidden Dense's units
     activations: tuple[str, ...]  # each hidden Dense's: "relu" or "linear"
     rates: tuple[float, ...]  # the Dropout rate after each hidden Dense (0.0: none)
 
@@ -104,7 +113,9 @@ def stack_of(model: keras.Model) -> tuple[Stack, list[keras.layers.Dense], int]:
         raise ValueError(f"{model.name} does not end in a softmax Dense layer")
     if any(name not in ("relu", "linear") for name in names[:-1]):
         raise ValueError(f"{model.name}: hidden Dense layers must be ReLU or linear")
-    return Stack(tuple(names[:-1]), tuple(rates[:-1])), dense, seeds[0] if seeds else 0
+    widths = tuple(int(layer.units) for layer in dense[:-1])
+    stack = Stack(int(model.inputs[0].shape[-1]), widths, tuple(names[:-1]), tuple(rates[:-1]))
+    return stack, dense, seeds[0] if seeds else 0
 
 
 def _plain_dense(layer: keras.layers.Dense) -> bool:
@@ -205,40 +216,60 @@ class _Loop:
             momentums, velocities, iterations = state
             rate, beta_1, beta_2, epsilon = adam
             n = tf.shape(order)[0]
-            widths = tuple(int(weights[2 * j].shape[-1]) for j in range(len(stack.rates)))
 
-            def step(i: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor) -> tuple:
-                start = i * batch
+            at_start = iterations.read_value()
+            dropped = [j for j, rate in enumerate(stack.rates) if rate]
+
+            def batch_of(i: tf.Tensor) -> tuple:
+                """Return step i's rows, labels and dropout masks (none past the end): they
+                depend on nothing the steps change, so the next step's are drawn while this
+                one computes, filling the gaps its operations leave on the two cores."""
+                start = tf.minimum(i * batch, n)
                 count = tf.minimum(batch, n - start)
                 rows = tf.slice(order, tf.reshape(start, [1]), tf.reshape(count, [1]))
-                features, labels = tf.gather(x, rows), tf.gather(y, rows)
-                masks = dropout_masks(
-                    stack.rates, widths, count, tf.stack([seed, iterations.read_value()])
-                )
+                step_seed = tf.stack([seed, at_start + tf.cast(i - first, tf.int64)])
+                masks = dropout_masks(stack.rates, stack.widths, count, step_seed)
+                return (tf.gather(x, rows), tf.gather(y, rows), *(masks[j] for j in dropped))
+
+            def step(i: tf.Tensor, loss_sum: tf.Tensor, correct: tf.Tensor, *drawn) -> tuple:
+                features, labels, *kept = drawn
+                masks: list = [None] * len(stack.rates)
+                for j, mask in zip(dropped, kept, strict=True):
+                    masks[j] = mask
                 scores, inputs, activations = forward(features, weights, masks)
                 per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                     features=scores, labels=labels
                 )
-                rows_count = tf.cast(count, tf.float32)
+                rows_count = tf.cast(tf.shape(labels)[0], tf.float32)
                 gradients = backward(backprop / rows_count, weights, masks, inputs, activations)
                 t = tf.cast(iterations.assign_add(1), tf.float32)
                 powers = (tf.pow(beta_1, t), tf.pow(beta_2, t))
                 for weight, m, v, g in zip(weights, momentums, velocities, gradients, strict=True):
                     apply_adam(weight, m, v, g, powers, rate, beta_1, beta_2, epsilon)
-                return i + 1, loss_sum + tf.reduce_sum(per_row), correct + hits(labels, scores)
+                loss_sum += tf.reduce_sum(per_row)
+                return (i + 1, loss_sum, correct + hits(labels, scores), *batch_of(i + 1))
 
             zero = tf.constant(0.0)
-            _, loss_sum, correct = tf.while_loop(lambda i, *_: i < last, step, (first, zero, zero))
+            scalar = tf.TensorShape([])
+            shapes = (scalar, scalar, scalar, tf.TensorShape([None, stack.inputs]))
+            shapes += (tf.TensorShape([None]),)  # the last batch of an epoch may be smaller
+            shapes += tuple(tf.TensorShape([None, stack.widths[j]]) for j in dropped)
+            _, loss_sum, correct, *_ = tf.while_loop(
+                lambda i, *_: i < last,
+                step,
+                (first, zero, zero, *batch_of(first)),
+                shape_invariants=shapes,
+            )
             # Read after the loop's updates: the weights are the same variables.
             held_x, held_y = held_out
             scores = forward(held_x, weights, [None] * len(stack.rates))[0]
             held_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(held_y, scores)
             return loss_sum, correct, tf.reduce_sum(held_loss), hits(held_y, scores)
 
-        self.steps = steps
+        self.stack, self.steps = stack, steps
         self.run: Callable[..., tuple] | None = None
 
-    def trace(self, variables: list, state: tuple, dim: int) -> None:
+    def trace(self, variables: list, state: tuple) -> None:
         """Trace the steps for any number of rows, once: later calls, with data of any
         size and another model's weights, call the traced function directly (a call
         through `tf.function`'s dispatch costs 0.8 ms, the traced function's 0.35 ms)."""
@@ -250,7 +281,7 @@ class _Loop:
         def spec(shape: list, dtype: tf.DType) -> tf.TensorSpec:
             return tf.TensorSpec(shape, dtype)
 
-        rows, labels = spec([None, dim], tf.float32), spec([None], tf.int64)
+        rows, labels = spec([None, self.stack.inputs], tf.float32), spec([None], tf.int64)
         scalar = spec([], tf.int32)
         data = (rows, labels, spec([None], tf.int32), scalar, spec([], tf.int64))
         adam = (spec([], tf.float32),) * 4
@@ -328,6 +359,10 @@ def fit_features(
     import tensorflow as tf
 
     stack, dense, seed = stack_of(model)
+    if train.features.shape[1] != stack.inputs:
+        raise ValueError(
+            f"{model.name} takes {stack.inputs} features, not {train.features.shape[1]}"
+        )
     if not optimizer.plain():
         raise ValueError("the loop applies Adam alone: no schedule, clipping or weight decay")
     loop = _loop_for(stack)
@@ -349,7 +384,7 @@ def fit_features(
         )
     )
     variables = [w.value for w in weights]
-    loop.trace(variables, state, train.features.shape[1])
+    loop.trace(variables, state)
     x, y = tf.constant(train.features), tf.constant(train.labels.astype(np.int64))
     batch, seed_tensor = tf.constant(batch_size), tf.constant(seed, tf.int64)
     steps = math.ceil(len(train) / batch_size)

@@ -116,6 +116,46 @@ def test_a_later_model_of_the_same_shape_is_not_traced_again() -> None:
     assert loop.steps.experimental_get_tracing_count() == traced
 
 
+def test_heads_of_other_classes_share_a_loop_and_learn_as_in_their_own() -> None:
+    def three_classes() -> list[np.ndarray]:
+        rows = separable(60)
+        three = Rows(rows.features, rows.labels % 3)
+        model = build_head(3)
+        fit_features(model, FusedAdam(1e-3), three, None, 2, 16, [], shuffle_seed=1)
+        return model.get_weights()
+
+    feature_fit.forget_traced_loops()
+    alone = three_classes()
+    feature_fit.forget_traced_loops()
+    fit_features(build_head(5), FusedAdam(1e-3), separable(40), None, 1, 16, [], shuffle_seed=1)
+    after_five = three_classes()
+    for got, want in zip(after_five, alone, strict=True):
+        np.testing.assert_array_equal(got, want)
+    five = feature_fit.stack_of(build_head(5))[0]
+    assert feature_fit._loop_for(feature_fit.stack_of(build_head(3))[0]) is feature_fit._loop_for(
+        five
+    )
+    # Other hidden widths or another input width: another shape, another loop.
+    inputs = keras.Input((2048,))
+    hidden = inputs
+    for units in (32, 16, 8):  # the head's activations and dropout, other widths
+        hidden = keras.layers.Dropout(0.2)(keras.layers.Dense(units, "relu")(hidden))
+    narrow = feature_fit.stack_of(keras.Model(inputs, keras.layers.Dense(5, "softmax")(hidden)))
+    assert (narrow[0].activations, narrow[0].rates) == (five.activations, five.rates)
+    assert narrow[0] != five
+    with pytest.raises(ValueError, match="takes 2048 features, not 100"):
+        fit_features(
+            build_head(5),
+            FusedAdam(1e-3),
+            Rows(np.ones((8, 100), np.float32), np.zeros(8, int)),
+            None,
+            1,
+            4,
+            [],
+            None,
+        )
+
+
 def test_only_a_stack_of_dense_and_dropout_layers_is_trained() -> None:
     features = keras.Input(shape=(2048,))
     normalised = keras.layers.BatchNormalization()(features)
