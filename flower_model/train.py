@@ -309,18 +309,23 @@ def fit_head(
     from flower_model.fold import fold_standardisation
     from flower_model.optimizer import FusedAdam
 
-    mean, std = standardisation(train[0])
+    # One float32 copy of each part, standardised in place: a float64 copy of 4,000 photos'
+    # features cost 0.1 s, and each fresh 28 MB array its page faults (measured).
+    train_rows = np.array(train[0], dtype=np.float32)
+    mean, std = standardisation(train_rows)
     shift, scale = mean.astype(np.float32), (1.0 / std).astype(np.float32)
 
-    def rows(part: Features) -> Rows:
-        # In float32: a float64 copy of 4,000 photos' features costs 0.1 s (measured).
-        return Rows((part[0].astype(np.float32) - shift) * scale, part[1])
+    def rows(part: Features, copy: np.ndarray | None = None) -> Rows:
+        standardised = np.array(part[0], dtype=np.float32) if copy is None else copy
+        standardised -= shift
+        standardised *= scale
+        return Rows(standardised, part[1])
 
     def fit(callbacks: list[keras.callbacks.Callback]) -> dict[str, list[float]]:
         return fit_features(
             head,
             FusedAdam(config.learning_rate),
-            rows(train),
+            rows(train, train_rows),
             rows(val) if val is not None else None,
             config.epochs,
             config.batch_size,
