@@ -218,7 +218,7 @@ class _Loop:
             n = tf.shape(order)[0]
 
             at_start = iterations.read_value()
-            dropped = [j for j, rate in enumerate(stack.rates) if rate]
+            dropped = [j for j, dropout in enumerate(stack.rates) if dropout]
 
             def batch_of(i: tf.Tensor) -> tuple:
                 """Return step i's rows, labels and dropout masks (none past the end): they
