@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from flower_model.ui import session
+
 st.set_page_config(page_title="Flower Lens", page_icon=":material/local_florist:", layout="wide")
 
 navigation = st.navigation(
@@ -13,4 +15,5 @@ navigation = st.navigation(
         st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     ]
 )
+session.settle_imports()  # once per server: see there
 navigation.run()

@@ -30,6 +30,15 @@ def test_training_curves_have_train_and_validation_per_epoch() -> None:
     assert ys(fig.data[1]) == [1.1, 0.7, 0.6]
 
 
+def test_each_epoch_is_marked_up_to_a_point_then_the_curve_is_a_line() -> None:
+    def modes(epochs: int) -> set[str]:
+        history = {"loss": [1.0] * epochs, "val_loss": [1.0] * epochs}
+        return {trace.mode for trace in figures.training_curves(history, "loss").data}
+
+    assert modes(figures.MARKED_EPOCHS) == {"lines+markers"}
+    assert modes(figures.MARKED_EPOCHS + 1) == {"lines"}
+
+
 def test_fine_tuning_is_marked_where_it_began() -> None:
     history = {"loss": [1.0, 0.5, 0.4, 0.3], "val_loss": [1.1, 0.7, 0.6, 0.5]}
     assert not figures.training_curves(history, "loss").layout.shapes

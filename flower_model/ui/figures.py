@@ -58,6 +58,11 @@ def image_sizes(widths: Sequence[int], heights: Sequence[int], labels: Sequence[
     return _tidy(fig)
 
 
+# Up to this many epochs a curve marks each one; beyond, a line alone (hundreds of markers are
+# clutter, and cost every watching browser more to draw at each redraw).
+MARKED_EPOCHS = 50
+
+
 def training_curves(
     history: Mapping[str, Sequence[float]],
     metric: str = "loss",
@@ -72,7 +77,7 @@ def training_curves(
             go.Scatter(
                 x=list(range(1, len(values) + 1)),
                 y=values,
-                mode="lines+markers",
+                mode="lines+markers" if len(values) <= MARKED_EPOCHS else "lines",
                 name=label,
                 line={"color": CURVE_COLOURS[label]},
             )
