@@ -46,8 +46,8 @@ def silenced_stderr(quiet: bool = True, keep_python: bool = False) -> Iterator[N
 
 
 def start_tensorflow(quiet: bool = True) -> None:
-    """Import TensorFlow and let it find its devices, without its start-up messages unless
-    `quiet` is off (the CLI's --debug).
+    """Import TensorFlow and let it find its devices, without its start-up messages and its
+    Python warnings unless `quiet` is off (the CLI's --debug).
 
     For command-line programs, before the first TensorFlow work; a second call costs nothing.
     Not for a server: other threads' writes to stderr would be lost meanwhile.
@@ -60,6 +60,11 @@ def start_tensorflow(quiet: bool = True) -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    if quiet:
+        # TensorFlow's Python warnings are for developers too: "5 out of the last 12 calls
+        # triggered tf.function retracing" is what a process that builds several models (the
+        # worker's trainings, an export checked in each runtime) does by design.
+        tf.get_logger().setLevel("ERROR")
     settle_objects(collect=False)
 
 

@@ -37,3 +37,18 @@ def test_a_command_line_process_freezes_what_tensorflow_leaves() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(done.stdout.strip()) > 100_000  # TensorFlow's modules, classes and functions
+
+
+def test_tensorflows_python_warnings_are_off_unless_asked_for() -> None:
+    code = (
+        "import sys, logging; from flower_model.runtime import start_tensorflow; "
+        "start_tensorflow(quiet=sys.argv[1] == 'quiet'); import tensorflow as tf; "
+        "print(logging.getLevelName(tf.get_logger().getEffectiveLevel()))"
+    )
+    levels = {
+        how: subprocess.run(
+            [sys.executable, "-c", code, how], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for how in ("quiet", "debug")
+    }
+    assert levels == {"quiet": "ERROR", "debug": "WARNING"}
