@@ -15,5 +15,5 @@ navigation = st.navigation(
         st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),
     ]
 )
-session.settle_imports()  # once per server: see there
+session.settle_server()  # the imports frozen once, before the page runs: see there
 navigation.run()

@@ -49,23 +49,25 @@ def start_tensorflow(quiet: bool = True) -> None:
     """Import TensorFlow and let it find its devices, without its start-up messages and its
     Python warnings unless `quiet` is off (the CLI's --debug).
 
-    For command-line programs, before the first TensorFlow work; a second call costs nothing.
+    For command-line programs, before the first TensorFlow work; a second call only sets the
+    warnings' level.
     Not for a server: other threads' writes to stderr would be lost meanwhile.
     """
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    with silenced_stderr(quiet):
-        import tensorflow as tf
+    if "tensorflow" not in sys.modules:
+        with silenced_stderr(quiet):
+            import tensorflow as tf
 
-        tf.config.list_physical_devices()
+            tf.config.list_physical_devices()
+        settle_objects(collect=False)
+    import tensorflow as tf
+
     if quiet:
         # TensorFlow's Python warnings are for developers too: "5 out of the last 12 calls
         # triggered tf.function retracing" is what a process that builds several models (the
         # worker's trainings, an export checked in each runtime) does by design.
         tf.get_logger().setLevel("ERROR")
-    settle_objects(collect=False)
 
 
 def settle_objects(collect: bool = True) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import sys
+import types
+
+import pytest
 
 from flower_model.ui import session
 
@@ -29,3 +32,16 @@ def test_a_servers_imports_are_imported_then_frozen_once_per_set() -> None:
     finally:
         gc.unfreeze()
         session.settle_imports.clear()
+
+
+def test_tensorflows_objects_are_frozen_only_once_a_page_has_loaded_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settled: list[tuple[str, ...]] = []
+    monkeypatch.setattr(session, "settle_imports", settled.append)
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    session.settle_server()
+    assert settled == [session.PAGE_MODULES]
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    session.settle_server()
+    assert settled == [session.PAGE_MODULES, session.PAGE_MODULES, session.MODEL_MODULES]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ PROGRESS_SECONDS = 1.0
 END_WAIT_SECONDS = 1.5
 END_WAIT_MARGIN = 0.5
 # What the pages import, and what a loaded model brings: each set is imported, then frozen out
-# of the garbage collector's sight, once per server (`settle_imports`).
+# of the garbage collector's sight, once per server (`settle_server`).
 PAGE_MODULES = ("numpy", "pandas", "plotly.express", "flower_model.ui.figures")
 MODEL_MODULES = ("tensorflow", "keras", "flower_model.predict", "flower_model.explain")
 # Set once a session's pages are known to run inside app.py's navigation.
@@ -74,18 +75,30 @@ def job_board() -> JobBoard:
     return JobBoard()
 
 
-@st.cache_resource(show_spinner=False)
-def settle_imports(modules: tuple[str, ...] = PAGE_MODULES) -> tuple[str, ...]:
-    """Import `modules`, then put every object alive out of the garbage collector's sight;
-    once per server for each set. Return the modules.
+def settle_server() -> None:
+    """Put what the server's imports leave out of the garbage collector's sight, once: the
+    pages' modules at a server's first page run, TensorFlow's at the first page run after
+    some page loaded it (a model to classify with). For `app.py`, before the page runs.
 
     Streamlit collects every generation after each script run, every fragment's included
     (`runner.postScriptGC`). Each collection walked all the objects the imports leave
     (measured: 120,000 and 25 ms after the pages' imports; 283,000 and 67 ms once TensorFlow
     is loaded), several times a second for each page watching a training. Frozen, they are
-    no longer walked; objects made later, a loaded model's included, still are, and are
-    freed as before.
+    no longer walked; objects made later, a loaded model's included, still are.
+
+    Freezing takes everything alive, the one session whose run it is included: that
+    session's state is never collected if it ends in a reference cycle, once per freeze
+    (twice per server). Before its page runs, no page module or photo of this run is alive.
     """
+    settle_imports(PAGE_MODULES)
+    if "tensorflow" in sys.modules:
+        settle_imports(MODEL_MODULES)
+
+
+@st.cache_resource(show_spinner=False)
+def settle_imports(modules: tuple[str, ...]) -> tuple[str, ...]:
+    """Import `modules`, then freeze every object alive (see `settle_server`); once per
+    server for each set. Return the modules."""
     for name in modules:
         importlib.import_module(name)
     runtime.settle_objects()
@@ -95,7 +108,6 @@ def settle_imports(modules: tuple[str, ...] = PAGE_MODULES) -> tuple[str, ...]:
 @st.cache_resource(max_entries=3, show_spinner="Loading the model (once per server)…")
 def classifier(run_id: str):
     """Return a run's classifier, loaded and compiled once per server process."""
-    settle_imports(MODEL_MODULES)  # before the model: a model is not frozen, it may be dropped
     from flower_model.predict import Classifier
 
     return Classifier.load(run_id)
