@@ -39,6 +39,14 @@ def test_each_epoch_is_marked_up_to_a_point_then_the_curve_is_a_line() -> None:
     assert modes(figures.MARKED_EPOCHS + 1) == {"lines"}
 
 
+def test_curves_push_no_margin_so_a_browser_draws_them_once() -> None:
+    fig = figures.training_curves({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, "loss")
+    layout = fig.layout
+    assert layout.legend.y >= 1 and layout.legend.yanchor == "bottom"  # above the plot
+    assert layout.xaxis.automargin is False and layout.yaxis.automargin is False
+    assert {side: layout.margin[side] for side in "lrtb"} == figures.CURVES_MARGIN
+
+
 def test_fine_tuning_is_marked_where_it_began() -> None:
     history = {"loss": [1.0, 0.5, 0.4, 0.3], "val_loss": [1.1, 0.7, 0.6, 0.5]}
     assert not figures.training_curves(history, "loss").layout.shapes

@@ -23,15 +23,16 @@ DATASET_KEY = "dataset_path"
 BACKGROUND_FEATURES_ENV = "FLOWER_LENS_BACKGROUND_FEATURES"
 # The longest side of a photo in a grid (decoded at reduced scale, cached per server).
 THUMBNAIL_SIDE = 320
-# How often a watched training's curves are redrawn, in seconds.
+# How often a watched training is redrawn, its progress line and curves together, in seconds:
+# each redraw is a fragment run on the server and a page update in every watching browser,
+# and redrawing the curves costs a browser more than anything else on the page.
 CURVES_SECONDS = 2.0
-# How often a watched job's progress line is redrawn.
+# How often a watched job without curves (features, an audit, an export) redraws its progress.
 PROGRESS_SECONDS = 1.0
-# When a job's estimated time left is below END_WAIT_SECONDS, the progress check waits for
-# its end (at most that estimate and END_WAIT_MARGIN): a training on cached features ends in
+# When a job is expected to end before the next redraw, the redraw waits for its end (at most
+# its estimated time left and END_WAIT_MARGIN): a training on cached features ends in
 # seconds, and its final curves then follow at once, where checking more often would take
 # the training's CPU (`make bench`: click to final curves).
-END_WAIT_SECONDS = 1.5
 END_WAIT_MARGIN = 0.5
 # What the pages import, and what a loaded model brings: each set is imported, then frozen out
 # of the garbage collector's sight, once per server (`settle_server`).
@@ -291,57 +292,51 @@ def job_progress(job: Job) -> TrainingProgress:
     return progress
 
 
-def job_curves(job: Job) -> None:
-    """Draw a training job's loss and accuracy curves, epoch by epoch."""
+def job_curves(job: Job, progress: TrainingProgress) -> None:
+    """Draw a training job's loss and accuracy curves, epoch by epoch, as `progress` has them."""
     from flower_model.ui import figures
 
     if job.kind != "training":
         return
-    progress = job.progress()
     if not job.weights.transfer_learning:
         st.caption(
             "Weights: **none (no transfer learning)** — ResNet50 starts from random weights."
         )
     left, right = st.columns(2)
-    left.plotly_chart(
-        figures.training_curves(progress.history, "loss", progress.fine_tuned_after),
-        width="stretch",
-        key=f"{job.job_id}-loss",
-    )
-    right.plotly_chart(
-        figures.training_curves(progress.history, "accuracy", progress.fine_tuned_after),
-        width="stretch",
-        key=f"{job.job_id}-accuracy",
-    )
+    for column, metric in ((left, "loss"), (right, "accuracy")):
+        column.plotly_chart(
+            figures.training_curves(progress.history, metric, progress.fine_tuned_after),
+            width="stretch",
+            key=f"{job.job_id}-{metric}",
+        )
 
 
-def job_panel(job: Job) -> None:
-    """Draw a job as it stands: progress, Stop while it runs, and its curves."""
-    job_progress(job)
-    job_curves(job)
+def job_panel(job: Job) -> TrainingProgress:
+    """Draw a job as it stands: progress, Stop while it runs, and a training's curves; return
+    the progress drawn."""
+    progress = job_progress(job)
+    job_curves(job, progress)
+    return progress
 
 
 def watch_job(job: Job) -> None:
-    """Redraw a running job until it ends, then rerun the page once: the progress line every
-    PROGRESS_SECONDS, the curves (which change once an epoch, and cost a browser far more to
-    draw) every CURVES_SECONDS. In a job's last moments (by its estimate), the progress
-    check waits for its end, so that the final curves follow at once. The job runs in the
-    worker process, so watching it costs the training nothing but this drawing."""
+    """Redraw a running job until it ends, then rerun the page once: its progress line and a
+    training's curves every CURVES_SECONDS (PROGRESS_SECONDS for a job without curves), in
+    one fragment, so that each redraw is one run on the server and one update in a browser.
+    A redraw that expects the job to end before the next one waits for its end instead, so
+    that the final curves follow at once. The job runs in the worker process, so watching it
+    costs the training nothing but this drawing."""
+    seconds = CURVES_SECONDS if job.kind == "training" else PROGRESS_SECONDS
 
-    @st.fragment(run_every=PROGRESS_SECONDS)
-    def live_progress() -> None:
-        eta = job_progress(job).eta
-        if job.running and eta is not None and eta < END_WAIT_SECONDS:
+    @st.fragment(run_every=seconds)
+    def live() -> None:
+        eta = job_panel(job).eta
+        if job.running and eta is not None and eta < seconds:
             job.wait(eta + END_WAIT_MARGIN)  # a wait, not a check: it costs no CPU
         if not job.running:
             st.rerun()
 
-    @st.fragment(run_every=CURVES_SECONDS)
-    def live_curves() -> None:
-        job_curves(job)
-
-    live_progress()
-    live_curves()
+    live()
 
 
 def dataset_job_ui(fingerprint: str, kind: str, failed: str) -> bool:
