@@ -3,6 +3,8 @@ stays responsive while it trains, and eight visitors classifying at once all get
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
@@ -36,6 +38,12 @@ require_browser()
 EPOCHS = 400
 BATCH_SIZE = 32
 WATCHERS = 3
+# Each side is timed more than once and compared by its median: one run of either varies by
+# 5-10 % on these machines (measured: CLI 10.2-12.0 s, the app 9.7-12.5 s, in one session).
+CLI_RUNS = 3
+APP_RUNS = 3
+# How long a press may wait for the button to be ready, in milliseconds.
+PRESS_MS = 1_000
 CLASSIFIERS = 8
 # The soak: photos dropped one after another in one session (after a few to warm up), and
 # short visits one after another. CI drops 60 photos; FLOWER_LENS_SOAK_UPLOADS=300 for the
@@ -79,14 +87,16 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "--patience",
         "0",
     ]
-    # The first training fills the feature cache; the second, warm, is the one timed.
+    # The first training fills the feature cache; the next ones, warm, are timed.
     subprocess.run(train, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
-    start = time.perf_counter()
-    subprocess.run(train, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
-    cli_seconds = time.perf_counter() - start
+    cli_seconds = []
+    for _ in range(CLI_RUNS):
+        start = time.perf_counter()
+        subprocess.run(train, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
+        cli_seconds.append(time.perf_counter() - start)
     server_env = {k: env[k] for k in ("FLOWER_LENS_HOME", "FLOWER_LENS_DATA")}
     with serve(server_env, folder / "streamlit.log") as url:
-        yield {"url": url, "cli_seconds": cli_seconds, "data": data}
+        yield {"url": url, "cli_seconds": cli_seconds, "data": data, "home": folder / "home"}
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +113,12 @@ def tab(browser, url: str):
 
 
 class HealthProbe:
-    """Asks the server's health endpoint ten times a second, in a thread; keeps the times."""
+    """Asks the server's health endpoint ten times a second, in a thread, while entered (once
+    or more); keeps the times."""
 
     def __init__(self, url: str) -> None:
         self.url, self.seconds, self._stop = f"{url}/_stcore/health", [], threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -118,12 +129,15 @@ class HealthProbe:
             time.sleep(0.1)
 
     def __enter__(self) -> HealthProbe:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
-        self._thread.join(30)
+        if self._thread is not None:
+            self._thread.join(30)
 
 
 def record(page, pattern: re.Pattern) -> None:
@@ -168,6 +182,59 @@ def train_in(page) -> None:
     page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=60_000)
 
 
+def newest_run_seconds(home: Path) -> float:
+    """Return how long the newest saved run's job took, by its own clock (its metadata)."""
+    newest = max(home.rglob("metadata.json"), key=lambda path: path.stat().st_mtime)
+    return float(json.loads(newest.read_text())["seconds"])
+
+
+def press_if_shown(button) -> None:
+    """Press the button if the page shows it now, as a person would, and never wait for it: a
+    page that has noticed a job folds the settings away, Train with them, and a locator waits
+    for them to come back, here at the end of the job (and a second training then started)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    if not button.is_visible():  # answers at once
+        return
+    # Folded away (or disabled) between the look and the press: not pressed, as for a person.
+    with contextlib.suppress(PlaywrightTimeout):
+        button.click(timeout=PRESS_MS)
+
+
+def saved_runs(home: Path) -> int:
+    return sum(1 for _ in home.rglob("metadata.json"))
+
+
+def watched_training(browser, url: str, health: HealthProbe, home: Path) -> float:
+    """Open WATCHERS Train tabs; train in the first, press Train in the second too, only watch
+    in the third; return the seconds from the first tab's settings to every tab's saved run."""
+    runs = saved_runs(home)
+    tabs = [tab(browser, url) for _ in range(WATCHERS)]
+    for page in tabs:
+        visit(page, "train")
+    trainer = tabs[0]
+    for page, pattern in ((tabs[1], TOLD), (tabs[2], WATCHED)):
+        record(page, pattern)
+    with health:
+        start = time.perf_counter()
+        train_in(trainer)
+        # A second visitor presses Train too (their page may have noticed the job already and
+        # disabled the button): told, they watch the same job. A third, who only has the page
+        # open, sees it start.
+        press_if_shown(tabs[1].get_by_role("button", name="Train", exact=True))
+        for page in tabs:
+            page.get_by_text("Saved run").first.wait_for(timeout=600_000)
+        seconds = time.perf_counter() - start
+    # Asked of the pages' records rather than waited for in turn: by the time the test got
+    # to the third tab, a short job could have ended and its page moved on to the run.
+    assert seen(tabs[1], TOLD), "the second visitor was not told that a job is running"
+    assert seen(tabs[2], WATCHED), "the third page never showed the training while it ran"
+    assert saved_runs(home) == runs + 1, "the second visitor's press started another training"
+    for page in tabs:
+        page.context.close()
+    return seconds
+
+
 def test_watching_a_training_costs_nothing_and_the_server_stays_responsive(
     hosted: dict, browser
 ) -> None:
@@ -178,38 +245,23 @@ def test_watching_a_training_costs_nothing_and_the_server_stays_responsive(
     train_in(warm)
     warm.get_by_text("Saved run").first.wait_for(timeout=600_000)
     warm.context.close()
-    tabs = [tab(browser, hosted["url"]) for _ in range(WATCHERS)]
-    for page in tabs:
-        visit(page, "train")
-    trainer = tabs[0]
-    for page, pattern in ((tabs[1], TOLD), (tabs[2], WATCHED)):
-        record(page, pattern)
-    with HealthProbe(hosted["url"]) as health:
-        start = time.perf_counter()
-        train_in(trainer)
-        # A second visitor presses Train too (unless their page has already noticed the job
-        # and disabled the button): told, they watch the same job. A third, who only has the
-        # page open, sees it start.
-        second = tabs[1].get_by_role("button", name="Train", exact=True)
-        if second.is_enabled():
-            second.click()
-        for page in tabs:
-            page.get_by_text("Saved run").first.wait_for(timeout=600_000)
-        app_seconds = time.perf_counter() - start
-    # Asked of the pages' records rather than waited for in turn: by the time the test got
-    # to the third tab, a short job could have ended and its page moved on to the run.
-    assert seen(tabs[1], TOLD), "the second visitor was not told that a job is running"
-    assert seen(tabs[2], WATCHED), "the third page never showed the training while it ran"
+    health = HealthProbe(hosted["url"])
+    app_seconds, job_seconds = [], []
+    for _ in range(APP_RUNS):
+        app_seconds.append(watched_training(browser, hosted["url"], health, hosted["home"]))
+        job_seconds.append(newest_run_seconds(hosted["home"]))
+    cli, app = float(np.median(hosted["cli_seconds"])), float(np.median(app_seconds))
     p95 = float(np.percentile(health.seconds, 95))
     print(
-        f"\nCLI {hosted['cli_seconds']:.1f} s; app with {WATCHERS} tabs watching "
-        f"{app_seconds:.1f} s; health p50 {np.median(health.seconds) * 1000:.0f} ms, "
-        f"p95 {p95 * 1000:.0f} ms, max {max(health.seconds) * 1000:.0f} ms"
+        f"\nCLI {cli:.1f} s (runs: {', '.join(f'{s:.1f}' for s in hosted['cli_seconds'])}); "
+        f"app with {WATCHERS} tabs watching {app:.1f} s (runs: "
+        f"{', '.join(f'{s:.1f}' for s in app_seconds)}; the jobs by their own clock: "
+        f"{', '.join(f'{s:.1f}' for s in job_seconds)}); health p50 "
+        f"{np.median(health.seconds) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max "
+        f"{max(health.seconds) * 1000:.0f} ms"
     )
-    assert app_seconds <= 1.2 * hosted["cli_seconds"]
+    assert app <= 1.2 * cli
     assert p95 < 1.0
-    for page in tabs:
-        page.context.close()
 
 
 def test_eight_visitors_classifying_at_once_all_get_their_bars(hosted: dict, browser) -> None:
