@@ -23,8 +23,11 @@ def percent(value: float) -> str:
     return f"{value:.4%}"
 
 
-def _tidy(fig: go.Figure, height: int = 320) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+TIDY_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+
+
+def _tidy(fig: go.Figure, height: int = 320, margin: dict[str, int] = TIDY_MARGIN) -> go.Figure:
+    fig.update_layout(height=height, margin=margin)
     return fig
 
 
@@ -63,7 +66,6 @@ def image_sizes(widths: Sequence[int], heights: Sequence[int], labels: Sequence[
 MARKED_EPOCHS = 50
 # Room for the title and legend above a curves figure, and for the axes' labels and titles
 # (tick labels of up to five characters: plotly writes 12000 as 12k).
-CURVES_HEIGHT = 320
 CURVES_MARGIN = {"l": 60, "r": 10, "t": 40, "b": 45}
 
 
@@ -96,8 +98,6 @@ def training_curves(
         # the figure again (the two figures took 20 ms to draw in Chromium instead of 39 ms;
         # a watched training is redrawn every 2 s in every open tab).
         legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1, "yanchor": "bottom"},
-        height=CURVES_HEIGHT,
-        margin=CURVES_MARGIN,
     )
     fig.update_xaxes(automargin=False)
     fig.update_yaxes(automargin=False)
@@ -111,7 +111,7 @@ def training_curves(
             annotation_text="fine-tuning",
             annotation_position="top left",
         )
-    return fig
+    return _tidy(fig, margin=CURVES_MARGIN)
 
 
 def compare_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], key: str) -> go.Figure:
