@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.pop("FLOWER_LENS_WEIGHTS", None)
-    from flower_model.runtime import start_tensorflow
+    from flower_model.service.runtime import start_tensorflow
 
     start_tensorflow()
     from bench.report import markdown, write_json

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flower_model.workspace import DATA_ENV, HOME_ENV
+from flower_model.core.workspace import DATA_ENV, HOME_ENV
 
 # The final curves: every plotly chart of the page holds one point per epoch.
 CURVES_DRAWN = """(epochs) => {

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flower_model.audit import FOLDS, audit_dataset
-from flower_model.data import scan_dataset
-from flower_model.features import FeatureCache
+from flower_model.audit.findings import FOLDS, audit_dataset
+from flower_model.data.dataset import scan_dataset
+from flower_model.features.cache import FeatureCache
 
 
 @dataclass(frozen=True)

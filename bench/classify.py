@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.timing import Spread, spread, timed
-from flower_model.backbone import INPUT_SIZE, preprocess
-from flower_model.explain import GradCam
-from flower_model.images import load_rgb
-from flower_model.predict import Classifier
+from flower_model.data.images import load_rgb
+from flower_model.inference.explain import GradCam
+from flower_model.inference.predict import Classifier
+from flower_model.model.backbone import INPUT_SIZE, preprocess
 
 
 @dataclass(frozen=True)

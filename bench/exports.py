@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.timing import Spread, spread, timed
-from flower_model.export import export_run, load_predictor
-from flower_model.predict import Classifier
-from flower_model.runs import RunInfo
+from flower_model.export.exporter import export_run, load_predictor
+from flower_model.inference.predict import Classifier
+from flower_model.runs.store import RunInfo
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,9 @@ def _measure(
 def sample_run(sample: Path, epochs: int) -> RunInfo | None:
     """Return a run trained (random weights) on the shared flower sample, when it is here: its
     probabilities mean something, unlike a one-epoch run's, so agreement is a fair test."""
-    from flower_model.config import TrainConfig
-    from flower_model.data import scan_dataset
-    from flower_model.train import train
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     if not (sample / "flowers").is_dir():
         return None

@@ -10,10 +10,11 @@ import numpy as np
 
 from bench.photos import PhotoSet
 from bench.timing import timed
-from flower_model.backbone import INPUT_SIZE
-from flower_model.extractor import FeatureExtractor
-from flower_model.features import ExtractionStats, FeatureCache, extract_features
-from flower_model.images import load_rgb
+from flower_model.data.images import load_rgb
+from flower_model.features.cache import ExtractionStats, FeatureCache
+from flower_model.features.extraction import extract_features
+from flower_model.features.extractor import FeatureExtractor
+from flower_model.model.backbone import INPUT_SIZE
 
 
 @dataclass(frozen=True)

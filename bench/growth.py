@@ -11,7 +11,7 @@ import numpy as np
 from bench.extraction import extract_from_disk, fresh_cache
 from bench.photos import PhotoSet
 from bench.training import measure_head_fit
-from flower_model.extractor import FeatureExtractor
+from flower_model.features.extractor import FeatureExtractor
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The benchmark's photos: generated flower-like JPEGs of a realistic size (flower_model.synthetic),
+"""The benchmark's photos: generated flower-like JPEGs of a realistic size (data.synthetic),
 with their content hashes, in the order they were made."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flower_model.synthetic import PHOTO_SIZE, write_photos
+from flower_model.data.synthetic import PHOTO_SIZE, write_photos
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def cold_start(run_id: str, photo: Path, spawned: float) -> dict:
     import keras  # noqa: F401  (Classifier.load imports it anyway; timed here as its own stage)
     import tensorflow  # noqa: F401
 
-    from flower_model.predict import Classifier
+    from flower_model.inference.predict import Classifier
 
     imported = time.time()
     classifier = Classifier.load(run_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.photos import PhotoSet
 from bench.subprocesses import REPO
-from flower_model.workspace import HOME_ENV
+from flower_model.core.workspace import HOME_ENV
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ def cli_training(data: Path, home: Path, epochs: int) -> CliTraining:
 
 def in_process_training(data: Path, home: Path, epochs: int) -> float:
     """Return the seconds of `train()` on cached features, the second time in this process."""
-    from flower_model.config import TrainConfig
-    from flower_model.data import scan_dataset
-    from flower_model.train import train
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     previous = os.environ.get(HOME_ENV)
     os.environ[HOME_ENV] = str(home)

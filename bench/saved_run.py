@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.photos import make_photos
-from flower_model.config import TrainConfig
-from flower_model.data import scan_dataset
-from flower_model.runs import RunInfo
-from flower_model.train import train
+from flower_model.data.dataset import scan_dataset
+from flower_model.model.config import TrainConfig
+from flower_model.runs.store import RunInfo
+from flower_model.workflows.train import train
 
 PHOTOS_PER_CLASS = 4
 

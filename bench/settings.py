@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from flower_model.config import default_of
+from flower_model.model.config import default_of
 
 DEFAULT_BATCH_SIZE = default_of("batch_size")
 

@@ -11,9 +11,9 @@ from bench.subprocesses import run_probe
 
 # What the home page imports from the library; none of it may bring TensorFlow.
 HOME_MODULES = (
-    "flower_model.data",
-    "flower_model.runs",
-    "flower_model.backbone",
+    "flower_model.data.dataset",
+    "flower_model.runs.store",
+    "flower_model.model.backbone",
     "flower_model.ui.figures",
 )
 
@@ -25,7 +25,7 @@ class ColdStart:
     samples: int
     ready_seconds: float  # spawn to first prediction
     interpreter_seconds: float  # spawn to the probe's first line
-    import_seconds: float  # TensorFlow, Keras and flower_model.predict
+    import_seconds: float  # TensorFlow, Keras and flower_model.inference.predict
     load_seconds: float  # Classifier.load: the saved model.keras
     first_classify_seconds: float  # the first classify_one, tracing included
     peak_rss_mb: float  # the classify path's peak resident memory (largest sample)

@@ -25,7 +25,7 @@ from bench.settings import TARGETS, Settings
 from bench.startup import ColdStart, HomeImport, measure_cold_start, measure_home_import
 from bench.training import Training, measure_training
 from bench.variants import Variants, measure_variants
-from flower_model.runtime import settle_objects
+from flower_model.service.runtime import settle_objects
 
 Progress = Callable[[str], None]
 # Real flower photos, when this checkout has ../shared beside it.
@@ -73,8 +73,8 @@ def chosen_photos(photos: PhotoSet, count: int) -> tuple[list[Path], str]:
 
 def variant_photos(photos: PhotoSet, count: int) -> tuple[np.ndarray, str]:
     """Return `count` photos at 224×224: real flowers from ../shared when present, else made."""
-    from flower_model.backbone import INPUT_SIZE
-    from flower_model.images import load_rgb
+    from flower_model.data.images import load_rgb
+    from flower_model.model.backbone import INPUT_SIZE
 
     chosen, source = chosen_photos(photos, count)
     return np.stack([load_rgb(p, size=INPUT_SIZE) for p in chosen]), source
@@ -82,11 +82,11 @@ def variant_photos(photos: PhotoSet, count: int) -> tuple[np.ndarray, str]:
 
 def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -> Results:
     """Return every measurement; `work` becomes the workspace ($FLOWER_LENS_HOME) and scratch."""
-    from flower_model.backbone import INPUT_SIZE, WeightsChoice, build_resnet50
-    from flower_model.extractor import FeatureExtractor
-    from flower_model.images import load_rgb
-    from flower_model.synthetic import PHOTO_SIZE
-    from flower_model.workspace import HOME_ENV
+    from flower_model.core.workspace import HOME_ENV
+    from flower_model.data.images import load_rgb
+    from flower_model.data.synthetic import PHOTO_SIZE
+    from flower_model.features.extractor import FeatureExtractor
+    from flower_model.model.backbone import INPUT_SIZE, WeightsChoice, build_resnet50
 
     start = time.perf_counter()
     os.environ[HOME_ENV] = str(work / "home")
@@ -163,7 +163,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         progress,
     )
     progress(f"audit: {max(settings.growth_sizes):,} photos, every feature cached")
-    from flower_model.features import FeatureCache
+    from flower_model.features.cache import FeatureCache
 
     grown = max(
         (work / "features").glob(f"features-*/{extractor.cache_key}"),

@@ -12,14 +12,14 @@ import numpy as np
 
 from bench.photos import PhotoSet
 from bench.timing import timed
-from flower_model.backbone import FEATURE_DIM
-from flower_model.config import TrainConfig
-from flower_model.events import TrainEvent
-from flower_model.feature_fit import forget_traced_loops
-from flower_model.head import build_head, build_networks
-from flower_model.pipeline import image_dataset
-from flower_model.synthetic import CLASSES
-from flower_model.train import fit_head
+from flower_model.core.events import TrainEvent
+from flower_model.data.synthetic import CLASSES
+from flower_model.features.pipeline import image_dataset
+from flower_model.model.backbone import FEATURE_DIM
+from flower_model.model.config import TrainConfig
+from flower_model.model.feature_fit import forget_traced_loops
+from flower_model.model.fitting import fit_head
+from flower_model.model.head import build_head, build_networks
 
 VAL_FRACTION = 0.2
 

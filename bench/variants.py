@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.timing import timed
-from flower_model.backbone import photo_function
-from flower_model.extractor import FeatureExtractor
-from flower_model.precision import cosine_similarity, cpu_has_bf16
+from flower_model.features.extractor import FeatureExtractor
+from flower_model.model.backbone import photo_function
+from flower_model.model.precision import cosine_similarity, cpu_has_bf16
 
 if TYPE_CHECKING:
     import keras

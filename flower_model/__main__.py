@@ -3,7 +3,7 @@
 import os
 import sys
 
-from flower_model.cli import main
+from flower_model.cli.main import main
 
 code = main()
 # Everything is written and closed by now. Skip the interpreter's teardown, which tears

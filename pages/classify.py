@@ -11,13 +11,13 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from flower_model.backbone import INPUT_SIZE
-from flower_model.calibration import CONFIDENT, MIN_SUPPORT, TARGET_PRECISION, Threshold
-from flower_model.errors import FlowerLensError
-from flower_model.explain import overlay
-from flower_model.images import load_preview, load_rgb
-from flower_model.predict import Failure, Prediction
-from flower_model.runs import RunInfo, list_runs
+from flower_model.core.errors import FlowerLensError
+from flower_model.data.images import load_preview, load_rgb
+from flower_model.inference.explain import overlay
+from flower_model.inference.predict import Failure, Prediction
+from flower_model.metrics.calibration import CONFIDENT, MIN_SUPPORT, TARGET_PRECISION, Threshold
+from flower_model.model.backbone import INPUT_SIZE
+from flower_model.runs.store import RunInfo, list_runs
 from flower_model.ui import figures, session
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from flower_model.runs import BrokenRun, RunInfo, scan_runs
+from flower_model.runs.store import BrokenRun, RunInfo, scan_runs
 from flower_model.ui import figures, session
 
 # Photos of a confusion-matrix cell drawn at most.
@@ -116,7 +116,7 @@ def cell_photos_ui(info: RunInfo) -> None:
 
 def calibration_ui(info: RunInfo) -> None:
     """Draw how far the run's probabilities can be trusted, and the "not sure" threshold."""
-    from flower_model.calibration import (
+    from flower_model.metrics.calibration import (
         CONFIDENT,
         MIN_SUPPORT,
         TARGET_PRECISION,
@@ -241,8 +241,9 @@ def compare_ui(by_id: dict[str, RunInfo]) -> None:
 @st.fragment
 def export_ui(info: RunInfo) -> None:
     """Draw a run's export formats; prepare one in the worker and offer it for download."""
-    from flower_model.export import FORMATS, app_export_path, offered_size, packed_summary
-    from flower_model.jobs import JobConflict, export_fingerprint
+    from flower_model.export.exporter import app_export_path, offered_size, packed_summary
+    from flower_model.export.formats import FORMATS
+    from flower_model.service.jobs import JobConflict, export_fingerprint
 
     st.markdown(
         "Take the model out of the app. Each export holds the model with ResNet50's "

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from flower_model import uploads
-from flower_model.audit import (
+from flower_model.audit.findings import (
     Audit,
     PhotoFinding,
     exclusion,
@@ -16,9 +15,11 @@ from flower_model.audit import (
     relabelling,
     suggested_decisions,
 )
-from flower_model.backbone import default_weights
-from flower_model.data import Dataset, find_class_root
-from flower_model.decisions import (
+from flower_model.core.errors import DatasetError, FlowerLensError
+from flower_model.core.workspace import describe_failure
+from flower_model.data import uploads
+from flower_model.data.dataset import Dataset, find_class_root
+from flower_model.data.decisions import (
     Decision,
     Decisions,
     decide_all,
@@ -27,17 +28,16 @@ from flower_model.decisions import (
     undo,
     undo_all,
 )
-from flower_model.download import DEFAULT_HANDLE, download_dataset
-from flower_model.duplicates import DuplicateGroup
-from flower_model.embedding import METHODS, project
-from flower_model.errors import DatasetError, FlowerLensError
-from flower_model.features import FeatureSet, cache_infos, feature_sets
-from flower_model.images import MAX_FILE_BYTES
-from flower_model.jobs import JobConflict
-from flower_model.roots import ROOTS_ENV, DataRoots
+from flower_model.data.download import DEFAULT_HANDLE, download_dataset
+from flower_model.data.groups import DuplicateGroup
+from flower_model.data.images import MAX_FILE_BYTES
+from flower_model.data.roots import ROOTS_ENV, DataRoots
+from flower_model.data.uploads import Photo, UploadReport
+from flower_model.features.cache import FeatureSet, cache_infos, feature_sets
+from flower_model.features.embedding import METHODS, project
+from flower_model.model.backbone import default_weights
+from flower_model.service.jobs import JobConflict
 from flower_model.ui import figures, session
-from flower_model.uploads import Photo, UploadReport
-from flower_model.workspace import describe_failure
 
 PER_PAGE = 18
 # The decisions that apply to the dataset shown, by photo (decisions.in_force).

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from flower_model.backbone import weights_status
-from flower_model.runs import scan_runs
+from flower_model.model.backbone import weights_status
+from flower_model.runs.store import scan_runs
 from flower_model.ui import session
 
 session.through_app_navigation()

@@ -3,14 +3,14 @@
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from flower_model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
-from flower_model.config import MODES, TrainConfig, default_of, help_of
-from flower_model.data import Dataset
-from flower_model.decisions import decided
-from flower_model.errors import DatasetError, RunError, WeightsError
-from flower_model.jobs import Job, JobConflict
-from flower_model.precision import PRECISIONS
-from flower_model.runs import get_run
+from flower_model.core.errors import DatasetError, RunError, WeightsError
+from flower_model.data.dataset import Dataset
+from flower_model.data.decisions import decided
+from flower_model.model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
+from flower_model.model.config import MODES, TrainConfig, default_of, help_of
+from flower_model.model.precision import PRECISIONS
+from flower_model.runs.store import get_run
+from flower_model.service.jobs import Job, JobConflict
 from flower_model.ui import session
 
 MODE_LABELS = {

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from flower_model.synthetic import CLASSES, flower_photo, write_photos
+from flower_model.data.synthetic import CLASSES, flower_photo, write_photos
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -73,7 +73,7 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sample(sample_dir: Path, session_home: Path):
     """The small dataset, scanned."""
     os.environ["FLOWER_LENS_HOME"] = str(session_home)
-    from flower_model.data import scan_dataset
+    from flower_model.data.dataset import scan_dataset
 
     return scan_dataset(sample_dir)
 
@@ -81,7 +81,7 @@ def sample(sample_dir: Path, session_home: Path):
 @pytest.fixture(scope="session")
 def resnet():
     """The real ResNet50 graph, frozen, with seeded random weights (no ImageNet file here)."""
-    from flower_model.backbone import WeightsChoice, build_resnet50
+    from flower_model.model.backbone import WeightsChoice, build_resnet50
 
     return build_resnet50(WeightsChoice("none"), seed=42)
 

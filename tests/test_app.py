@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from flower_model import runs
+from flower_model.runs import store as runs
 from tests.conftest import REPO
 
 PAGES = (
@@ -87,8 +87,8 @@ def with_sample(fresh_home, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def trained(with_sample, sample):
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     return train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
 
@@ -179,9 +179,9 @@ def test_with_background_features_off_nothing_starts_by_itself(with_sample) -> N
 def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
     fresh_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flower_model.data import scan_dataset
-    from flower_model.decisions import load_decisions
-    from flower_model.synthetic import write_dirty_photos
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.data.decisions import load_decisions
+    from flower_model.data.synthetic import write_dirty_photos
 
     write_dirty_photos(tmp_path / "dirty", per_class=20, seed=4)
     monkeypatch.setenv("FLOWER_LENS_DATA", str(tmp_path / "dirty"))
@@ -333,7 +333,7 @@ def test_explore_shows_photos_of_any_mode_and_shape(
 
 
 def test_train_click_draws_curves_and_saves_a_run(with_sample) -> None:
-    from flower_model.runs import list_runs
+    from flower_model.runs.store import list_runs
 
     app = open_page("pages/train.py")
     assert app.radio[0].value == "none"  # offline: no transfer learning is preselected
@@ -386,7 +386,7 @@ def test_classify_bad_upload_is_named_and_others_still_show(trained, sample) -> 
 def test_classify_many_photos_each_classified_once_in_batches(
     trained, sample, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flower_model.predict import Classifier
+    from flower_model.inference.predict import Classifier
 
     given: list[int] = []
     real_stream = Classifier.classify_stream
@@ -430,7 +430,7 @@ def photo_png(shade: int = 0) -> bytes:
 def test_the_upload_limit_is_the_librarys_and_is_shown(trained) -> None:
     import tomllib
 
-    from flower_model.images import MAX_FILE_BYTES
+    from flower_model.data.images import MAX_FILE_BYTES
 
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * 2**20 == MAX_FILE_BYTES
@@ -448,8 +448,8 @@ def test_classify_grad_cam_overlay(trained, sample) -> None:
 
 
 def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0, seed=7))
     app = open_page("pages/evaluate.py")
@@ -471,7 +471,7 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
 def test_evaluate_exports_a_run_for_download(trained) -> None:
     """Export tab: the formats with their sizes; Prepare runs the export in the worker with
     its progress; then a download button, the check against the app and the model card."""
-    from flower_model.export import app_export_path
+    from flower_model.export.exporter import app_export_path
 
     app = open_page("pages/evaluate.py")
     table = next(m.value for m in app.markdown if m.value.startswith("| Format |"))

@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_model import audit as audit_module
-from flower_model.audit import (
+from flower_model.audit import findings as audit_module
+from flower_model.audit.findings import (
     Audit,
     audit_dataset,
     audit_file,
     kept_audits,
     out_of_sample_probabilities,
 )
-from flower_model.data import scan_dataset, split_dataset
-from flower_model.errors import TrainingCancelled
-from flower_model.events import CancelToken
-from flower_model.synthetic import Planted, write_dirty_photos
+from flower_model.core.errors import TrainingCancelled
+from flower_model.core.events import CancelToken
+from flower_model.data.dataset import scan_dataset, split_dataset
+from flower_model.data.synthetic import Planted, write_dirty_photos
 
 # The audit's quality bar: this share of each planted kind among the top of its list.
 RECALL = 0.8
@@ -161,7 +161,7 @@ def test_a_stop_while_cleanlab_works_keeps_nothing(audited, monkeypatch) -> None
 
 
 def test_too_few_folds_or_photos_are_refused() -> None:
-    from flower_model.errors import DatasetError
+    from flower_model.core.errors import DatasetError
 
     features = np.zeros((10, 2048), dtype=np.float32)
     with pytest.raises(DatasetError, match="at least 2 folds"):

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from flower_model import backbone as bb
-from flower_model.backbone import (
+from flower_model.core.errors import WeightsError
+from flower_model.model import backbone as bb
+from flower_model.model.backbone import (
     WeightsChoice,
     build_resnet50,
     resolve_weights,
     weights_status,
 )
-from flower_model.errors import WeightsError
 
 
 @pytest.fixture
@@ -94,7 +94,12 @@ def test_a_file_that_is_not_resnet_weights_is_refused(tmp_path: Path) -> None:
 def test_the_identity_of_weights_built_before_is_known_without_building(
     tmp_path: Path, fresh_home: Path
 ) -> None:
-    from flower_model.backbone import identity_of, known_identity, weights_identity, weights_source
+    from flower_model.model.backbone import (
+        identity_of,
+        known_identity,
+        weights_identity,
+        weights_source,
+    )
 
     random = WeightsChoice("none")
     assert known_identity(random, 3) is None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.settings import QUICK, with_sizes
-from flower_model.precision import cpu_has_bf16
+from flower_model.model.precision import cpu_has_bf16
 
 REPO = Path(__file__).resolve().parent.parent
 

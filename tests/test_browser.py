@@ -31,8 +31,8 @@ SHOTS = Path(os.environ.get("FLOWER_LENS_SCREENSHOTS", REPO / "tests" / "screens
 @pytest.fixture(scope="module")
 def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served by `streamlit run` on a free localhost port: the small sample, one run."""
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     home = tmp_path_factory.mktemp("browser-home")
     with pytest.MonkeyPatch.context() as patch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model.calibration import (
+from flower_model.metrics.calibration import (
     Calibration,
     calibrate,
     confidence_threshold,

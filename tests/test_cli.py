@@ -166,7 +166,7 @@ def test_info_reports_the_dataset(sample_dir: Path, tmp_path: Path) -> None:
 
 
 def test_audit_finds_applies_and_training_honours_the_decisions(tmp_path: Path) -> None:
-    from flower_model.synthetic import write_dirty_photos
+    from flower_model.data.synthetic import write_dirty_photos
 
     data = tmp_path / "dirty"
     planted = write_dirty_photos(data, per_class=20, seed=2)

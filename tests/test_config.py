@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_model.backbone import WEIGHTS_ENV
-from flower_model.config import TrainConfig, default_of, help_of, resolve_config
-from flower_model.errors import WeightsError
+from flower_model.core.errors import WeightsError
+from flower_model.model.backbone import WEIGHTS_ENV
+from flower_model.model.config import TrainConfig, default_of, help_of, resolve_config
 
 
 @pytest.fixture(autouse=True)

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from flower_model import data
-from flower_model.data import (
-    dataset_summary,
-    find_class_root,
-    scan_dataset,
-    split_dataset,
-)
-from flower_model.errors import DatasetError
-from flower_model.synthetic import COLOURS
+from flower_model.core.errors import DatasetError
+from flower_model.data import dataset as data
+from flower_model.data.dataset import dataset_summary, find_class_root, scan_dataset, split_dataset
+from flower_model.data.synthetic import COLOURS
 from tests.conftest import make_photo
 
 
@@ -180,7 +175,7 @@ def test_split_refuses_bad_fraction_and_tiny_classes(tmp_path: Path, sample) -> 
 
 def grouped_dataset(counts: dict[str, int]):
     """A dataset of fake records, `counts[name]` photos per class, named <class>/<n>.jpg."""
-    from flower_model.data import Dataset, ImageRecord
+    from flower_model.data.dataset import Dataset, ImageRecord
 
     names = tuple(sorted(counts))
     records = tuple(

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_model.data import scan_dataset
-from flower_model.decisions import (
+from flower_model.core.errors import DatasetError
+from flower_model.data.dataset import scan_dataset
+from flower_model.data.decisions import (
     apply_decisions,
     as_recorded,
     decide,
@@ -16,8 +17,7 @@ from flower_model.decisions import (
     load_decisions,
     undo,
 )
-from flower_model.errors import DatasetError
-from flower_model.synthetic import write_photos
+from flower_model.data.synthetic import write_photos
 
 
 @pytest.fixture
@@ -110,8 +110,9 @@ def test_no_decisions_give_the_dataset_unchanged(folder: Path) -> None:
 
 
 def test_deleting_an_upload_forgets_the_decisions_about_it(fresh_home: Path) -> None:
-    from flower_model import uploads, workspace
-    from flower_model.decisions import forget_under
+    from flower_model.core import workspace
+    from flower_model.data import uploads
+    from flower_model.data.decisions import forget_under
 
     folder = workspace.datasets_dir() / "mine"
     write_photos(folder, 10, seed=5, size=(64, 48))

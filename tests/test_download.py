@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_model.data import scan_dataset
-from flower_model.download import DEFAULT_HANDLE, download_dataset
-from flower_model.errors import DatasetError
+from flower_model.core.errors import DatasetError
+from flower_model.data.dataset import scan_dataset
+from flower_model.data.download import DEFAULT_HANDLE, download_dataset
 from tests.conftest import make_photo
 
 

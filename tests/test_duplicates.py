@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model.duplicates import (
-    connected,
-    duplicate_groups,
-    exact_duplicate_sets,
-    near_duplicate_sets,
-    with_leaks,
-)
+from flower_model.audit.near_duplicates import near_duplicate_sets
+from flower_model.data.groups import connected, duplicate_groups, exact_duplicate_sets, with_leaks
 
 
 def test_exact_duplicates_are_the_photos_that_share_a_hash() -> None:
@@ -56,7 +51,7 @@ def test_near_duplicates_are_found_by_their_features_and_distinct_photos_are_not
 def test_a_search_done_before_on_the_same_features_is_not_done_again(
     fresh_home, monkeypatch
 ) -> None:
-    from flower_model import datalab
+    from flower_model.audit import datalab
 
     rng = np.random.default_rng(1)
     features = rng.normal(size=(30, 16)).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model.embedding import project
+from flower_model.features.embedding import project
 
 
 def clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

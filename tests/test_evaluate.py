@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model.evaluate import (
+from flower_model.metrics.evaluate import (
     Evaluation,
     class_metrics,
     confusion_matrix,
     evaluate_predictions,
-    evaluate_run,
 )
+from flower_model.workflows.evaluate import evaluate_run
 
 
 def test_confusion_matrix_counts_true_by_predicted() -> None:
@@ -20,8 +20,12 @@ def test_confusion_matrix_counts_true_by_predicted() -> None:
 
 
 def test_precision_recall_f1() -> None:
-    cm = np.array([[3, 1], [2, 4]])  # class a: 3 right, 1 taken for b; b: 4 right, 2 taken for a
-    a, b = class_metrics(cm, ["a", "b"])
+    # class a: 3 right, 1 taken for b; b: 4 right, 2 taken for a
+    labels, predicted = (
+        np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]),
+        np.array([0, 0, 0, 1, 0, 0, 1, 1, 1, 1]),
+    )
+    a, b = class_metrics(labels, predicted, ["a", "b"])
     assert a.precision == pytest.approx(3 / 5) and a.recall == pytest.approx(3 / 4)
     assert a.f1 == pytest.approx(2 * 0.6 * 0.75 / 1.35)
     assert b.precision == pytest.approx(4 / 5) and b.recall == pytest.approx(4 / 6)
@@ -29,7 +33,7 @@ def test_precision_recall_f1() -> None:
 
 
 def test_never_predicted_class_has_zero_precision_not_nan() -> None:
-    (a, b) = class_metrics(np.array([[2, 0], [1, 0]]), ["a", "b"])
+    (a, b) = class_metrics(np.array([0, 0, 1]), np.array([0, 0, 0]), ["a", "b"])
     assert b.precision == 0.0 and b.recall == 0.0 and b.f1 == 0.0
 
 
@@ -47,8 +51,8 @@ def test_mistakes_are_the_most_confidently_wrong_first() -> None:
 
 
 def test_evaluate_run_uses_only_the_held_out_split(sample, fresh_home) -> None:
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     info = train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
     evaluation = evaluate_run(info.run_id, sample)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model.explain import GradCam, overlay
-from flower_model.head import build_networks
-from flower_model.predict import Classifier
+from flower_model.inference.explain import GradCam, overlay
+from flower_model.inference.predict import Classifier
+from flower_model.model.head import build_networks
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_model.errors import FlowerLensError
-from flower_model.images import load_rgb
-from flower_model.parity import PARITY_TOLERANCE as TOLERANCE
+from flower_model.core.errors import FlowerLensError
+from flower_model.data.images import load_rgb
+from flower_model.export.parity import PARITY_TOLERANCE as TOLERANCE
 from tests.conftest import SHARED_SAMPLE
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ FLOAT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 @pytest.fixture(scope="module")
 def home(sample, tmp_path_factory):
     """A workspace with one trained run (random weights: no ImageNet file here)."""
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     folder = tmp_path_factory.mktemp("export-home")
     with pytest.MonkeyPatch.context() as patch:
@@ -39,7 +39,7 @@ def home(sample, tmp_path_factory):
 
 @pytest.fixture
 def run(home, monkeypatch):
-    from flower_model.runs import get_run
+    from flower_model.runs.store import get_run
 
     monkeypatch.setenv("FLOWER_LENS_HOME", str(home))
     return get_run()
@@ -47,7 +47,7 @@ def run(home, monkeypatch):
 
 @pytest.fixture(scope="module")
 def classifier(home):
-    from flower_model.predict import Classifier
+    from flower_model.inference.predict import Classifier
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLOWER_LENS_HOME", str(home))
@@ -68,8 +68,8 @@ def photos(sample) -> list[Path]:
 @pytest.fixture(scope="module")
 def exports(home, tmp_path_factory):
     """Each format exported once, on first use: {format: ExportResult}."""
-    from flower_model.export import export_run
-    from flower_model.runs import get_run
+    from flower_model.export.exporter import export_run
+    from flower_model.runs.store import get_run
 
     folder = tmp_path_factory.mktemp("exports")
     done: dict = {}
@@ -78,7 +78,7 @@ def exports(home, tmp_path_factory):
         if fmt not in done:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv("FLOWER_LENS_HOME", str(home))
-                patch.setattr("flower_model.export.CALIBRATION_PHOTOS", 24)
+                patch.setattr("flower_model.export.formats.CALIBRATION_PHOTOS", 24)
                 done[fmt] = export_run(get_run(), fmt, folder / fmt)
         return done[fmt]
 
@@ -91,7 +91,7 @@ def _app(classifier, photos) -> np.ndarray:
 
 def _through_runtime(result, photos) -> np.ndarray:
     """Probabilities from the exported files alone, through the format's own runtime."""
-    from flower_model.export import load_predictor
+    from flower_model.export.exporter import load_predictor
 
     predictor = load_predictor(result.path)
     return np.asarray(predictor.load_model()(np.stack([load_rgb(p, size=224) for p in photos])))
@@ -174,14 +174,14 @@ def test_int8_export_is_integer_and_measured(exports, run, photos) -> None:
 
 
 @pytest.mark.skipif(
-    not __import__("flower_model.backbone").backbone.weights_status().available,
+    not __import__("flower_model.model.backbone").model.backbone.weights_status().available,
     reason="the ≥ 97 % int8 agreement is a property of ImageNet features; no ImageNet weights "
     "file on this machine (a random ResNet50 amplifies integer rounding: measured 16-34 %)",
 )
 def test_int8_agrees_with_float_with_imagenet_weights(sample, tmp_path, monkeypatch) -> None:
-    from flower_model.config import TrainConfig
-    from flower_model.export import export_run
-    from flower_model.train import train
+    from flower_model.export.exporter import export_run
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     monkeypatch.setenv("FLOWER_LENS_HOME", str(tmp_path))
     info = train(sample, TrainConfig(epochs=5, batch_size=8, weights="imagenet"))
@@ -214,7 +214,7 @@ def test_predict_script_alone_gives_the_same_numbers(fmt, exports, classifier, p
 
 
 def test_zip_export_holds_the_folder(run, tmp_path) -> None:
-    from flower_model.export import export_run
+    from flower_model.export.exporter import export_run
 
     result = export_run(run, "keras", tmp_path / "flowers.zip")
     with zipfile.ZipFile(result.path) as archive:
@@ -241,7 +241,8 @@ def test_model_card_says_what_a_user_needs(exports, run) -> None:
 
 
 def test_existing_destination_is_refused_and_only_an_export_replaced(run, tmp_path) -> None:
-    from flower_model.export import ExportError, export_run
+    from flower_model.export.exporter import export_run
+    from flower_model.export.formats import ExportError
 
     target = tmp_path / "out"
     target.mkdir()
@@ -263,7 +264,7 @@ def test_existing_destination_is_refused_and_only_an_export_replaced(run, tmp_pa
 def _with_writer(monkeypatch, fmt: str, writer) -> None:
     import dataclasses
 
-    from flower_model import export
+    from flower_model.export import exporter as export
 
     monkeypatch.setitem(
         export.FORMATS, fmt, dataclasses.replace(export.FORMATS[fmt], writer=writer)
@@ -271,7 +272,7 @@ def _with_writer(monkeypatch, fmt: str, writer) -> None:
 
 
 def test_failure_midway_leaves_nothing(run, tmp_path, monkeypatch) -> None:
-    from flower_model import export
+    from flower_model.export import exporter as export
 
     def broken(model, target, info, progress):
         target.write_bytes(b"half a model")
@@ -286,7 +287,7 @@ def test_failure_midway_leaves_nothing(run, tmp_path, monkeypatch) -> None:
 
 def test_a_runtime_that_cannot_load_is_one_line(run, tmp_path, monkeypatch) -> None:
     """The check runs the export's predict.py: a missing runtime is a line, not a traceback."""
-    from flower_model import export
+    from flower_model.export import exporter as export
 
     def missing_runtime(folder):
         raise ModuleNotFoundError("No module named 'onnxruntime'")
@@ -299,8 +300,8 @@ def test_a_runtime_that_cannot_load_is_one_line(run, tmp_path, monkeypatch) -> N
 
 
 def test_stop_while_calibrating_is_a_stop_and_leaves_nothing(run, tmp_path) -> None:
-    from flower_model.errors import TrainingCancelled
-    from flower_model.export import export_run
+    from flower_model.core.errors import TrainingCancelled
+    from flower_model.export.exporter import export_run
 
     def stop(what: str, share: float) -> None:
         if what.startswith("calibrating int8 on training photo 3/"):
@@ -312,8 +313,8 @@ def test_stop_while_calibrating_is_a_stop_and_leaves_nothing(run, tmp_path) -> N
 
 
 def test_a_disagreeing_export_is_not_kept(run, tmp_path, monkeypatch) -> None:
-    from flower_model import export
-    from flower_model.parity import Parity
+    from flower_model.export import exporter as export
+    from flower_model.export.parity import Parity
 
     monkeypatch.setattr(
         export, "check_export", lambda *args: (Parity(10, 0.5, 0.9), "validation photos")
@@ -324,7 +325,7 @@ def test_a_disagreeing_export_is_not_kept(run, tmp_path, monkeypatch) -> None:
 
 
 def test_a_failed_replace_puts_the_old_export_back(run, tmp_path, monkeypatch) -> None:
-    from flower_model import export
+    from flower_model.export import exporter as export
 
     target = tmp_path / "out.zip"
     export.export_run(run, "keras", target)
@@ -345,7 +346,7 @@ def test_a_failed_replace_puts_the_old_export_back(run, tmp_path, monkeypatch) -
 
 
 def test_bad_requests_are_one_line(run, tmp_path) -> None:
-    from flower_model.export import export_run
+    from flower_model.export.exporter import export_run
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -362,9 +363,9 @@ def test_bad_requests_are_one_line(run, tmp_path) -> None:
 def test_broken_run_is_one_line(run, tmp_path) -> None:
     import shutil
 
-    from flower_model.errors import RunError
-    from flower_model.export import export_run
-    from flower_model.runs import RunInfo
+    from flower_model.core.errors import RunError
+    from flower_model.export.exporter import export_run
+    from flower_model.runs.store import RunInfo
 
     copy = tmp_path / "runs" / run.run_id
     shutil.copytree(run.path, copy)
@@ -376,7 +377,7 @@ def test_broken_run_is_one_line(run, tmp_path) -> None:
 
 
 def test_int8_without_training_photos_says_so(run, tmp_path, monkeypatch) -> None:
-    from flower_model import export
+    from flower_model.export import exporter as export
 
     monkeypatch.setattr(export, "split_photos", lambda info, which: [])
     with pytest.raises(export.ExportError, match="calibrated on the run's training photos"):

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from flower_model import precision
-from flower_model.backbone import INPUT_SIZE, preprocess
-from flower_model.extractor import FeatureExtractor
-from flower_model.images import load_rgb
+from flower_model.data.images import load_rgb
+from flower_model.features.extractor import FeatureExtractor
+from flower_model.model import precision
+from flower_model.model.backbone import INPUT_SIZE, preprocess
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from flower_model import feature_fit
-from flower_model.feature_fit import Rows, epoch_orders, fit_features
-from flower_model.head import build_head
-from flower_model.optimizer import FusedAdam
+from flower_model.model import feature_fit
+from flower_model.model.feature_fit import Rows, epoch_orders, fit_features
+from flower_model.model.head import build_head
+from flower_model.model.optimizer import FusedAdam
 
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

@@ -8,18 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from flower_model import features as features_module
-from flower_model.backbone import INPUT_SIZE
-from flower_model.extractor import FeatureExtractor
-from flower_model.features import (
-    FeatureCache,
-    cache_key,
-    dataset_features,
-    extract_features,
-    feature_sets,
-    needs_extraction,
-)
-from flower_model.images import load_rgb
+from flower_model.data.images import load_rgb
+from flower_model.features import cache as features_module
+from flower_model.features.cache import FeatureCache, cache_key, feature_sets
+from flower_model.features.extraction import dataset_features, extract_features, needs_extraction
+from flower_model.features.extractor import FeatureExtractor
+from flower_model.model.backbone import INPUT_SIZE
 
 
 @pytest.fixture(scope="module")

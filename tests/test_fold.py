@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from flower_model.backbone import INPUT_SIZE, preprocess
-from flower_model.fold import fold_batch_norm, fold_standardisation
-from flower_model.images import load_rgb
+from flower_model.data.images import load_rgb
+from flower_model.model.backbone import INPUT_SIZE, preprocess
+from flower_model.model.fold import fold_batch_norm, fold_standardisation
 
 
 @pytest.fixture(scope="module")

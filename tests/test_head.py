@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flower_model.backbone import pooled_resnet
-from flower_model.head import build_networks, networks_of
+from flower_model.model.backbone import pooled_resnet
+from flower_model.model.head import build_networks, networks_of
 
 
 def test_architecture_matches_the_seed_layer_by_layer(resnet) -> None:

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from flower_model import images
-from flower_model.errors import ImageError
-from flower_model.images import inspect, load_rgb
+from flower_model.core.errors import ImageError
+from flower_model.data import images
+from flower_model.data.images import inspect, load_rgb
 
 
 def save(image: Image.Image, path: Path, **kwargs) -> Path:
@@ -288,7 +288,7 @@ MEASURE = """
 import io, resource, sys
 from pathlib import Path
 from PIL import Image
-from flower_model.images import load_preview, load_rgb
+from flower_model.data.images import load_preview, load_rgb
 path = Path(sys.argv[1])
 data = path.read_bytes()
 small = io.BytesIO()

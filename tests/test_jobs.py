@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from flower_model.config import TrainConfig
-from flower_model.data import Dataset
-from flower_model.errors import TrainingCancelled
-from flower_model.events import FINE_TUNING_PHASE, TrainEvent, progress_of
-from flower_model.jobs import JobBoard, JobConflict
+from flower_model.core.errors import TrainingCancelled
+from flower_model.core.events import FINE_TUNING_PHASE, TrainEvent, progress_of
+from flower_model.data.dataset import Dataset
+from flower_model.model.config import TrainConfig
+from flower_model.service.jobs import JobBoard, JobConflict
 
 RELEASE_ENV = "FLOWER_LENS_TEST_RELEASE"
 
@@ -148,7 +148,7 @@ def test_stop_and_failure_are_reported_not_raised(board, sample) -> None:
 def test_a_job_deaf_to_stop_is_ended_by_restarting_the_worker(
     board, sample, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flower_model import worker
+    from flower_model.service import worker
 
     monkeypatch.setattr(worker, "STOP_GRACE_SECONDS", 1.0)
     board.release.touch()
@@ -164,7 +164,7 @@ def test_a_job_deaf_to_stop_is_ended_by_restarting_the_worker(
 def test_the_board_keeps_only_the_latest_ended_jobs(
     board, sample, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flower_model import jobs
+    from flower_model.service import jobs
 
     monkeypatch.setattr(jobs, "KEPT_JOBS", 2)
     board.release.touch()
@@ -220,7 +220,7 @@ def test_progress_follows_the_events() -> None:
 
 
 def test_features_job_fills_the_cache(sample, fresh_home) -> None:
-    from flower_model.features import cache_infos
+    from flower_model.features.cache import cache_infos
 
     board = JobBoard()
     job = board.start_features(sample, "none")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flower_model.config import TrainConfig
-from flower_model.data import scan_dataset
-from flower_model.predict import Classifier, Prediction
-from flower_model.synthetic import CLASSES, write_photos
-from flower_model.train import train
+from flower_model.data.dataset import scan_dataset
+from flower_model.data.synthetic import CLASSES, write_photos
+from flower_model.inference.predict import Classifier, Prediction
+from flower_model.model.config import TrainConfig
+from flower_model.workflows.train import train
 from tests.test_cli import cli
 
 PER_CLASS = 10

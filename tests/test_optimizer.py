@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from flower_model.optimizer import FusedAdam
+from flower_model.model.optimizer import FusedAdam
 
 
 def small_model(seed: int = 0) -> keras.Model:

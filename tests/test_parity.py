@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_model import parity
+from flower_model.export import parity
 
 
 def test_compare_measures_difference_and_agreement() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flower_model.pipeline import image_dataset
+from flower_model.features.pipeline import image_dataset
 
 
 def test_photo_batches_keep_file_order_with_autotuning_off(sample) -> None:
@@ -14,6 +14,6 @@ def test_photo_batches_keep_file_order_with_autotuning_off(sample) -> None:
     batches = [b.numpy() for b in dataset]
     assert [len(b) for b in batches] == [2, 2, 1]
     assert batches[0].shape[1:] == (224, 224, 3) and batches[0].dtype == np.uint8
-    from flower_model.images import load_rgb
+    from flower_model.data.images import load_rgb
 
     np.testing.assert_array_equal(batches[2][0], load_rgb(sample.path_of(records[4]), size=224))

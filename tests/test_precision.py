@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_model import precision
-from flower_model.config import TrainConfig
+from flower_model.model import precision
+from flower_model.model.config import TrainConfig
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_model.backbone import INPUT_SIZE, preprocess
-from flower_model.errors import ImageError
-from flower_model.images import load_rgb
-from flower_model.predict import Classifier, Failure, Prediction
+from flower_model.core.errors import ImageError
+from flower_model.data.images import load_rgb
+from flower_model.inference.predict import Classifier, Failure, Prediction
+from flower_model.model.backbone import INPUT_SIZE, preprocess
 
 
 @pytest.fixture(scope="module")
 def classifier(sample, tmp_path_factory):
-    from flower_model.config import TrainConfig
-    from flower_model.train import train
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLOWER_LENS_HOME", str(tmp_path_factory.mktemp("predict-home")))
@@ -71,7 +71,7 @@ def test_low_confidence_is_flagged() -> None:
 def test_the_not_sure_threshold_is_the_runs_own(classifier, sample) -> None:
     from dataclasses import replace
 
-    from flower_model.calibration import CONFIDENT, Threshold
+    from flower_model.metrics.calibration import CONFIDENT, Threshold
 
     # Ten held-out photos are too few to choose a threshold on: the default is used.
     assert classifier.run.metadata.calibration.threshold is None

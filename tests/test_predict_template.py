@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_model import predict_template
-from flower_model.images import load_rgb
-from flower_model.synthetic import flower_photo
+from flower_model.data.images import load_rgb
+from flower_model.data.synthetic import flower_photo
+from flower_model.export import predict_template
 
 
 def _photo(size=(320, 240), seed=0) -> Image.Image:
@@ -65,8 +65,8 @@ def test_load_photo_is_the_apps_decode(name: str, tmp_path: Path) -> None:
 
 
 def test_the_templates_constants_are_the_apps() -> None:
-    from flower_model import images
-    from flower_model.backbone import INPUT_SIZE
+    from flower_model.data import images
+    from flower_model.model.backbone import INPUT_SIZE
 
     assert predict_template.SIZE == INPUT_SIZE
     assert predict_template.PRESHRINK_PIXELS == images.PRESHRINK_PIXELS
@@ -74,7 +74,7 @@ def test_the_templates_constants_are_the_apps() -> None:
 
 
 def test_a_200_megapixel_photo_loads_without_the_library(tmp_path: Path) -> None:
-    """In a process of its own, where flower_model.images never lifted Pillow's bomb limit."""
+    """In a process of its own, where flower_model.data.images never lifted Pillow's bomb limit."""
     import subprocess
     import sys
 
@@ -115,7 +115,8 @@ def test_the_script_classifies_the_good_files_and_names_the_bad(tmp_path: Path) 
 
 
 def test_an_export_keeps_only_its_own_loader() -> None:
-    from flower_model.export import FORMATS, predict_script
+    from flower_model.export.exporter import predict_script
+    from flower_model.export.formats import FORMATS
 
     for fmt in FORMATS.values():
         script = predict_script(fmt)

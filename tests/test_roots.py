@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_model import workspace
-from flower_model.errors import DatasetError
-from flower_model.roots import ROOTS_ENV, DataRoots, data_roots
+from flower_model.core import workspace
+from flower_model.core.errors import DatasetError
+from flower_model.data.roots import ROOTS_ENV, DataRoots, data_roots
 from tests.conftest import make_photo
 
 
@@ -79,7 +79,7 @@ def test_datasets_lists_class_folders_under_the_roots_only(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("bad", ["/srv/data\0/x", "/" + "x" * 300, "a/" * 3000])
 def test_unusable_names_are_refused_in_one_line_not_a_traceback(tmp_path: Path, bad: str) -> None:
-    from flower_model.data import find_class_root
+    from flower_model.data.dataset import find_class_root
 
     roots = roots_of(tmp_path)
     assert not roots.allows(Path(bad))

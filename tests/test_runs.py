@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from flower_model.backbone import WeightsChoice
-from flower_model.config import TrainConfig
-from flower_model.data import Split
-from flower_model.errors import RunError
-from flower_model.evaluate import evaluate_predictions
-from flower_model.features import ExtractionStats
-from flower_model.metadata import DatasetInfo, RunMetadata, WeightsInfo
-from flower_model.runs import METADATA_FILE, MODEL_FILE, RunInfo, RunWriter, get_run, list_runs
+from flower_model.core.errors import RunError
+from flower_model.data.dataset import Split
+from flower_model.features.cache import ExtractionStats
+from flower_model.metrics.evaluate import evaluate_predictions
+from flower_model.model.backbone import WeightsChoice
+from flower_model.model.config import TrainConfig
+from flower_model.runs.metadata import DatasetInfo, RunMetadata, WeightsInfo
+from flower_model.runs.store import (
+    METADATA_FILE,
+    MODEL_FILE,
+    RunInfo,
+    RunWriter,
+    get_run,
+    list_runs,
+)
 
 
 def metadata(run_id: str, accuracy: float = 0.5) -> RunMetadata:
@@ -122,7 +129,7 @@ def test_unfinished_and_broken_runs_are_never_listed(tmp_path: Path, content: st
 @pytest.fixture(scope="module")
 def saved_run(sample, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run, saved by the training code."""
-    from flower_model.train import train
+    from flower_model.workflows.train import train
 
     root = tmp_path_factory.mktemp("runs")
     train(sample, TrainConfig(epochs=1, batch_size=8, weights="none", patience=0), runs_root=root)
@@ -152,8 +159,8 @@ def keras_model(path: Path, lambda_layer: bool = False) -> None:
 def test_tampered_runs_are_listed_as_broken_with_the_reason(
     saved_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from flower_model import runs as runs_module
-    from flower_model.runs import load_model, scan_runs
+    from flower_model.runs import store as runs_module
+    from flower_model.runs.store import load_model, scan_runs
 
     tampered(saved_run, tmp_path, "20990101-000000-good")
     damage = {
@@ -246,8 +253,8 @@ def test_a_killed_training_is_cleaned_up_at_the_next_start(
     import sys
     import time
 
-    from flower_model.runs import remove_abandoned
-    from flower_model.workspace import remove_stale_temporaries
+    from flower_model.core.workspace import remove_stale_temporaries
+    from flower_model.runs.store import remove_abandoned
     from tests.conftest import REPO
 
     env = {**os.environ, "FLOWER_LENS_HOME": str(fresh_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -292,7 +299,7 @@ def test_a_partial_folder_from_before_owners_were_recorded_goes_after_an_hour(
     import os
     import time
 
-    from flower_model.runs import remove_abandoned
+    from flower_model.runs.store import remove_abandoned
 
     fresh, stale = tmp_path / ".partial-fresh", tmp_path / ".partial-stale"
     fresh.mkdir()
@@ -317,8 +324,8 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
 
     import numpy as np
 
-    from flower_model.runs import remove_abandoned
-    from flower_model.synthetic import write_photos
+    from flower_model.data.synthetic import write_photos
+    from flower_model.runs.store import remove_abandoned
     from tests.conftest import REPO
 
     data = tmp_path / "data"
@@ -372,7 +379,7 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
 def test_a_head_is_loaded_only_under_the_resnet50_it_was_trained_on(
     saved_run: Path, tmp_path: Path
 ) -> None:
-    from flower_model.runs import load_model, scan_runs
+    from flower_model.runs.store import load_model, scan_runs
 
     good = tampered(saved_run, tmp_path, "20990101-000000-good")
     assert json.loads((good / METADATA_FILE).read_text())["head_only"]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import weakref
 
-from flower_model.runtime import settle_objects
+from flower_model.service.runtime import settle_objects
 
 
 def test_settled_objects_are_frozen_and_garbage_is_collected_first() -> None:
@@ -32,7 +32,7 @@ def test_settled_objects_are_frozen_and_garbage_is_collected_first() -> None:
 
 def test_a_command_line_process_freezes_what_tensorflow_leaves() -> None:
     code = (
-        "import gc; from flower_model.runtime import start_tensorflow; start_tensorflow(); "
+        "import gc; from flower_model.service.runtime import start_tensorflow; start_tensorflow(); "
         "print(gc.get_freeze_count())"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -41,7 +41,7 @@ def test_a_command_line_process_freezes_what_tensorflow_leaves() -> None:
 
 def test_tensorflows_python_warnings_are_off_unless_asked_for() -> None:
     code = (
-        "import sys, logging; from flower_model.runtime import start_tensorflow; "
+        "import sys, logging; from flower_model.service.runtime import start_tensorflow; "
         "start_tensorflow(quiet=sys.argv[1] == 'quiet'); import tensorflow as tf; "
         "print(logging.getLevelName(tf.get_logger().getEffectiveLevel()))"
     )

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flower_model.images import load_rgb
-from flower_model.synthetic import flower_photo
+from flower_model.data.images import load_rgb
+from flower_model.data.synthetic import flower_photo
 
 
 @pytest.fixture(scope="module")
 def classifier(resnet):
-    from flower_model.head import build_networks
+    from flower_model.model.head import build_networks
 
     return build_networks(resnet, 5, seed=3).classifier
 
@@ -30,8 +30,8 @@ def test_serving_model_equals_preprocess_then_classifier_exactly(classifier) -> 
     """The two plain layers are keras.applications.resnet50.preprocess_input, bit for bit."""
     import keras
 
-    from flower_model.backbone import preprocess
-    from flower_model.serving import serving_model
+    from flower_model.model.backbone import preprocess
+    from flower_model.model.serving import serving_model
 
     pixels = _photos(4)
     pixels[0, :8, :8] = 0  # both ends of the range
@@ -50,7 +50,7 @@ def test_serving_model_has_no_code_layers(classifier, tmp_path) -> None:
     """The export loads with safe_mode anywhere Keras runs: no Lambda, no custom class."""
     import keras
 
-    from flower_model.serving import serving_model
+    from flower_model.model.serving import serving_model
 
     path = tmp_path / "m.keras"
     serving_model(classifier).save(path)
@@ -65,7 +65,7 @@ def test_serving_model_has_no_code_layers(classifier, tmp_path) -> None:
     "size", [(100, 80), (224, 224), (447, 500), (448, 448), (900, 1000), (1792, 1800), (5000, 300)]
 )
 def test_jpeg_scale_is_pillows_draft_scale(size) -> None:
-    from flower_model.serving import JPEG_SCALES, draft_scale_index
+    from flower_model.model.serving import JPEG_SCALES, draft_scale_index
 
     buffer = io.BytesIO()
     Image.new("RGB", size, (10, 20, 30)).save(buffer, "JPEG")
@@ -87,7 +87,7 @@ def test_tensorflow_decoding_is_within_one_level_of_the_apps() -> None:
     WebP and BMP: TensorFlow's pixels differ from Pillow's by at most 1 in 255."""
     import tensorflow as tf
 
-    from flower_model.serving import decode_photo
+    from flower_model.model.serving import decode_photo
 
     rng = np.random.default_rng(2)
     photo = flower_photo(rng, (200, 30, 50), (320, 240))

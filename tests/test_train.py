@@ -9,14 +9,15 @@ import threading
 import numpy as np
 import pytest
 
-from flower_model import runs
-from flower_model.config import TrainConfig
-from flower_model.data import split_dataset
-from flower_model.errors import TrainingCancelled, WeightsError
-from flower_model.events import CancelToken
-from flower_model.extractor import FeatureExtractor
-from flower_model.head import build_head
-from flower_model.train import fit_head, train
+from flower_model.core.errors import TrainingCancelled, WeightsError
+from flower_model.core.events import CancelToken
+from flower_model.data.dataset import split_dataset
+from flower_model.features.extractor import FeatureExtractor
+from flower_model.model.config import TrainConfig
+from flower_model.model.fitting import fit_head
+from flower_model.model.head import build_head
+from flower_model.runs import store as runs
+from flower_model.workflows.train import train
 
 FAST = TrainConfig(epochs=3, batch_size=8, weights="none", patience=0)
 
@@ -166,7 +167,7 @@ def test_bad_config_is_refused(field: str, value, message: str) -> None:
 
 
 def test_fine_tune_trains_the_head_then_conv5_and_keeps_earlier_layers(sample, fresh_home) -> None:
-    from flower_model.runs import load_model
+    from flower_model.runs.store import load_model
 
     config = TrainConfig(
         epochs=2, batch_size=8, weights="none", mode="finetune", fine_tune_learning_rate=1e-3
@@ -183,7 +184,7 @@ def test_fine_tune_trains_the_head_then_conv5_and_keeps_earlier_layers(sample, f
         "fine-tuning conv5 and the head on photos"
     )
     tuned = load_model(info).get_layer("resnet50")
-    from flower_model.backbone import WeightsChoice, build_resnet50
+    from flower_model.model.backbone import WeightsChoice, build_resnet50
 
     start = build_resnet50(WeightsChoice("none"), seed=42)
     conv1 = tuned.get_layer("conv1_conv").kernel.numpy()
@@ -202,9 +203,9 @@ def test_the_head_trains_on_standardised_features_and_saves_the_seeds_head(
 ) -> None:
     import keras
 
-    from flower_model.features import standardisation
-    from flower_model.head import build_head
-    from flower_model.train import fit_head
+    from flower_model.model.fitting import fit_head
+    from flower_model.model.head import build_head
+    from flower_model.model.scaling import standardisation
 
     rng = np.random.default_rng(0)
     # Features like random ResNet50's: large offsets shared by every photo, a dead column.
@@ -248,8 +249,8 @@ def test_training_does_not_reseed_the_process_random_generators(sample, fresh_ho
 
 
 def test_a_stop_while_fine_tuning_keeps_the_trained_head(sample, fresh_home) -> None:
-    from flower_model.events import FINE_TUNING_PHASE
-    from flower_model.predict import Classifier
+    from flower_model.core.events import FINE_TUNING_PHASE
+    from flower_model.inference.predict import Classifier
 
     cancel = CancelToken()
 
@@ -264,7 +265,7 @@ def test_a_stop_while_fine_tuning_keeps_the_trained_head(sample, fresh_home) -> 
     assert meta.epochs_completed == 2  # the head's epochs, kept
     # The saved model is the head's, as it was before fine-tuning began: conv5 untouched by
     # the batch that ran, and the held-out probabilities those the run recorded.
-    from flower_model.backbone import WeightsChoice, build_resnet50
+    from flower_model.model.backbone import WeightsChoice, build_resnet50
 
     classifier = Classifier.load(info.run_id)
     start = build_resnet50(WeightsChoice("none"), seed=42).get_layer("conv5_block3_3_conv")
@@ -285,8 +286,8 @@ def test_copies_of_a_photo_are_trained_on_or_held_out_together(tmp_path, fresh_h
     the other held out, whatever the seed."""
     from PIL import Image
 
-    from flower_model.data import scan_dataset
-    from flower_model.synthetic import write_photos
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.data.synthetic import write_photos
 
     written = write_photos(tmp_path / "photos", 30, seed=11, size=(96, 72), kind="striped")
     pairs = []
@@ -308,9 +309,9 @@ def test_copies_of_a_photo_are_trained_on_or_held_out_together(tmp_path, fresh_h
 
 
 def test_a_run_trains_on_the_photos_as_decided_and_records_it(tmp_path, fresh_home) -> None:
-    from flower_model.data import scan_dataset
-    from flower_model.decisions import decide, decided
-    from flower_model.synthetic import write_photos
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.data.decisions import decide, decided
+    from flower_model.data.synthetic import write_photos
 
     write_photos(tmp_path / "photos", 40, seed=12, size=(96, 72), kind="striped")
     folder = scan_dataset(tmp_path / "photos")
@@ -337,10 +338,10 @@ def test_a_run_trains_on_the_photos_as_decided_and_records_it(tmp_path, fresh_ho
 def test_a_warm_run_builds_no_resnet_and_saves_the_head_alone(
     sample, fresh_home, monkeypatch
 ) -> None:
-    import flower_model.backbone as backbone
-    from flower_model.head import networks_of
-    from flower_model.images import load_rgb
-    from flower_model.predict import Classifier
+    import flower_model.model.backbone as backbone
+    from flower_model.data.images import load_rgb
+    from flower_model.inference.predict import Classifier
+    from flower_model.model.head import networks_of
 
     config = TrainConfig(epochs=2, batch_size=8, weights="none", patience=0, precision="float32")
     first = train(sample, config)
@@ -364,8 +365,8 @@ def test_a_warm_run_builds_no_resnet_and_saves_the_head_alone(
 
 
 def test_after_a_warm_up_a_training_of_that_shape_traces_nothing() -> None:
-    from flower_model import feature_fit
-    from flower_model.train import warm_up
+    from flower_model.model import feature_fit
+    from flower_model.model.fitting import warm_up
 
     feature_fit.forget_traced_loops()
     warm_up(classes=3)

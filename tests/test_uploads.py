@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flower_model import uploads, workspace
-from flower_model.data import scan_dataset
-from flower_model.errors import DatasetError
-from flower_model.uploads import add_photos, add_zip, create_dataset, delete_dataset
+from flower_model.core import workspace
+from flower_model.core.errors import DatasetError
+from flower_model.data import uploads
+from flower_model.data.dataset import scan_dataset
+from flower_model.data.uploads import add_photos, add_zip, create_dataset, delete_dataset
 
 
 def jpeg(colour: tuple[int, int, int], size=(40, 30)) -> bytes:
@@ -167,7 +168,7 @@ def test_only_uploaded_datasets_can_be_added_to_or_deleted(
 
 
 def test_a_new_dataset_that_gets_nothing_is_not_left_behind(fresh_home: Path) -> None:
-    from flower_model.uploads import create_dataset_with
+    from flower_model.data.uploads import create_dataset_with
 
     report = create_dataset_with("empty", lambda f: add_photos(f, "rose", [("x.jpg", b"junk")]))
     assert report.total_added == 0 and not report.dataset.exists()

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_model import workspace
-from flower_model.errors import DatasetError
+from flower_model.core import workspace
+from flower_model.core.errors import DatasetError
 from tests.conftest import REPO
 
 
@@ -85,7 +85,7 @@ def test_training_on_a_full_disk_says_so_in_one_line_and_keeps_nothing_half_writ
 def test_an_upload_onto_a_full_disk_is_refused_in_one_line(
     tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flower_model.uploads import add_photos, create_dataset
+    from flower_model.data.uploads import add_photos, create_dataset
 
     monkeypatch.setenv(workspace.HOME_ENV, str(tiny_disk))
     folder = create_dataset("full")

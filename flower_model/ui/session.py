@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from flower_model import roots, runtime, workspace
-from flower_model.data import Dataset, find_class_root, scan_dataset
-from flower_model.errors import FlowerLensError, ImageError
-from flower_model.events import TrainingProgress
-from flower_model.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, read_bytes
-from flower_model.jobs import Job, JobBoard
-from flower_model.roots import DataRoots
+from flower_model.core import workspace
+from flower_model.core.errors import FlowerLensError, ImageError
+from flower_model.core.events import TrainingProgress
+from flower_model.data import roots
+from flower_model.data.dataset import Dataset, find_class_root, scan_dataset
+from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, read_bytes
+from flower_model.data.roots import DataRoots
+from flower_model.service import runtime
+from flower_model.service.jobs import Job, JobBoard
 
 DATASET_KEY = "dataset_path"
 # A host may turn off the Explore page's default of computing a chosen dataset's features.
@@ -37,7 +39,12 @@ END_WAIT_MARGIN = 0.5
 # What the pages import, and what a loaded model brings: each set is imported, then frozen out
 # of the garbage collector's sight, once per server (`settle_server`).
 PAGE_MODULES = ("numpy", "pandas", "plotly.express", "flower_model.ui.figures")
-MODEL_MODULES = ("tensorflow", "keras", "flower_model.predict", "flower_model.explain")
+MODEL_MODULES = (
+    "tensorflow",
+    "keras",
+    "flower_model.inference.predict",
+    "flower_model.inference.explain",
+)
 # Set once a session's pages are known to run inside app.py's navigation.
 NAVIGATION_CHECKED = "navigation_checked"
 # The query parameter that carries a visitor's dataset in the page's link.
@@ -69,7 +76,7 @@ def job_board() -> JobBoard:
 
     Made once per server, which is when what killed trainings left behind is removed.
     """
-    from flower_model.runs import remove_abandoned
+    from flower_model.runs.store import remove_abandoned
 
     remove_abandoned()
     workspace.remove_stale_temporaries()
@@ -109,7 +116,7 @@ def settle_imports(modules: tuple[str, ...]) -> tuple[str, ...]:
 @st.cache_resource(max_entries=3, show_spinner="Loading the model (once per server)…")
 def classifier(run_id: str):
     """Return a run's classifier, loaded and compiled once per server process."""
-    from flower_model.predict import Classifier
+    from flower_model.inference.predict import Classifier
 
     return Classifier.load(run_id)
 
@@ -117,7 +124,7 @@ def classifier(run_id: str):
 @st.cache_resource(max_entries=3, show_spinner=False)
 def gradcam(run_id: str):
     """Return the Grad-CAM of a run's classifier, compiled once."""
-    from flower_model.explain import GradCam
+    from flower_model.inference.explain import GradCam
 
     return GradCam(classifier(run_id))
 

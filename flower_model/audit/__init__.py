@@ -1,0 +1,1 @@
+"""The data audit: mislabelled photos, near-duplicates, outliers (cleanlab on features)."""

@@ -1,0 +1,1 @@
+"""The command line: `flower-lens` or `python -m flower_model`."""

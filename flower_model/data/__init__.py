@@ -1,0 +1,1 @@
+"""Photos and datasets: loading, scanning, splitting, duplicate groups, decisions, uploads."""

@@ -1,0 +1,240 @@
+"""Datasets that visitors bring through the browser, kept in the workspace.
+
+Each dataset is a folder `datasets/<id>/<class>/<hash><suffix>` of the original bytes, named
+by content so that the same photo is stored once and no visitor-given name ever becomes a
+path. Photos come one class at a time, or as a `.zip` of class folders; what cannot be used is
+listed with the reason. Limits on size and file count keep one visitor from filling the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import stat
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from flower_model.core import workspace
+from flower_model.core.errors import DatasetError, ImageError
+from flower_model.data.dataset import SkippedFile
+from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, inspect
+
+# Per dataset: what one upload may add up to, so that the workspace's disk is shared fairly.
+MAX_DATASET_BYTES = 500 * 2**20
+MAX_DATASET_FILES = 5000
+# All uploaded datasets together, so that many datasets cannot fill the disk either.
+MAX_ALL_UPLOADS_BYTES = 4 * 2**30
+# A zip member that inflates more than this is refused as a zip bomb (photos barely compress:
+# a JPEG's ratio is about 1, a PNG's rarely above 10).
+MAX_COMPRESSION_RATIO = 100
+# Class and dataset names: letters, digits, spaces, dots, dashes and underscores.
+_NAME = re.compile(r"^[\w][\w .-]{0,63}$")
+# Pillow's format name → the suffix a stored photo gets.
+_SUFFIX_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
+
+Photo = tuple[str, bytes]  # (the name it was given, its bytes)
+
+
+@dataclass(frozen=True)
+class UploadReport:
+    """What one upload did: photos added per class, and the files refused."""
+
+    dataset: Path
+    added: dict[str, int] = field(default_factory=dict)
+    refused: tuple[SkippedFile, ...] = ()  # each file not added (its name in the upload), and why
+
+    @property
+    def total_added(self) -> int:
+        """Return how many photos were added."""
+        return sum(self.added.values())
+
+
+def check_name(name: str, what: str) -> str:
+    """Return a class or dataset name stripped, or raise DatasetError saying what is allowed."""
+    name = name.strip()
+    if not _NAME.match(name):
+        raise DatasetError(
+            f"'{name}' cannot be a {what} name: use up to 64 letters, digits, spaces, dots, "
+            "dashes or underscores, starting with a letter or digit"
+        )
+    return name
+
+
+def uploaded_datasets() -> tuple[Path, ...]:
+    """Return the folders of the uploaded datasets, oldest first."""
+    folder = workspace.datasets_dir()
+    if not folder.is_dir():
+        return ()
+    found = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return tuple(sorted(found, key=lambda p: p.stat().st_mtime))
+
+
+def create_dataset(name: str) -> Path:
+    """Return the folder of a new, empty uploaded dataset named after `name`."""
+    slug = re.sub(r"[^\w-]+", "-", check_name(name, "dataset")).strip("-").lower()
+    folder = workspace.datasets_dir() / f"{slug}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def create_dataset_with(name: str, fill: Callable[[Path], UploadReport]) -> UploadReport:
+    """Return what `fill` added to a new dataset named after `name`; if it fails or adds
+    nothing, no empty dataset is left behind."""
+    folder = create_dataset(name)
+    try:
+        report = fill(folder)
+    except BaseException:
+        delete_dataset(folder)
+        raise
+    if not report.total_added:
+        delete_dataset(folder)
+    return report
+
+
+def uploaded_dataset(folder: Path) -> Path:
+    """Return an uploaded dataset's folder, refusing anything that is not one."""
+    folder = Path(folder)
+    home = workspace.datasets_dir().resolve()
+    if folder.resolve().parent != home or not folder.is_dir():
+        raise DatasetError(f"{folder} is not an uploaded dataset")
+    return folder
+
+
+def delete_dataset(folder: Path) -> None:
+    """Delete an uploaded dataset, every photo in it and the decisions about it."""
+    from flower_model.data.decisions import forget_under
+
+    folder = uploaded_dataset(folder)
+    shutil.rmtree(folder)
+    forget_under(folder)
+
+
+def _usage(folder: Path) -> tuple[int, int]:
+    """Return (bytes, files) a dataset holds."""
+    sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file()]
+    return sum(sizes), len(sizes)
+
+
+def add_photos(folder: Path, class_name: str, photos: Iterable[Photo]) -> UploadReport:
+    """Add photos to one class of an uploaded dataset; return what was added and refused."""
+    folder = uploaded_dataset(folder)
+    class_name = check_name(class_name, "class")
+    return _store(folder, ((class_name, name, data) for name, data in photos))
+
+
+def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadReport:
+    """Add the photos of a `.zip` laid out `<class>/<photo>` (at any depth: a photo's class is
+    the folder it sits in) to an uploaded dataset; return what was added and refused.
+
+    Members with absolute or `..` paths, links, and members that inflate like zip bombs are
+    refused; the zip as a whole is refused if it would inflate beyond the dataset's limit.
+    """
+    folder = uploaded_dataset(folder)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except Exception as exc:  # a damaged archive can raise almost anything
+        raise DatasetError(f"{zip_name}: not a zip file that can be read ({exc})") from exc
+    declared = sum(m.file_size for m in members)
+    if declared > MAX_DATASET_BYTES:
+        raise DatasetError(
+            f"{zip_name}: it would inflate to {declared / 2**20:,.0f} MB, over the "
+            f"{MAX_DATASET_BYTES // 2**20} MB limit of a dataset"
+        )
+    refused: list[SkippedFile] = []
+    wanted: list[tuple[str, zipfile.ZipInfo]] = []
+    for member in members:
+        if member.is_dir():
+            continue
+        reason, class_name = _member_problem(member)
+        if reason is not None:
+            refused.append(SkippedFile(member.filename, reason))
+        else:
+            wanted.append((class_name, member))
+
+    def photos() -> Iterable[tuple[str, str, bytes]]:
+        for class_name, member in wanted:
+            with archive.open(member) as stream:
+                # Never trust the declared size: read one byte past the limit at most.
+                content = stream.read(MAX_FILE_BYTES + 1)
+            yield class_name, member.filename, content
+
+    try:
+        report = _store(folder, photos())
+    except DatasetError:
+        raise
+    except Exception as exc:  # zlib, encryption, unknown methods: each its own exception type
+        raise DatasetError(f"{zip_name}: the zip cannot be read ({exc})") from exc
+    return UploadReport(report.dataset, report.added, tuple(refused) + report.refused)
+
+
+def _member_problem(member: zipfile.ZipInfo) -> tuple[str | None, str]:
+    """Return (why a zip member is refused, or None; the class it belongs to)."""
+    path = PurePosixPath(member.filename.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", member.filename):
+        return "an absolute or '..' path (refused)", ""
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return "a symbolic link (refused)", ""
+    if any(part.startswith((".", "__")) for part in path.parts):
+        return "a hidden or system file (skipped)", ""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image file type ({path.suffix.lower() or 'no extension'})", ""
+    if len(path.parts) < 2:
+        return "not inside a class folder (put photos in <class>/<photo>)", ""
+    if member.file_size > MAX_FILE_BYTES:
+        return f"over the {MAX_FILE_BYTES // 2**20} MB limit of a photo", ""
+    if member.compress_size and member.file_size / member.compress_size > MAX_COMPRESSION_RATIO:
+        return "inflates like a zip bomb (refused)", ""
+    try:
+        return None, check_name(path.parent.name, "class")
+    except DatasetError as exc:
+        return str(exc), ""
+
+
+def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadReport:
+    """Write photos into their class folders under content-hashed names, within the limits."""
+    used_bytes, used_files = _usage(folder)
+    all_bytes = _usage(workspace.datasets_dir())[0]
+    added: Counter[str] = Counter()
+    refused: list[SkippedFile] = []
+    for class_name, name, data in photos:
+        reason = None
+        if len(data) > MAX_FILE_BYTES:
+            reason = f"over the {MAX_FILE_BYTES // 2**20} MB limit of a photo"
+        elif used_files + 1 > MAX_DATASET_FILES:
+            reason = f"the dataset already holds its limit of {MAX_DATASET_FILES:,} photos"
+        elif used_bytes + len(data) > MAX_DATASET_BYTES:
+            reason = f"the dataset would exceed its limit of {MAX_DATASET_BYTES // 2**20} MB"
+        elif all_bytes + len(data) > MAX_ALL_UPLOADS_BYTES:
+            reason = (
+                f"the server's uploaded datasets would exceed their limit of "
+                f"{MAX_ALL_UPLOADS_BYTES / 2**30:.0f} GB together"
+            )
+        if reason is not None:
+            refused.append(SkippedFile(name, reason))
+            continue
+        try:
+            image_format = inspect(data, PurePosixPath(name).name).format
+        except ImageError as exc:
+            refused.append(SkippedFile(name, str(exc).split(": ", 1)[-1]))
+            continue
+        suffix = _SUFFIX_OF_FORMAT.get(image_format or "", PurePosixPath(name).suffix.lower())
+        target = folder / class_name / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
+        if target.exists():
+            refused.append(SkippedFile(name, "already in this class (the same bytes)"))
+            continue
+        try:
+            workspace.write_atomic(target, data)
+        except OSError as exc:
+            reason = workspace.describe_failure(exc)
+            raise DatasetError(f"could not store {name}: {reason}") from exc
+        added[class_name] += 1
+        used_bytes, used_files = used_bytes + len(data), used_files + 1
+        all_bytes += len(data)
+    return UploadReport(folder, dict(sorted(added.items())), tuple(refused))

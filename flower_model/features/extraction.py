@@ -1,0 +1,173 @@
+"""Features of a dataset's photos: read from the cache, and only the photos it lacks run
+through ResNet50 (which is not even built when the cache holds them all)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from flower_model.core.errors import TrainingCancelled
+from flower_model.features.cache import ExtractionStats, FeatureCache, cache_key
+from flower_model.model.backbone import WeightsChoice
+
+if TYPE_CHECKING:
+    from flower_model.data.dataset import Dataset
+    from flower_model.features.extractor import FeatureExtractor
+
+Progress = Callable[[int, int], None]
+
+
+def extract_features(
+    paths: Sequence[Path],
+    hashes: Sequence[str],
+    extractor: FeatureExtractor,
+    cache: FeatureCache,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, ExtractionStats]:
+    """Return features for every image, computing only those not in the cache."""
+    from flower_model.features.pipeline import image_dataset
+
+    start = time.perf_counter()
+    found = {sha: vector for sha in set(hashes) if (vector := cache.get(sha)) is not None}
+    todo: dict[str, Path] = {}
+    for path, sha in zip(paths, hashes, strict=True):
+        if sha not in found:
+            todo.setdefault(sha, Path(path))
+    total = len(set(hashes))
+    if progress is not None:
+        progress(len(found), total)
+    if todo:
+        shas = list(todo)
+        batches = image_dataset([todo[s] for s in shas], batch_size=batch_size)
+        done = 0
+        for images in batches:
+            if cancelled is not None and cancelled():
+                raise TrainingCancelled("stopped while extracting features")
+            vectors = extractor.run(images)
+            for sha, vector in zip(shas[done : done + len(vectors)], vectors, strict=True):
+                # Keep what the cache holds, so a first and a second run see the same numbers.
+                found[sha] = cache.put(sha, vector)
+            done += len(vectors)
+            if progress is not None:
+                progress(total - len(todo) + done, total)
+    features = np.stack([found[sha] for sha in hashes]).astype(np.float32)
+    stats = ExtractionStats(
+        total=len(hashes),
+        cached=len(hashes) - sum(1 for sha in hashes if sha in todo),
+        computed=len(todo),
+        seconds=time.perf_counter() - start,
+        precision=extractor.precision,
+    )
+    return features, stats
+
+
+@dataclass(frozen=True)
+class DatasetFeatures:
+    """Every photo of a dataset's features, in the dataset's order, and what made them."""
+
+    features: np.ndarray
+    stats: ExtractionStats
+    cache_key: str  # the cache namespace: one set of weights, one arithmetic
+    weights_label: str
+    transfer_learning: bool
+    identity: str = ""  # the weights' `weights_identity`
+
+
+def _known_cache(identity: str | None, precision: str) -> tuple[FeatureCache, str] | None:
+    """Return the cache namespace a training would use and the arithmetic `precision`
+    resolves to, when both are known without building ResNet50, else None."""
+    from flower_model.model.precision import known_precision
+
+    chosen = known_precision(precision, identity) if identity is not None else None
+    if identity is None or chosen is None:
+        return None
+    return FeatureCache(cache_key(identity, chosen)), chosen
+
+
+def _all_cached(
+    hashes: Sequence[str], identity: str | None, precision: str
+) -> tuple[np.ndarray, str, str] | None:
+    """Return (features, precision, cache key) when every photo's features are in the cache
+    of known weights at a known precision, else None: then ResNet50 is needed."""
+    known = _known_cache(identity, precision)
+    if known is None or not known[0].may_hold_all(hashes):  # then extraction reads them, once
+        return None
+    cache, chosen = known
+    features, found = cache.get_many(hashes)
+    return (features, chosen, cache.key) if found.all() else None
+
+
+def needs_extraction(
+    dataset: Dataset, weights: str = "imagenet", seed: int = 42, precision: str = "auto"
+) -> bool:
+    """Return whether a training with these weights would have to run ResNet50 on some of
+    the dataset's photos (a look at file names; TensorFlow is not imported)."""
+    from flower_model.model.backbone import known_identity, resolve_weights
+
+    known = _known_cache(known_identity(resolve_weights(weights), seed), precision)
+    return known is None or not known[0].may_hold_all([r.sha256 for r in dataset.records])
+
+
+def dataset_features(
+    dataset: Dataset,
+    weights: str | WeightsChoice = "imagenet",
+    seed: int = 42,
+    precision: str = "auto",
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    batch_size: int = 32,
+    on_phase: Callable[[str], None] | None = None,
+) -> DatasetFeatures:
+    """Return the features of every photo of a dataset, computing those not in the cache.
+
+    When every photo's features are cached for weights built before, ResNet50 is not even
+    built: what weights it would have is known from their source (`backbone.known_identity`).
+    """
+    from flower_model.features.extractor import FeatureExtractor
+    from flower_model.model.backbone import (
+        build_resnet50,
+        identity_of,
+        known_identity,
+        resolve_weights,
+    )
+
+    phase = on_phase or (lambda message: None)
+    choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(weights)
+    paths = [dataset.path_of(r) for r in dataset.records]
+    hashes = [r.sha256 for r in dataset.records]
+    identity = known_identity(choice, seed)
+    start = time.perf_counter()
+    cached = _all_cached(hashes, identity, precision)
+    if cached is not None:
+        features, chosen, key = cached
+        if progress is not None:
+            progress(len(set(hashes)), len(set(hashes)))
+        stats = ExtractionStats(len(hashes), len(hashes), 0, time.perf_counter() - start, chosen)
+        return DatasetFeatures(
+            features, stats, key, choice.label, choice.transfer_learning, identity
+        )
+    phase(f"loading ResNet50 (weights {choice.label})")
+    resnet = build_resnet50(choice, seed=seed)
+    identity = identity_of(resnet, choice, seed)
+    phase("preparing ResNet50 for feature extraction")
+    extractor = FeatureExtractor.create(resnet, precision, identity)
+    phase(f"extracting features ({extractor.precision})")
+    features, stats = extract_features(
+        paths,
+        hashes,
+        extractor,
+        FeatureCache.described(extractor.cache_key, choice.label, extractor.precision),
+        batch_size=batch_size,
+        progress=progress,
+        cancelled=cancelled,
+    )
+    return DatasetFeatures(
+        features, stats, extractor.cache_key, choice.label, choice.transfer_learning, identity
+    )

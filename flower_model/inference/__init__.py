@@ -1,0 +1,1 @@
+"""Using a trained run: class probabilities of photos, and Grad-CAM heatmaps."""

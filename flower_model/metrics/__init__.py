@@ -1,0 +1,1 @@
+"""Scores of held-out predictions: accuracy, per-class metrics, confusion, calibration."""

@@ -1,0 +1,26 @@
+"""Standardising features: each feature's mean and deviation, the geometry the head trains in."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Standard deviations below this are taken as 1: a feature that never varies carries nothing.
+MIN_FEATURE_STD = 1e-6
+
+
+def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each feature's mean and standard deviation (1 where it does not vary)."""
+    # Sums in float64 over float32 values: numpy's float64 `std` made two float64 copies of
+    # the rows, twice the time (27 against 13 ms on 3,200 photos), for the same figures to 1e-7.
+    rows = np.asarray(features, dtype=np.float32)  # float16 from the cache: converted once
+    mean = rows.sum(axis=0, dtype=np.float64) / len(rows)
+    centred = rows - mean.astype(np.float32)
+    std = np.sqrt(np.einsum("ij,ij->j", centred, centred, dtype=np.float64) / len(features))
+    return mean, np.where(std < MIN_FEATURE_STD, 1.0, std)
+
+
+def standardised(features: np.ndarray) -> np.ndarray:
+    """Return the features standardised: the geometry the head is trained in, where
+    distances mean something even for random weights (whose raw features are all alike)."""
+    mean, std = standardisation(features)
+    return (np.asarray(features, dtype=np.float64) - mean) / std
