@@ -15,12 +15,14 @@ ifeq ($(ADDRESS),localhost)
 ROOTS ?= $(if $(SAMPLE),$(abspath $(SAMPLE)):)$(HOME)
 endif
 
-.PHONY: run test bench lint format browser clean
+.PHONY: run test check bench lint format browser clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The `flower-lens` command, the library editable in place (its dependencies are above).
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # The system Chromium that the browser tests drive (Playwright's own download is not used).
@@ -37,14 +39,21 @@ run: $(STAMP)
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 
+# The whole suite, as CI runs it: the layers first, then every test (browser ones included).
 test: $(STAMP) browser
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
+
+# The edit-test loop: lint, then the tests that need no browser, server or ResNet50.
+check: lint
+	$(PY) -m pytest -m "not slow and not browser and not resnet"
 
 bench: $(STAMP)
 	$(PY) -m bench
 
+# ruff (style, and public APIs only: pyproject.toml), then the layers and no import circles.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

@@ -10,6 +10,7 @@ navigation = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon=":material/local_florist:", default=True),
         st.Page("pages/explore.py", title="Explore", icon=":material/photo_library:"),
+        st.Page("pages/data_issues.py", title="Data issues", icon=":material/fact_check:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("pages/classify.py", title="Classify", icon=":material/image_search:"),

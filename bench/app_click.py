@@ -31,7 +31,7 @@ class AppClick:
 
 def browser_missing() -> str | None:
     """Return why the browser measurement cannot run here, or None when it can."""
-    from tests.browser import CHROMIUM
+    from tests.browser.chromium import CHROMIUM
 
     try:
         import playwright.sync_api  # noqa: F401
@@ -44,7 +44,7 @@ def browser_missing() -> str | None:
 
 def _train_once(page, epochs: int) -> float:
     """Click Train on the open Train page; return the seconds until the new run's curves."""
-    from tests.browser import settle
+    from tests.browser.chromium import settle
 
     saved = page.locator('[data-testid="stAlert"]', has_text="Saved run")
     before = saved.inner_text() if saved.count() else ""
@@ -67,7 +67,7 @@ def _train_once(page, epochs: int) -> float:
 
 def measure_app_click(data: Path, home: Path, epochs: int, log: Path) -> AppClick:
     """Return click-to-curves on the Train page for `data`, whose features `home` caches."""
-    from tests.browser import chromium, serve, visit
+    from tests.browser.chromium import chromium, serve, visit
 
     photos = sum(1 for p in data.rglob("*") if p.is_file())
     env = {HOME_ENV: str(home), DATA_ENV: str(data)}

@@ -14,9 +14,9 @@ from flower_model.core import workspace
 
 # cleanlab's own default: a photo is a near-duplicate of a neighbour closer than this share of
 # the median distance between photos and their nearest neighbours (cosine, on standardised
-# features). Measured on the generated set of tests/test_audit.py with random weights: copies
-# resized to 80–95 % and saved again at JPEG quality 75 score 0.05–0.10, the closest distinct
-# photos 0.24 and more.
+# features). Measured on the generated set of tests/audit/test_findings.py with random
+# weights: copies resized to 80–95 % and saved again at JPEG quality 75 score 0.05–0.10, the
+# closest distinct photos 0.24 and more.
 NEAR_DUPLICATE_THRESHOLD = 0.13
 
 

@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -103,10 +102,6 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
-# The read-modify-write of the small files of remembered facts, between a server's threads.
-_FACTS_LOCK = threading.Lock()
-
-
 def recalled(file_name: str, key: str) -> object | None:
     """Return the fact remembered under `key` in a workspace file of facts, or None (also
     for a missing or damaged file: a fact can always be found out again)."""
@@ -118,9 +113,15 @@ def recalled(file_name: str, key: str) -> object | None:
 
 
 def remember(file_name: str, key: str, value: object) -> None:
-    """Remember a fact under `key` in a workspace file of facts (an atomic write)."""
+    """Remember a fact under `key` in a workspace file of facts (an atomic write).
+
+    The read-modify-write holds a lock file beside the facts: the server and its worker
+    process both remember facts, and each write must keep the other's."""
+    from filelock import FileLock
+
     target = home_dir() / file_name
-    with _FACTS_LOCK:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f".{target.name}.lock"), timeout=30):
         try:
             facts = json.loads(target.read_text())
             if not isinstance(facts, dict):

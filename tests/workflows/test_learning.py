@@ -17,7 +17,7 @@ from flower_model.data.synthetic import CLASSES, write_photos
 from flower_model.inference.predict import Classifier, Prediction
 from flower_model.model.config import TrainConfig
 from flower_model.workflows.train import train
-from tests.test_cli import cli
+from tests.cli.test_cli import cli
 
 PER_CLASS = 10
 MIN_ACCURACY = 0.95

@@ -99,3 +99,23 @@ def test_an_upload_onto_a_full_disk_is_refused_in_one_line(
     with pytest.raises(DatasetError, match="could not store big.png: the disk .* is full"):
         add_photos(folder, "rose", [("big.png", buffer.getvalue())])
     assert not list(folder.rglob("*.png")) and not list(folder.rglob("*.tmp"))
+
+
+def test_facts_remembered_by_several_processes_at_once_are_all_kept(fresh_home: Path) -> None:
+    # The server and its worker both remember facts: each write must keep the other's.
+    script = (
+        "import sys\n"
+        "from flower_model.core import workspace\n"
+        "for i in range(40):\n"
+        "    workspace.remember('facts.json', f'{sys.argv[1]}-{i}', i)\n"
+    )
+    env = {**os.environ, "FLOWER_LENS_HOME": str(fresh_home)}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, name], cwd=REPO, env=env)
+        for name in ("a", "b", "c")
+    ]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    for name in ("a", "b", "c"):
+        assert [workspace.recalled("facts.json", f"{name}-{i}") for i in range(40)] == list(
+            range(40)
+        )

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.browser import (
+from tests.browser.chromium import (
     chromium,
     plotly_bars,
     require_browser,

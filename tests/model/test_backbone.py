@@ -57,12 +57,11 @@ def test_missing_weights_file_says_where_it_goes(tmp_path: Path, keras_home: Pat
 
 
 def test_offline_imagenet_download_fails_with_directions(keras_home: Path, monkeypatch) -> None:
-    import keras.src.applications.resnet as resnet
-
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(resnet.file_utils, "get_file", offline)
+    # Offline as a user's machine can be: every download goes to a proxy that refuses it.
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
     status = weights_status()
     assert not status.available and str(keras_home) in status.message
     with pytest.raises(WeightsError) as caught:

@@ -208,8 +208,8 @@ def test_tampered_runs_are_listed_as_broken_with_the_reason(
 def test_the_command_line_and_the_pages_name_broken_runs(saved_run: Path, fresh_home: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
+    from tests.cli.test_cli import cli
     from tests.conftest import REPO
-    from tests.test_cli import cli
 
     runs_root = fresh_home / "runs"
     runs_root.mkdir(parents=True)

@@ -21,6 +21,7 @@ from PIL import Image
 from flower_model.core.errors import ImageError
 from flower_model.data import images
 from flower_model.data.images import inspect, load_rgb
+from tests.conftest import REPO
 
 
 def save(image: Image.Image, path: Path, **kwargs) -> Path:
@@ -319,7 +320,7 @@ def test_the_worst_accepted_photos_cost_at_most_150_mb(make, name: str, tmp_path
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
     extra_mb = float(result.stdout.strip())
     assert extra_mb <= 150, f"{name} took {extra_mb:.0f} MB of extra peak memory"

@@ -1,0 +1,360 @@
+"""What each verb of the command line does: download, info, audit, train, evaluate, predict,
+runs, export. Each prints for people (and JSON with --json) and returns the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from flower_model.cli.progress import Progress, scan_with_progress
+from flower_model.core.errors import FlowerLensError
+from flower_model.core.workspace import DATA_ENV, remove_stale_temporaries
+from flower_model.model.config import TrainConfig
+from flower_model.service.runtime import silenced_stderr, start_tensorflow
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    value = args.data or os.environ.get(DATA_ENV)
+    if not value:
+        raise FlowerLensError(
+            f"no dataset given: pass --data DIR (a folder with one sub-folder per class), "
+            f"set ${DATA_ENV}, or run 'python -m flower_model download' first"
+        )
+    return Path(value)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from flower_model.data.dataset import find_class_root
+    from flower_model.data.download import download_dataset
+
+    folder = download_dataset(args.handle)
+    print(find_class_root(folder))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from flower_model.data.dataset import dataset_summary
+    from flower_model.model.backbone import weights_status
+
+    summary = dataset_summary(scan_with_progress(_data_dir(args)))
+    if args.json:
+        print(json.dumps(summary, indent=1, allow_nan=False))
+        return 0
+    print(f"dataset   {summary['root']}  ({summary['images']} photos, id {summary['fingerprint']})")
+    for name, count in summary["classes"].items():
+        print(f"  {name:<12}{count:>6}")
+    w, h = summary["width"], summary["height"]
+    print(f"sizes     {w['min']}–{w['max']} × {h['min']}–{h['max']} px")
+    print(f"skipped   {len(summary['skipped'])} file(s)")
+    for item in summary["skipped"][:20]:
+        print(f"  {item['path']}: {item['reason']}")
+    print(f"weights   {weights_status().message}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from flower_model.core.events import CancelToken, TrainEvent
+    from flower_model.workflows.train import train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    dataset = scan_with_progress(_data_dir(args))
+    if not args.ignore_decisions:
+        dataset = _decided(dataset)
+    cancel = CancelToken()
+    # The first Ctrl-C stops after the current batch and keeps the best completed epoch.
+    signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    bars: dict[str, Progress] = {}
+
+    def close_bars() -> None:
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+
+    def on_event(event: TrainEvent) -> None:
+        if event.kind == "extract":
+            bars.setdefault("extract", Progress("features", event.total)).update(event.done)
+        elif event.kind == "phase":
+            close_bars()
+            print(event.message, file=sys.stderr)
+        elif event.kind == "batch":
+            bar = bars.setdefault(
+                "train", Progress("training", event.epochs * event.batches, unit="batches")
+            )
+            done = (event.epoch - 1) * event.batches + event.batch
+            bar.update(done, f"epoch {event.epoch}/{event.epochs}, loss {event.loss:.3f}")
+        elif event.kind == "epoch":
+            line = (
+                f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.4f} "
+                f"acc {event.accuracy:.3f}  val_loss {event.val_loss:.4f} "
+                f"val_acc {event.val_accuracy:.3f}"
+            )
+            if "train" in bars:
+                bars["train"].write(line)
+            else:
+                print(line, file=sys.stderr)
+
+    remove_stale_temporaries()
+    start_tensorflow(quiet=not args.debug)
+    try:
+        info = train(dataset, config, on_event=on_event, cancel=cancel)
+    finally:
+        close_bars()
+    meta = info.metadata
+    print(
+        f"run {info.run_id}: validation accuracy {info.accuracy:.3f} "
+        f"({meta.epochs_completed} epochs, {meta.stopped}, weights {info.weights_label}, "
+        f"learning rate {_rates(meta.config)})",
+        file=sys.stderr,
+    )
+    print(info.run_id)
+    return 0
+
+
+def _decided(dataset):
+    """Return the dataset with the decisions stored about it applied, saying so."""
+    from flower_model.data.decisions import decided
+
+    applied = decided(dataset)
+    if applied is not dataset:
+        print(
+            f"decisions: {len(applied.excluded)} photo(s) left out, {len(applied.relabelled)} "
+            "relabelled (from 'audit --apply' or the app; --ignore-decisions trains on the "
+            "folder as it is)",
+            file=sys.stderr,
+        )
+    return applied
+
+
+def _audit_lines(audit, top: int) -> list[str]:
+    """Return the audit as lines for a person: each kind, worst first, at most `top` each."""
+    lines = [
+        f"audit of {audit.photos:,} photos, features from {audit.weights_label} weights: "
+        f"out-of-sample accuracy {audit.accuracy:.1%} ({audit.folds} folds, {audit.seconds:.1f} s)"
+    ]
+    if not audit.transfer_learning:
+        lines.append(
+            "note: these features come from random weights (no transfer learning), so the "
+            "findings below are not meaningful; audit with ImageNet weights to trust them"
+        )
+    lines.append(f"label issues: {len(audit.label_issues)}")
+    lines += [
+        f"  {f.score:.3f}  {f.path}  filed under {f.given}, looks like {f.suggested}"
+        for f in audit.label_issues[:top]
+    ]
+    lines.append(f"outliers: {len(audit.outliers)}")
+    lines += [f"  {f.score:.3f}  {f.path}  ({f.given})" for f in audit.outliers[:top]]
+    exact = sum(g.exact for g in audit.duplicates)
+    lines.append(
+        f"duplicate groups: {len(audit.duplicates)} ({exact} exact, "
+        f"{len(audit.duplicates) - exact} near); {len(audit.leaks)} would be cut by a plain "
+        "split (training keeps each group on one side)"
+    )
+    for group in audit.duplicates[:top]:
+        kind = "exact" if group.exact else "near "
+        notes = ("  [different classes]" if group.conflicting else "") + (
+            "  [leak]" if group.leak else ""
+        )
+        lines.append(f"  {kind}  {', '.join(group.paths)}{notes}")
+    small = ", ".join(audit.small_classes) or "none"
+    lines.append(f"classes much smaller than the others: {small}")
+    return lines
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from flower_model.audit.findings import audit_dataset, check_kinds, suggested_decisions
+    from flower_model.core.events import CancelToken
+    from flower_model.data.decisions import decide_all, load_decisions, undo_all
+
+    kinds = [kind.strip() for kind in (args.apply or "").split(",") if kind.strip()]
+    if args.apply is not None:
+        check_kinds(kinds)  # before the audit's work, not after
+    dataset = scan_with_progress(_data_dir(args))
+    if args.forget:
+        undo_all(dataset)
+        print(f"forgot every decision about {dataset.root}", file=sys.stderr)
+        return 0
+    cancel = CancelToken()
+    signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    bars: dict[str, Progress] = {}
+
+    def progress(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            for bar in bars.values():
+                bar.close()
+            unit = "photos" if what.startswith("extracting") else "epochs"
+            bars.clear()
+            bars[what] = Progress(what, total, unit=unit)
+        bars[what].update(done)
+
+    start_tensorflow(quiet=not args.debug)
+    with silenced_stderr(not args.debug, keep_python=True):
+        try:
+            audit = audit_dataset(
+                dataset,
+                args.weights,
+                args.folds,
+                args.seed,
+                args.precision,
+                progress,
+                cancel,
+                again=args.again,
+            )
+        finally:
+            for bar in bars.values():
+                bar.close()
+    applied = []
+    if args.apply is not None:
+        applied = suggested_decisions(audit, kinds)
+        decide_all(dataset, applied)
+    if args.json:
+        decisions = load_decisions(dataset.root).to_json()
+        print(json.dumps({**audit.to_json(), "decisions": decisions}, indent=1, allow_nan=False))
+        return 0
+    print("\n".join(_audit_lines(audit, args.top)))
+    if args.apply is not None:
+        excluded = sum(w.action == "exclude" for w in applied)
+        print(
+            f"applied: {excluded} photo(s) left out, {len(applied) - excluded} relabelled; "
+            "training uses them from now on ('audit --forget' undoes every decision)"
+        )
+    return 0
+
+
+def _rates(config: TrainConfig) -> str:
+    if config.mode == "finetune":
+        return f"{config.learning_rate:g}, then {config.fine_tune_learning_rate:g} fine-tuning"
+    return f"{config.learning_rate:g}"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from flower_model.runs.store import get_run
+    from flower_model.workflows.evaluate import evaluate_run
+
+    start_tensorflow(quiet=not args.debug)
+    info = get_run(args.run)
+    data = Path(args.data) if args.data else Path(info.metadata.dataset.root)
+    evaluation = evaluate_run(info.run_id, scan_with_progress(data))
+    if args.json:
+        print(json.dumps({"run": info.run_id, **evaluation.to_json()}, indent=1, allow_nan=False))
+        return 0
+    print(f"run {info.run_id} (weights {info.weights_label}) on {evaluation.count} held-out photos")
+    print(f"accuracy {evaluation.accuracy:.3f}   loss {evaluation.loss:.4f}")
+    print(f"{'class':<12}{'precision':>10}{'recall':>8}{'f1':>8}{'n':>6}")
+    for m in evaluation.per_class:
+        print(f"{m.name:<12}{m.precision:>10.3f}{m.recall:>8.3f}{m.f1:>8.3f}{m.support:>6}")
+    print("confusion (rows: true, columns: predicted)")
+    for name, row in zip(evaluation.class_names, evaluation.confusion, strict=True):
+        print(f"  {name:<12}" + "".join(f"{c:>6}" for c in row))
+    if evaluation.mistakes:
+        print("most confidently wrong:")
+        for m in evaluation.mistakes[:5]:
+            print(f"  {m.path}: {m.true_class} taken for {m.predicted_class} ({m.probability:.2f})")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from flower_model.inference.predict import Classifier, Failure, photos_in
+
+    start_tensorflow(quiet=not args.debug)
+    classifier = Classifier.load(args.run)
+    results = classifier.classify_stream(photos_in(Path(p) for p in args.photos))
+    failed = total = 0
+    if args.json:
+        # Streamed, one object a line, so that a large folder never waits in memory.
+        print("[")
+    for result in results:
+        failed += isinstance(result, Failure)
+        if args.json:
+            text = json.dumps(result.to_json(), allow_nan=False)
+            print(("," if total else "") + text, flush=True)
+        elif isinstance(result, Failure):
+            print(f"error: {result.message}", file=sys.stderr)
+        else:
+            note = "  (not confident: maybe none of these)" if not result.confident else ""
+            print(f"{result.name}: {result.top_class} {result.top_probability:.3f}{note}")
+        total += 1
+    if args.json:
+        print("]")
+    if failed:
+        print(f"error: {failed} of {total} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed or not total else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from flower_model.runs.store import scan_runs
+
+    runs, broken = scan_runs()
+    if args.json:
+        listed = [info.metadata.to_json() for info in runs]
+        listed += [{"run_id": b.run_id, "broken": b.reason} for b in broken]
+        print(json.dumps(listed, indent=1, allow_nan=False))
+        return 0
+    if not runs and not broken:
+        print("no runs yet: python -m flower_model train --data DIR", file=sys.stderr)
+        return 0
+    print(f"{'run':<22}{'accuracy':>9}  {'epochs':>6}  {'mode':<9}weights")
+    for info in runs:
+        meta = info.metadata
+        print(
+            f"{info.run_id:<22}{info.accuracy:>9.3f}  {meta.epochs_completed:>6}  "
+            f"{meta.config.mode:<9}{info.weights_label}"
+        )
+    for item in broken:
+        print(f"{item.run_id:<22}{'broken':>9}  {item.reason}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from flower_model.export.exporter import export_run
+    from flower_model.runs.store import get_run
+
+    info = get_run(args.run)
+    start_tensorflow(quiet=not args.debug)
+    shown = [""]
+    bars: list[Progress] = []
+
+    def progress(what: str, share: float) -> None:
+        # A new step is worth a line of its own in a pipe; a step's own count is not.
+        if not bars:
+            bars.append(Progress(f"exporting {info.run_id} as {args.format}", 100, unit="%"))
+        step = what.split(" on ")[0] if " photo " in what else what
+        if step != shown[0] and bars[0].bar is None and share < 1.0:
+            print(what, file=sys.stderr)
+            bars[0].last_line = time.monotonic()
+        shown[0] = step
+        bars[0].update(round(share * 100), what)
+
+    # The converters' C++ logs and Keras' deprecation warnings are not for people.
+    with silenced_stderr(not args.debug, keep_python=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore" if not args.debug else "default")
+        try:
+            result = export_run(
+                info, args.format, Path(args.out) if args.out else None, progress, args.replace
+            )
+        finally:
+            for bar in bars:
+                bar.close()
+    parity = result.parity
+    lines = [
+        f"exported run {info.run_id} as {args.format}: {result.bytes / 1e6:.1f} MB "
+        f"(model {result.model_bytes / 1e6:.1f} MB) in {result.seconds:.0f} s",
+        f"checked on {parity.photos} {result.manifest.checked_on}: largest difference from the app "
+        f"{parity.max_difference:.1e}, same top class on {parity.top1_agreement:.0%}",
+    ]
+    if result.quantized is not None:
+        q = result.quantized
+        lines.append(
+            f"int8 on all {q.photos} validation photos: accuracy {q.int8_accuracy:.1%} "
+            f"(float {q.float_accuracy:.1%}), same top class as float on {q.top1_agreement:.1%}"
+        )
+    print("\n".join(lines), file=sys.stderr)
+    print(result.path)
+    return 0

@@ -1,0 +1,1 @@
+"""Tests in Chromium against a served app: every page, many visitors."""
