@@ -8,7 +8,7 @@ ADDRESS ?= localhost
 # The shared sample photos, when this checkout has them beside it: the app opens on them.
 SAMPLE := $(wildcard ../shared/data/flowers-sample)
 STAMP  := $(VENV)/.installed
-# The folders the app may read photos from (README: Hosting Flower Lens). On this machine
+# The folders the app may read photos from (docs/hosting.md). On this machine
 # alone: the sample and your home folder; hosted (any other ADDRESS), only FLOWER_LENS_DATA
 # and the app's own downloads and uploads, unless FLOWER_LENS_DATA_ROOTS says more.
 ifeq ($(ADDRESS),localhost)

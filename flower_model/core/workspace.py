@@ -12,7 +12,7 @@ from pathlib import Path
 HOME_ENV = "FLOWER_LENS_HOME"
 # The dataset folder the CLI and the app use when none is chosen.
 DATA_ENV = "FLOWER_LENS_DATA"
-DEFAULT_HOME = Path(__file__).resolve().parent.parent / "workspace"
+DEFAULT_HOME = Path(__file__).resolve().parents[2] / "workspace"  # beside flower_model/
 
 
 def home_dir() -> Path:

@@ -132,36 +132,61 @@ def train(
             )
             model = networks.classifier
 
-        evaluation = evaluate_predictions(
-            photos.labels(photos.val), val_probabilities, dataset.class_names, split.val
-        )
-        metadata = RunMetadata(
-            run_id=writer.run_id,
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            seconds=round(time.time() - started, 2),
-            class_names=dataset.class_names,
-            input_size=INPUT_SHAPE,
-            preprocessing=PREPROCESSING,
-            weights=WeightsInfo.of(resolved.weights, computed.identity),
-            config=config,
-            dataset=DatasetInfo.of(dataset),
-            split=split,
-            features=computed.stats,
-            history=fit.history,
-            epochs_completed=fit.epochs_completed,
-            best_epoch=fit.best_epoch,
-            stopped=fit.stopped,
-            evaluation=evaluation,
-            versions=versions(),
-            standardised_features=fit.standardised,
-            fine_tuned_after=fit.fine_tuned_after,
-            calibration=calibrate(photos.labels(photos.val), val_probabilities),
+        # Measured on the held-out photos, then saved (the head alone unless fine-tuned).
+        metadata = _measured(
+            writer.run_id,
+            started,
+            photos,
+            split,
+            resolved,
+            computed,
+            fit,
+            val_probabilities,
             head_only=model is head,
         )
         report("phase", message="saving the run")
         info = writer.finish(model, metadata)
         report("end", run_id=info.run_id, message=f"saved run {info.run_id}")
         return info
+
+
+def _measured(
+    run_id: str,
+    started: float,
+    photos: _Photos,
+    split: Split,
+    resolved: ResolvedConfig,
+    computed: DatasetFeatures,
+    fit: Fit,
+    val_probabilities: np.ndarray,
+    head_only: bool,
+) -> RunMetadata:
+    """Return the run's metadata: what was trained on which photos, how, and how well it
+    does on the held-out photos (its metrics and calibration)."""
+    dataset, labels = photos.dataset, photos.labels(photos.val)
+    return RunMetadata(
+        run_id=run_id,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        seconds=round(time.time() - started, 2),
+        class_names=dataset.class_names,
+        input_size=INPUT_SHAPE,
+        preprocessing=PREPROCESSING,
+        weights=WeightsInfo.of(resolved.weights, computed.identity),
+        config=resolved.config,
+        dataset=DatasetInfo.of(dataset),
+        split=split,
+        features=computed.stats,
+        history=fit.history,
+        epochs_completed=fit.epochs_completed,
+        best_epoch=fit.best_epoch,
+        stopped=fit.stopped,
+        evaluation=evaluate_predictions(labels, val_probabilities, dataset.class_names, split.val),
+        versions=versions(),
+        standardised_features=fit.standardised,
+        fine_tuned_after=fit.fine_tuned_after,
+        calibration=calibrate(labels, val_probabilities),
+        head_only=head_only,
+    )
 
 
 def _extract(

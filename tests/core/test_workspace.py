@@ -119,3 +119,8 @@ def test_facts_remembered_by_several_processes_at_once_are_all_kept(fresh_home: 
         assert [workspace.recalled("facts.json", f"{name}-{i}") for i in range(40)] == list(
             range(40)
         )
+
+
+def test_the_default_workspace_is_beside_the_package_in_the_checkout() -> None:
+    # .gitignore keeps workspace/ out of git: the default must be that folder.
+    assert workspace.DEFAULT_HOME == REPO / "workspace"
