@@ -78,6 +78,8 @@ def download_ui() -> Path | None:
         if total:
             megabytes = f"{done / 2**20:.0f} of {total / 2**20:.0f} MB"
             bar.progress(min(done / total, 1.0), text=megabytes)
+        elif done:  # kagglehub does not tell the total: the bytes so far
+            bar.progress(0.0, text=f"Downloading from Kaggle: {done / 2**20:.0f} MB so far")
 
     try:
         return find_class_root(download_dataset(handle.strip(), progress=report))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 from flower_model.core.errors import DatasetError
 
@@ -14,24 +15,23 @@ from flower_model.core.errors import DatasetError
 DEFAULT_HANDLE = "alxmamaev/flowers-recognition"
 
 Progress = Callable[[int, int], None]
-
-# Who listens to the download running in each thread (a server downloads for several visitors).
-_listeners = threading.local()
-_hook_lock = threading.Lock()
+# How often a download's progress is told, in seconds.
+PROGRESS_SECONDS = 0.5
 
 
 def download_dataset(handle: str = DEFAULT_HANDLE, progress: Progress | None = None) -> Path:
     """Return the local folder of a Kaggle dataset, downloaded with kagglehub.
 
-    kagglehub draws its own progress bar on the terminal; `progress(bytes_done, bytes_total)`
-    is called as well, for a page's progress bar.
+    kagglehub draws its own progress bar on the terminal and takes no callback, so
+    `progress(bytes_so_far, 0)` is told what has been written to kagglehub's cache folder of
+    this dataset, every PROGRESS_SECONDS while the download runs (the total is not known).
     """
     try:
         import kagglehub
     except ImportError as exc:  # pragma: no cover - kagglehub is in requirements.txt
         raise DatasetError("kagglehub is not installed: pip install kagglehub") from exc
     try:
-        with _listening(progress):
+        with _watching(_cache_folder_of(kagglehub, handle), progress):
             folder = kagglehub.dataset_download(handle)
     except Exception as exc:  # kagglehub raises network, HTTP and auth errors of many types
         raise DatasetError(
@@ -41,47 +41,46 @@ def download_dataset(handle: str = DEFAULT_HANDLE, progress: Progress | None = N
     return Path(folder)
 
 
-def _install_progress_hook() -> None:
-    """Let kagglehub's download bar also tell the listener of the thread it runs in.
+def _cache_folder_of(kagglehub: ModuleType, handle: str) -> Path:
+    """Return the folder kagglehub downloads a dataset into: `datasets/<owner>/<name>` under
+    its cache folder ($KAGGLEHUB_CACHE, by default ~/.cache/kagglehub)."""
+    owner, _, rest = handle.partition("/")
+    name = rest.split("/")[0]
+    return Path(kagglehub.config.get_cache_folder()) / "datasets" / owner / name
 
-    kagglehub takes no progress callback; it streams the archive in the calling thread
-    through `kagglehub.clients.tqdm`. That class is replaced, once per process, by a subclass
-    that draws the same bar and also calls the current thread's listener, if it has one:
-    threads without a listener (and every other user of tqdm) see no difference.
-    """
-    clients = sys.modules.get("kagglehub.clients")
-    base = getattr(clients, "tqdm", None)
-    if base is None:
-        return
-    with _hook_lock:
-        if getattr(clients.tqdm, "reports_to_listeners", False):
-            return
 
-        class ReportingBar(base):  # type: ignore[misc, valid-type]
-            reports_to_listeners = True
-
-            def update(self, n: float | None = 1) -> bool | None:
-                shown = super().update(n)
-                listener = getattr(_listeners, "progress", None)
-                if listener is not None:
-                    listener(int(self.n), int(self.total or 0))
-                return shown
-
-        clients.tqdm = ReportingBar
+def _bytes_under(folder: Path) -> int:
+    """Return the size of the files under a folder (0 while it does not exist)."""
+    total = 0
+    for path in folder.rglob("*") if folder.is_dir() else []:
+        with contextlib.suppress(OSError):  # a file renamed or removed meanwhile
+            if path.is_file():
+                total += path.stat().st_size
+    return total
 
 
 @contextmanager
-def _listening(progress: Progress | None) -> Iterator[None]:
-    """Make `progress` this thread's download listener while the block runs."""
+def _watching(folder: Path, progress: Progress | None) -> Iterator[None]:
+    """Tell `progress` how many bytes the folder gains while the block runs, from a thread
+    of its own, and once more at the end."""
     if progress is None:
         yield
         return
-    _install_progress_hook()
-    _listeners.progress = progress
+    before = _bytes_under(folder)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(PROGRESS_SECONDS):
+            progress(max(0, _bytes_under(folder) - before), 0)
+
+    watcher = threading.Thread(target=watch, name="flower-lens-download", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        _listeners.progress = None
+        done.set()
+        watcher.join()
+    progress(max(0, _bytes_under(folder) - before), 0)
 
 
 def _download_failure(exc: Exception) -> str:

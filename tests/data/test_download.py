@@ -2,50 +2,55 @@
 
 from __future__ import annotations
 
-import io
 import sys
 import threading
+import time
 import types
 from pathlib import Path
 
 import pytest
 
 from flower_model.core.errors import DatasetError
+from flower_model.data import download
 from flower_model.data.dataset import scan_dataset
 from flower_model.data.download import DEFAULT_HANDLE, download_dataset
 from tests.conftest import make_photo
 
 
-def fake_kagglehub(monkeypatch: pytest.MonkeyPatch, download) -> list[str]:
+def fake_kagglehub(
+    monkeypatch: pytest.MonkeyPatch, download, cache: Path | None = None
+) -> list[str]:
     calls: list[str] = []
 
     def dataset_download(handle: str, *args, **kwargs) -> str:
         calls.append(handle)
         return str(download(handle))
 
-    monkeypatch.setitem(
-        sys.modules, "kagglehub", types.SimpleNamespace(dataset_download=dataset_download)
-    )
+    folder = str(cache or Path.home() / ".cache" / "kagglehub")
+    config = types.SimpleNamespace(get_cache_folder=lambda: folder)
+    module = types.SimpleNamespace(dataset_download=dataset_download, config=config)
+    monkeypatch.setitem(sys.modules, "kagglehub", module)
     return calls
 
 
 @pytest.fixture
-def clients(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    """kagglehub's HTTP client module, as far as its progress bar goes."""
-    from tqdm import tqdm
-
-    module = types.SimpleNamespace(tqdm=tqdm)
-    monkeypatch.setitem(sys.modules, "kagglehub.clients", module)
-    return module
+def cache(tmp_path: Path) -> Path:
+    """kagglehub's cache folder ($KAGGLEHUB_CACHE), where a fake download writes."""
+    return tmp_path / "kagglehub"
 
 
-def streaming(clients: types.SimpleNamespace, folder: Path, chunks: int = 3):
-    """Return a fake download that streams `chunks` chunks of 100 bytes as kagglehub does."""
+def streaming(cache: Path, folder: Path, chunks: int = 3, pause: float = 0.3):
+    """Return a fake download that writes `chunks` chunks of 100 bytes into kagglehub's
+    cache folder of the dataset, as kagglehub's streamed archive grows there."""
 
     def download(handle: str) -> Path:
-        with clients.tqdm(total=100 * chunks, file=io.StringIO()) as bar:
+        archive = cache / "datasets" / handle / "1.archive"
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open("wb") as file:
             for _ in range(chunks):
-                bar.update(100)
+                file.write(bytes(100))
+                file.flush()
+                time.sleep(pause)
         return folder
 
     return download
@@ -99,39 +104,44 @@ def test_download_failure_is_one_clear_sentence(
 
 
 def test_download_progress_reaches_the_caller(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clients
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path
 ) -> None:
-    fake_kagglehub(monkeypatch, streaming(clients, tmp_path))
+    monkeypatch.setattr(download, "PROGRESS_SECONDS", 0.05)
+    fake_kagglehub(monkeypatch, streaming(cache, tmp_path), cache)
     seen: list[tuple[int, int]] = []
     assert download_dataset("owner/flowers", progress=lambda d, t: seen.append((d, t))) == tmp_path
-    assert seen == [(100, 300), (200, 300), (300, 300)]
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == 300  # growing, to the whole download
+    assert {100, 200} <= set(done)  # told while it ran, not only at the end
+    assert {t for _, t in seen} == {0}  # kagglehub does not tell the total
 
 
-def test_progress_goes_only_to_the_thread_that_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clients
+def test_progress_goes_only_to_the_download_that_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path
 ) -> None:
     # Two visitors of one server download at once: each bar hears only its own download.
+    monkeypatch.setattr(download, "PROGRESS_SECONDS", 0.05)
     sizes = {"a/small": 2, "b/large": 5}
 
-    def download(handle: str) -> Path:
-        return streaming(clients, tmp_path, sizes[handle])(handle)
+    def fetch(handle: str) -> Path:
+        return streaming(cache, tmp_path, sizes[handle])(handle)
 
-    fake_kagglehub(monkeypatch, download)
-    seen: dict[str, list[tuple[int, int]]] = {handle: [] for handle in sizes}
+    fake_kagglehub(monkeypatch, fetch, cache)
+    seen: dict[str, list[int]] = {handle: [] for handle in sizes}
     start = threading.Barrier(len(sizes))
 
     def visitor(handle: str) -> None:
         start.wait()
-        download_dataset(handle, progress=lambda d, t: seen[handle].append((d, t)))
+        download_dataset(handle, progress=lambda d, t: seen[handle].append(d))
 
     threads = [threading.Thread(target=visitor, args=(h,)) for h in sizes]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
-    assert seen["a/small"] == [(100, 200), (200, 200)]
-    assert seen["b/large"] == [(100 * i, 500) for i in range(1, 6)]
-    # Afterwards, a download nobody listens to reports to nobody, and still works.
-    before = {handle: list(events) for handle, events in seen.items()}
-    assert download_dataset("a/small") == tmp_path
-    assert seen == before
+        thread.join(30)
+    assert max(seen["a/small"]) == 200 and seen["a/small"][-1] == 200
+    assert max(seen["b/large"]) == 500 and seen["b/large"][-1] == 500
+    # A second download of a dataset already in the cache counts only what it adds.
+    again: list[int] = []
+    assert download_dataset("a/small", progress=lambda d, t: again.append(d)) == tmp_path
+    assert again[-1] == 0
