@@ -1,5 +1,1 @@
-"""What the Streamlit pages share.
-
-`figures` is pure plotly (no streamlit); `session` holds the few streamlit helpers the pages
-share: the process-wide caches (job board, loaded classifiers) and the chosen dataset.
-"""
+"""What the pages share: pure plotly figures, and the session helpers (jobs, runs, dataset)."""
