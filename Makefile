@@ -48,8 +48,10 @@ test: $(STAMP) browser
 check: lint
 	$(PY) -m pytest -m "not slow and not browser and not resnet"
 
-bench: $(STAMP)
+# Benchmarks, not tests: every figure printed beside its target (bench/README.md).
+bench: $(STAMP) browser
 	$(PY) -m bench
+	$(PY) -m bench.hosting --out bench/hosting.json
 
 # ruff (style, and public APIs only: pyproject.toml), then the layers and no import circles.
 lint: $(STAMP)
