@@ -9,32 +9,45 @@ same calls as under `fit` (`on_train_batch_end` once per chunk, with its last st
 progress, the best weights, early stopping and Stop work unchanged, and Stop takes effect
 at the end of the current chunk.
 
-The loop is written for the stack of layers rather than through the layers' own calls: the
-weights, the optimizer's state and the data are arguments of one traced function per shape
-of stack, so the process traces it once, not once per training. Its backward pass is
-written out too: the products and sums TensorFlow's gradients of these operations compute,
-without the tape's bookkeeping or a gradient for the features (half the tracing). Dropout
-draws every layer's mask of a step in one call: Keras' Dropout layers spent a fifth of a
-step on their seeds. The held-out rows are scored in the epoch's last call, and the calls
-run without Grappler, whose rewrites gained nothing here but cost 0.1 s at the first call.
+The loop uses public APIs only. It is written for the stack of layers rather than through
+the layers' own calls: the weights, Adam's state and the data are arguments of one traced
+function per shape of stack (the weights and the state are the TensorFlow variables that
+hold the model's and the optimizer's Keras variables, their `value`, updated in place), so
+the process traces it once, not once per training, and nothing is copied between chunks.
+A `tf.GradientTape` that watches the weights alone gives the gradients (TensorFlow's own
+gradient kernels, none for the features). Adam is Keras' own operations, but for the first
+layer's 0.5 M weights, whose update XLA compiles into one pass (see XLA_WEIGHT_SIZE).
+Dropout draws every layer's mask of a step in one call: Keras' Dropout layers spent a fifth
+of a step on their seeds. The held-out rows are scored in the epoch's last call.
 
-Measured on a 2-core Xeon with AMX, 20 epochs of 3,200 + 800 features at batch 64, the
-whole `fit_head`: Keras' `fit` 4.9 s, with `steps_per_execution` 4.0 s, with XLA 10 s;
-through the layers' own calls 2.3 s; this loop about 1.85 s when it traces, 1.75 s after
-(the machine's own speed varies by 5-10 % from one minute to the next). About 1.6 ms a
-step: the first layer's two products (0.23 ms each alone) and Adam's pass over its 0.5 M
-weights (0.35 ms) take half of it; the small operations, and the two cores' threads
-handing work to each other, the rest.
+What the private-API loop this replaced had, and no public API gives: TensorFlow's fused
+Adam kernel (two threads, where XLA's loop runs on one), and calls without Grappler, whose
+rewrites cost 0.1-0.2 s at a loop's first call. So it is slower, by this much (the whole
+`fit_head`, 20 epochs of 3,200 + 800 features at batch 64, on the 2-core Xeon with AMX while
+other tests ran on it, the two loops timed in turn in one process, `python -m
+bench.training`, medians of 5): the first fit of a process's loop 5.63 s (5.35-6.01)
+against 4.51 s (4.28-4.78), 1.22 times, and in a second run 5.04 s against 4.12 s, 1.24
+times; a later fit, its loop traced, 4.81 s (4.56-4.98) against 4.51 s (4.07-4.70), 1.09
+times, then 3.84 s against 3.47 s, 1.22 times; a fresh process's only fit (XLA's start
+included) 1.26 times (median of 6 pairs). With Keras' Adam alone, no XLA: 1.5-1.85 times.
+In the benchmark's quick run (160 features) a first fit took 0.97 s, a later one 0.30 s,
+against 0.48 s and 0.27 s: the tape's tracing, Grappler and XLA's compiling add about 0.45 s
+to a loop's first call.
+
+Measured before, on the same machine when quieter: Keras' `fit` 4.9 s, with
+`steps_per_execution` 4.0 s, with XLA 10 s; through the layers' own calls 2.3 s; the
+private-API loop about 1.85 s when it traced, 1.75 s after. The machine's own speed varies
+by 5-10 % from one minute to the next, more while other work runs on it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,8 +55,6 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
-
-    from flower_model.model.optimizer import FusedAdam
 
 # A chunk of steps takes about this long, so that Stop is never waited for much longer.
 CHUNK_SECONDS = 0.1
@@ -103,7 +114,12 @@ def stack_of(model: keras.Model) -> tuple[Stack, list[keras.layers.Dense], int]:
                 raise ValueError(f"{layer.name}: two Dropout layers in a row")
             rates[-1] = float(layer.rate)
             seeds.append(0 if layer.seed is None else int(layer.seed))
-        elif type(layer) is keras.layers.Dense and _plain_dense(layer):
+        elif type(layer) is keras.layers.Dense:
+            if not _plain_dense(layer):
+                raise ValueError(
+                    f"{layer.name}: the loop trains a float32 kernel and bias, both trainable, "
+                    "without regulariser, constraint, LoRA or quantisation"
+                )
             dense.append(layer)
             rates.append(0.0)
         else:
@@ -119,6 +135,9 @@ def stack_of(model: keras.Model) -> tuple[Stack, list[keras.layers.Dense], int]:
 
 
 def _plain_dense(layer: keras.layers.Dense) -> bool:
+    """Return whether a Dense layer is a float32 kernel and bias, both trained, and nothing
+    else: no regulariser or constraint, and no LoRA or quantised kernel (those hold more
+    weights, or weights of another type)."""
     extras = (
         layer.kernel_regularizer,
         layer.bias_regularizer,
@@ -126,7 +145,15 @@ def _plain_dense(layer: keras.layers.Dense) -> bool:
         layer.kernel_constraint,
         layer.bias_constraint,
     )
-    return layer.use_bias and all(extra is None for extra in extras) and not layer.lora_enabled
+    weights = layer.weights
+    return (
+        layer.use_bias
+        and all(extra is None for extra in extras)
+        and len(weights) == 2
+        and len(layer.trainable_weights) == 2
+        and all(weight.dtype == "float32" for weight in weights)
+        and layer.compute_dtype == "float32"
+    )
 
 
 def dropout_masks(
@@ -157,6 +184,96 @@ def dropout_masks(
     return masks
 
 
+def _plain_adam(optimizer: keras.optimizers.Optimizer) -> bool:
+    """Return whether an optimizer's update is Keras' Adam alone (what the loop applies): no
+    schedule, clipping, weight decay, AMSGrad, moving average, loss scaling or gradient
+    accumulation, and no update step of a subclass's own."""
+    import keras
+
+    if not isinstance(optimizer, keras.optimizers.Adam):
+        return False
+    extras = (
+        optimizer.clipnorm,
+        optimizer.clipvalue,
+        optimizer.global_clipnorm,
+        optimizer.weight_decay,
+        optimizer.gradient_accumulation_steps,
+        optimizer.loss_scale_factor,
+    )
+    return (
+        all(extra is None for extra in extras)
+        and not optimizer.use_ema
+        and not optimizer.amsgrad
+        # A constant rate is a variable; a schedule's or a callable's is computed per step.
+        and isinstance(optimizer.learning_rate, keras.Variable)
+        and type(optimizer).update_step is keras.optimizers.Adam.update_step
+    )
+
+
+def _adam_state(
+    optimizer: keras.optimizers.Adam, weights: list[keras.Variable]
+) -> tuple[list[keras.Variable], list[keras.Variable]]:
+    """Return Adam's momentum and velocity of each weight, the optimizer built for them.
+
+    They are read from `optimizer.variables`, whose layout is the one Keras saves an
+    optimizer's state in (and keeps, so that saved files load): the step count, the learning
+    rate, then each weight's momentum and velocity, in the weights' order. Raise ValueError
+    if the optimizer holds anything else (built for other weights, say).
+    """
+    optimizer.build(weights)
+    variables = optimizer.variables
+    slots = variables[2:]
+    other = ValueError(f"{optimizer.name} holds the state of other weights than these")
+    if variables[0] is not optimizer.iterations or len(slots) != 2 * len(weights):
+        raise other
+    momentums, velocities = slots[0::2], slots[1::2]
+    for weight, momentum, velocity in zip(weights, momentums, velocities, strict=True):
+        named = momentum.name.endswith("_momentum") and velocity.name.endswith("_velocity")
+        if not named or not tuple(momentum.shape) == tuple(weight.shape) == tuple(velocity.shape):
+            raise other
+    return momentums, velocities
+
+
+def _apply_adam(
+    weights: list[tf.Variable],
+    gradients: list[tf.Tensor],
+    momentums: list[tf.Variable],
+    velocities: list[tf.Variable],
+    alpha: tf.Tensor,
+    constants: tuple[tf.Tensor, tf.Tensor, tf.Tensor],
+) -> None:
+    """Apply Adam's update to weights in place, with the operations of Keras' own
+    (`keras.optimizers.Adam.update_step`, without AMSGrad), given the step's
+    alpha = learning rate · √(1 - β₂ᵗ) / (1 - β₁ᵗ) and the constants (1 - β₁, 1 - β₂, ε)."""
+    import tensorflow as tf
+
+    one_minus_beta_1, one_minus_beta_2, epsilon = constants
+    for weight, gradient, m, v in zip(weights, gradients, momentums, velocities, strict=True):
+        m.assign_add((gradient - m) * one_minus_beta_1)
+        v.assign_add((tf.square(gradient) - v) * one_minus_beta_2)
+        weight.assign_sub((m * alpha) / (tf.sqrt(v) + epsilon))
+
+
+# Weights of at least this many numbers get their Adam update compiled by XLA into one pass.
+# Keras' Adam is about ten operations per weight, each a pass over it: for the first layer's
+# 0.5 M numbers, 1.1-2.5 ms a step where TensorFlow's fused kernel (private) took 0.3-0.7 ms
+# and XLA's loop 0.6-0.9 ms (each alone in a loop of steps, minimum to median, on the loaded
+# 2-core Xeon; on one core XLA's equals the fused kernel). XLA's loop rounds each
+# multiply-add once (a fused multiply-add) where Keras' kernels round twice: a step leaves
+# 11 % of the momenta 1 unit in the last place apart from Keras'. The smaller weights stay
+# with Keras' operations: XLA compiles for about 0.1 s per weight at a loop's first call
+# (all eight of the head's: 0.45-1 s), and gained nothing measurable on them.
+XLA_WEIGHT_SIZE = 100_000
+
+_TRACINGS = 0  # how many times this process traced a loop
+
+
+def tracings() -> int:
+    """Return how many times this process has traced a training loop, of any shape: a fit
+    that finds its shape's loop traced adds none."""
+    return _TRACINGS
+
+
 class _Loop:
     """The compiled training chunk and evaluation of one stack, for any model of its shape:
     the weights, the optimizer's state and the data are arguments, so a later model of the
@@ -165,40 +282,36 @@ class _Loop:
     def __init__(self, stack: Stack) -> None:
         import tensorflow as tf
 
-        from flower_model.model.optimizer import apply_adam
+        # The hidden layers' kernels' and biases' sizes, in the weights' order; the output
+        # layer's, last, depend on the number of classes: never fused.
+        widths = (stack.inputs, *stack.widths)
+        sizes = [size for a, b in pairwise(widths) for size in (a * b, b)]
+        fused = [k for k, size in enumerate(sizes) if size >= XLA_WEIGHT_SIZE]
+        separate = [k for k in range(len(sizes) + 2) if k not in fused]
+        apply_fused = tf.function(_apply_adam, jit_compile=True, autograph=False)
 
-        def forward(features: tf.Tensor, weights: list, masks: list) -> tuple:
+        def update(weights: list, gradients: list, state: tuple, alpha, constants) -> None:
+            momentums, velocities = state
+            for indices, apply in ((fused, apply_fused), (separate, _apply_adam)):
+                if indices:
+                    apply(
+                        [weights[k] for k in indices],
+                        [gradients[k] for k in indices],
+                        [momentums[k] for k in indices],
+                        [velocities[k] for k in indices],
+                        alpha,
+                        constants,
+                    )
+
+        def logits_of(features: tf.Tensor, weights: list, masks: list) -> tf.Tensor:
             """Return the stack's logits (the loss is computed from them, as Keras computes
-            it, so the softmax itself is never needed), each Dense layer's input and each
-            hidden layer's activation, which the backward pass reads."""
-            inputs, activations = [], []
+            it, so the softmax itself is never needed)."""
             out = features
             for j, activation in enumerate(stack.activations):
-                inputs.append(out)
                 out = tf.nn.bias_add(tf.matmul(out, weights[2 * j]), weights[2 * j + 1])
                 out = tf.nn.relu(out) if activation == "relu" else out
-                activations.append(out)
                 out = out if masks[j] is None else out * masks[j]
-            inputs.append(out)
-            return tf.nn.bias_add(tf.matmul(out, weights[-2]), weights[-1]), inputs, activations
-
-        def backward(
-            delta: tf.Tensor, weights: list, masks: list, inputs: list, activations: list
-        ) -> list:
-            """Return the loss's gradients for the weights, from its gradient for the
-            logits: the products and sums TensorFlow's own gradients of these operations
-            compute, without a gradient for the features."""
-            gradients: list = [None] * len(weights)
-            for j in reversed(range(len(inputs))):
-                gradients[2 * j] = tf.matmul(inputs[j], delta, transpose_a=True)
-                gradients[2 * j + 1] = tf.raw_ops.BiasAddGrad(out_backprop=delta)
-                if j == 0:
-                    break
-                delta = tf.matmul(delta, weights[2 * j], transpose_b=True)
-                delta = delta if masks[j - 1] is None else delta * masks[j - 1]
-                if stack.activations[j - 1] == "relu":
-                    delta = tf.raw_ops.ReluGrad(gradients=delta, features=activations[j - 1])
-            return gradients
+            return tf.nn.bias_add(tf.matmul(out, weights[-2]), weights[-1])
 
         def hits(labels: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:
             guessed = tf.argmax(scores, axis=-1, output_type=tf.int64)
@@ -211,12 +324,13 @@ class _Loop:
             """Run the steps `first` to `last` of an epoch, then score the held-out rows
             (none but at an epoch's end) without dropout; return the steps' summed loss
             (each step's mean times its rows) and correct guesses, and the held-out rows'."""
+            global _TRACINGS
+            _TRACINGS += 1
             x, y, order, batch, seed = data
             first, last = span
             momentums, velocities, iterations = state
-            rate, beta_1, beta_2, epsilon = adam
+            rate, beta_1, beta_2, constants = adam[0], adam[1], adam[2], adam[3:]
             n = tf.shape(order)[0]
-
             at_start = iterations.read_value()
             dropped = [j for j, dropout in enumerate(stack.rates) if dropout]
 
@@ -236,16 +350,17 @@ class _Loop:
                 masks: list = [None] * len(stack.rates)
                 for j, mask in zip(dropped, kept, strict=True):
                     masks[j] = mask
-                scores, inputs, activations = forward(features, weights, masks)
-                per_row, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-                    features=scores, labels=labels
-                )
-                rows_count = tf.cast(tf.shape(labels)[0], tf.float32)
-                gradients = backward(backprop / rows_count, weights, masks, inputs, activations)
+                values = [weight.read_value() for weight in weights]
+                # The tape watches the weights alone: no gradient for the features.
+                with tf.GradientTape() as tape:
+                    tape.watch(values)
+                    scores = logits_of(features, values, masks)
+                    per_row = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, scores)
+                    loss = tf.reduce_sum(per_row) / tf.cast(tf.shape(labels)[0], tf.float32)
+                gradients = tape.gradient(loss, values)
                 t = tf.cast(iterations.assign_add(1), tf.float32)
-                powers = (tf.pow(beta_1, t), tf.pow(beta_2, t))
-                for weight, m, v, g in zip(weights, momentums, velocities, gradients, strict=True):
-                    apply_adam(weight, m, v, g, powers, rate, beta_1, beta_2, epsilon)
+                alpha = rate * tf.sqrt(1 - tf.pow(beta_2, t)) / (1 - tf.pow(beta_1, t))
+                update(weights, gradients, (momentums, velocities), alpha, constants)
                 loss_sum += tf.reduce_sum(per_row)
                 return (i + 1, loss_sum, correct + hits(labels, scores), *batch_of(i + 1))
 
@@ -262,54 +377,46 @@ class _Loop:
             )
             # Read after the loop's updates: the weights are the same variables.
             held_x, held_y = held_out
-            scores = forward(held_x, weights, [None] * len(stack.rates))[0]
+            values = [weight.read_value() for weight in weights]
+            scores = logits_of(held_x, values, [None] * len(stack.rates))
             held_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(held_y, scores)
             return loss_sum, correct, tf.reduce_sum(held_loss), hits(held_y, scores)
 
         self.stack, self.steps = stack, steps
         self.run: Callable[..., tuple] | None = None
+        self.lock = threading.Lock()
 
-    def trace(self, variables: list, state: tuple) -> None:
-        """Trace the steps for any number of rows, once: later calls, with data of any
-        size and another model's weights, call the traced function directly (a call
-        through `tf.function`'s dispatch costs 0.8 ms, the traced function's 0.35 ms)."""
+    def trace(self) -> None:
+        """Trace the steps for any number of rows and of classes, once: later calls, with
+        data of any size and another model's weights, call the traced function directly (a
+        call through `tf.function`'s dispatch cost 0.8 ms, the traced function's 0.35 ms)."""
         import tensorflow as tf
 
-        if self.run is not None:
-            return
+        with self.lock:
+            if self.run is not None:
+                return
 
-        def spec(shape: list, dtype: tf.DType) -> tf.TensorSpec:
-            return tf.TensorSpec(shape, dtype)
+            def spec(shape: list, dtype: tf.DType) -> tf.TensorSpec:
+                return tf.TensorSpec(shape, dtype)
 
-        rows, labels = spec([None, self.stack.inputs], tf.float32), spec([None], tf.int64)
-        scalar = spec([], tf.int32)
-        data = (rows, labels, spec([None], tf.int32), scalar, spec([], tf.int64))
-        adam = (spec([], tf.float32),) * 4
-        self.run = self.steps.get_concrete_function(
-            data, (scalar, scalar), variables, state, adam, (rows, labels)
-        )
+            def weights() -> list[tf.Variable]:
+                """Stand-ins for a model's weights, their number of classes unknown (traced
+                with a model's own, the loop would compute with its number of classes)."""
+                widths = (self.stack.inputs, *self.stack.widths, None)
+                shapes = [shape for a, b in pairwise(widths) for shape in ([a, b], [b])]
+                return [
+                    tf.Variable(tf.zeros([d or 0 for d in shape]), shape=tf.TensorShape(shape))
+                    for shape in shapes
+                ]
 
-
-@contextlib.contextmanager
-def _without_grappler() -> Iterator[None]:
-    """Call this thread's functions without Grappler's graph rewrites.
-
-    The loop is written op by op already: Grappler's passes found nothing to gain in it
-    (measured: the same step time), but cost about 0.15 s at a loop's first call. The
-    options are TensorFlow's per-thread function call options, so nothing else in the
-    process changes; a function's first call under them is the one its kernels keep.
-    """
-    from tensorflow.python.eager import context
-
-    current = context.context()
-    previous = current.function_call_options
-    config = current.config
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
-    current.function_call_options = context.FunctionCallOptions(previous.executor_type, config)
-    try:
-        yield
-    finally:
-        current.function_call_options = previous
+            rows, labels = spec([None, self.stack.inputs], tf.float32), spec([None], tf.int64)
+            scalar = spec([], tf.int32)
+            data = (rows, labels, spec([None], tf.int32), scalar, spec([], tf.int64))
+            state = (weights(), weights(), tf.Variable(tf.constant(0, tf.int64)))
+            adam = (spec([], tf.float32),) * 6
+            self.run = self.steps.get_concrete_function(
+                data, (scalar, scalar), weights(), state, adam, (rows, labels)
+            )
 
 
 _LOOPS: dict[Stack, _Loop] = {}
@@ -329,17 +436,20 @@ def _loop_for(stack: Stack) -> _Loop:
         return _LOOPS[stack]
 
 
-def _run(loop: _Loop, data: tuple, span: tuple[int, int], *rest: object) -> tuple:
+def _variable_of(weight: keras.Variable) -> tf.Variable:
+    """Return the TensorFlow variable that holds a Keras variable's value (its `value`, on
+    TensorFlow), which the loop updates in place."""
     import tensorflow as tf
 
-    assert loop.run is not None
-    with _without_grappler():
-        return loop.run(data, (tf.constant(span[0]), tf.constant(span[1])), *rest)
+    value = weight.value
+    if not isinstance(value, tf.Variable):
+        raise ValueError(f"{weight.path} is not held in a TensorFlow variable")
+    return value
 
 
 def fit_features(
     model: keras.Model,
-    optimizer: FusedAdam,
+    optimizer: keras.optimizers.Adam,
     train: Rows,
     val: Rows | None,
     epochs: int,
@@ -351,9 +461,12 @@ def fit_features(
     Keras' history of the epochs run (loss, accuracy and, with validation, val_loss and
     val_accuracy), the last one possibly cut short by a callback.
 
-    The model is a `Stack`. Step by step, the arithmetic is that of `model.compile(optimizer,
+    The model is a `Stack`, the optimizer a plain `keras.optimizers.Adam`, whose state (its
+    step count, each weight's momentum and velocity) the fit advances as Keras' would. Step
+    by step, the arithmetic is that of `model.compile(optimizer,
     "sparse_categorical_crossentropy", ["accuracy"])` then `model.fit` on the same batches,
-    except for the dropout masks, which are drawn per step from the first Dropout's seed.
+    except for the dropout masks, which are drawn per step from the first Dropout's seed, and
+    the rounding of the large weights' update, which XLA fuses (see XLA_WEIGHT_SIZE).
     """
     import keras
     import tensorflow as tf
@@ -363,28 +476,32 @@ def fit_features(
         raise ValueError(
             f"{model.name} takes {stack.inputs} features, not {train.features.shape[1]}"
         )
-    if not optimizer.plain():
+    if not _plain_adam(optimizer):
         raise ValueError("the loop applies Adam alone: no schedule, clipping or weight decay")
     loop = _loop_for(stack)
     weights = [v for layer in dense for v in (layer.kernel, layer.bias)]
-    optimizer.build(weights)
-    slots = [optimizer._get_variable_index(w) for w in weights]
+    momentums, velocities = _adam_state(optimizer, weights)
     state = (
-        [optimizer._momentums[i].value for i in slots],
-        [optimizer._velocities[i].value for i in slots],
-        optimizer.iterations.value,
+        [_variable_of(m) for m in momentums],
+        [_variable_of(v) for v in velocities],
+        _variable_of(optimizer.iterations),
     )
+    beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
+    # 1 - β is computed here, in double precision, as Keras computes it.
     adam = tuple(
-        tf.constant(float(value), tf.float32)
+        tf.constant(value, tf.float32)
         for value in (
-            optimizer.learning_rate,
-            optimizer.beta_1,
-            optimizer.beta_2,
-            optimizer.epsilon,
+            float(optimizer.learning_rate),
+            beta_1,
+            beta_2,
+            1.0 - beta_1,
+            1.0 - beta_2,
+            float(optimizer.epsilon),
         )
     )
-    variables = [w.value for w in weights]
-    loop.trace(variables, state)
+    variables = [_variable_of(w) for w in weights]
+    loop.trace()
+    assert loop.run is not None
     x, y = tf.constant(train.features), tf.constant(train.labels.astype(np.int64))
     batch, seed_tensor = tf.constant(batch_size), tf.constant(seed, tf.int64)
     steps = math.ceil(len(train) / batch_size)
@@ -406,10 +523,9 @@ def fit_features(
         while done < steps and not model.stop_training:
             last = min(done + chunk, steps)
             started = time.perf_counter()
-            outputs = _run(
-                loop,
+            outputs = loop.run(
                 data,
-                (done, last),
+                (tf.constant(done), tf.constant(last)),
                 variables,
                 state,
                 adam,
@@ -427,7 +543,8 @@ def fit_features(
             scored = outputs[2:] if last == steps else None
         if val is not None:
             if scored is None:  # stopped within the epoch: score the rows now
-                scored = _run(loop, data, (done, done), variables, state, adam, held_out)[2:]
+                span = (tf.constant(done), tf.constant(done))
+                scored = loop.run(data, span, variables, state, adam, held_out)[2:]
             logs["val_loss"] = float(scored[0]) / len(val)
             logs["val_accuracy"] = float(scored[1]) / len(val)
         for key, value in logs.items():

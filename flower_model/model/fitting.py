@@ -61,9 +61,10 @@ def fit_head(
     and the standardisation is then folded into its first layer: afterwards it takes raw
     features, exactly the seed's head, with the same probabilities.
     """
+    import keras
+
     from flower_model.model.feature_fit import Rows, fit_features
     from flower_model.model.fold import fold_standardisation
-    from flower_model.model.optimizer import FusedAdam
 
     # One float32 copy of each part, standardised in place: a float64 copy of 4,000 photos'
     # features cost 0.1 s, and each fresh 28 MB array its page faults (measured).
@@ -82,7 +83,7 @@ def fit_head(
     def fit(callbacks: list[keras.callbacks.Callback]) -> dict[str, list[float]]:
         return fit_features(
             head,
-            FusedAdam(config.learning_rate),
+            keras.optimizers.Adam(config.learning_rate),
             train_rows,
             val_rows,
             config.epochs,
@@ -121,11 +122,11 @@ def fit_model(
     cancel: CancelToken | None,
 ) -> Fit:
     """Compile and fit a model on photos with the run's callbacks; return what the fit did."""
-    from flower_model.model.optimizer import FusedAdam
+    import keras
 
     def fit(callbacks: list[keras.callbacks.Callback]) -> dict[str, list[float]]:
         model.compile(
-            optimizer=FusedAdam(learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
