@@ -264,10 +264,10 @@ def test_existing_destination_is_refused_and_only_an_export_replaced(run, tmp_pa
 def _with_writer(monkeypatch, fmt: str, writer) -> None:
     import dataclasses
 
-    from flower_model.export import exporter as export
+    from flower_model.export import formats
 
     monkeypatch.setitem(
-        export.FORMATS, fmt, dataclasses.replace(export.FORMATS[fmt], writer=writer)
+        formats.FORMATS, fmt, dataclasses.replace(formats.FORMATS[fmt], writer=writer)
     )
 
 
@@ -378,8 +378,9 @@ def test_broken_run_is_one_line(run, tmp_path) -> None:
 
 def test_int8_without_training_photos_says_so(run, tmp_path, monkeypatch) -> None:
     from flower_model.export import exporter as export
+    from flower_model.export import formats
 
-    monkeypatch.setattr(export, "split_photos", lambda info, which: [])
+    monkeypatch.setattr(formats, "split_photos", lambda info, which: [])
     with pytest.raises(export.ExportError, match="calibrated on the run's training photos"):
         export.export_run(run, "tflite-int8", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
