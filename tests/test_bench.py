@@ -15,6 +15,9 @@ from flower_model.model.precision import cpu_has_bf16
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
+@pytest.mark.resnet
+@pytest.mark.browser  # it times clicks in Chromium when there is one
 def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     done = subprocess.run(

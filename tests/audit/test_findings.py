@@ -20,6 +20,7 @@ from flower_model.core.errors import TrainingCancelled
 from flower_model.core.events import CancelToken
 from flower_model.data.dataset import scan_dataset, split_dataset
 from flower_model.data.synthetic import Planted, write_dirty_photos
+from tests.conftest import built_once, know_the_weights, stand_in_features
 
 # The audit's quality bar: this share of each planted kind among the top of its list.
 RECALL = 0.8
@@ -32,10 +33,13 @@ def dirty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Planted]:
 
 
 @pytest.fixture(scope="module")
-def audited(dirty: tuple[Path, Planted], tmp_path_factory: pytest.TempPathFactory):
-    """The dirty dataset audited once, with random weights, in a workspace of its own."""
-    home = tmp_path_factory.mktemp("audit-home")
-    with pytest.MonkeyPatch.context() as patch:
+def audited(
+    dirty: tuple[Path, Planted], resnet, warm_template, tmp_path_factory: pytest.TempPathFactory
+):
+    """The dirty dataset audited once, with random weights, in a workspace of its own (the
+    features extracted by the session's ResNet50 of those weights)."""
+    home = know_the_weights(warm_template, tmp_path_factory.mktemp("audit") / "home")
+    with pytest.MonkeyPatch.context() as patch, built_once(resnet):
         patch.setenv("FLOWER_LENS_HOME", str(home))
         dataset = scan_dataset(dirty[0])
         steps: list[tuple[str, int, int]] = []
@@ -135,6 +139,7 @@ def test_out_of_sample_probabilities_come_from_heads_that_never_saw_the_photo() 
 
 def test_a_stopped_audit_keeps_nothing(dirty, fresh_home) -> None:
     dataset = scan_dataset(dirty[0])
+    stand_in_features(dataset)  # cached: the audit goes straight to its folds
     cancel = CancelToken()
 
     def stop_in_training(what: str, done: int, total: int) -> None:

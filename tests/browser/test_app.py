@@ -1,4 +1,9 @@
-"""Every page, headless, through Streamlit's AppTest: empty states, the sample, Train, Classify."""
+"""Every page, headless, through Streamlit's AppTest: empty states, the sample, Train, Classify.
+
+No browser and no server: the pages run in this process, their jobs in the app's worker.
+Trained runs and cached features come from workspace templates made once per module or
+session (conftest.py); what needs ResNet50 itself is marked resnet.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from flower_model.runs import store as runs
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_home, know_the_weights, stand_in_features, tiny_backbone
 
 PAGES = (
     "pages/home.py",
@@ -74,10 +79,17 @@ def values(array) -> list:
 
 
 def wait_until(app: AppTest, done, timeout: float = 180) -> None:
+    """Run the page again until `done(app)`: each time the app's running job has ended (or
+    after a second, when none runs), rather than every second while the job works."""
+    from flower_model.ui import session
+
     start = time.time()
     while not done(app):
-        assert time.time() - start < timeout, texts(app)
-        time.sleep(1)
+        left = timeout - (time.time() - start)
+        assert left > 0, texts(app)
+        running = [job for job in session.job_board().jobs() if job.running]
+        if not running or not running[-1].wait(min(left, 30)):  # the oldest first
+            time.sleep(min(1, max(left, 0)))
         app.run()
         assert not app.exception, [e.value for e in app.exception]
 
@@ -94,12 +106,34 @@ def with_sample(fresh_home, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     return sample_dir
 
 
-@pytest.fixture
-def trained(with_sample, sample):
+@pytest.fixture(scope="module")
+def trained_template(sample, stand_in_template: Path, tmp_path_factory) -> Path:
+    """A workspace with one run trained on the sample (on its stand-in features)."""
     from flower_model.model.config import TrainConfig
     from flower_model.workflows.train import train
 
-    return train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
+    home = tmp_path_factory.mktemp("trained") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        copy_home(stand_in_template, home, patch)
+        train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
+    return home
+
+
+@pytest.fixture
+def trained(trained_template: Path, sample_dir: Path, tmp_path: Path, monkeypatch):
+    """A workspace of the test's own holding one trained run (returned), with the sample as
+    the app's dataset; the run classifies under `tiny_backbone`'s network."""
+    copy_home(trained_template, tmp_path / "home", monkeypatch)
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
+    with tiny_backbone():
+        yield runs.get_run()
+
+
+@pytest.fixture
+def with_cached_sample(stand_in_home: Path, sample_dir: Path, monkeypatch) -> Path:
+    """The sample as the app's dataset, in a workspace that has its features cached."""
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
+    return sample_dir
 
 
 def photo_bytes(sample) -> bytes:
@@ -151,7 +185,10 @@ def test_explore_shows_the_sample(with_sample) -> None:
     assert "Every file in the class folders is a usable photo" in texts(app)
 
 
-def test_explore_computes_features_then_draws_the_map(with_sample) -> None:
+def test_explore_computes_features_then_draws_the_map(
+    with_sample, fresh_home, warm_template
+) -> None:
+    know_the_weights(warm_template, fresh_home)  # not the features: they are computed
     app = open_tab(open_page("pages/explore.py"), "Feature map")
     compute = next(b for b in app.button if b.label.startswith("Compute features"))
     compute.click()
@@ -169,8 +206,9 @@ def test_explore_computes_features_then_draws_the_map(with_sample) -> None:
 
 
 def test_explore_computes_a_chosen_datasets_features_in_the_background(
-    with_sample, monkeypatch: pytest.MonkeyPatch
+    with_sample, fresh_home, warm_template, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    know_the_weights(warm_template, fresh_home)  # not the features: they are computed
     monkeypatch.setenv("FLOWER_LENS_BACKGROUND_FEATURES", "1")
     app = open_page("pages/explore.py")
     assert app.toggle(key="background-features").value is True
@@ -204,6 +242,7 @@ def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
     write_dirty_photos(tmp_path / "dirty", per_class=20, seed=4)
     monkeypatch.setenv("FLOWER_LENS_DATA", str(tmp_path / "dirty"))
     sample = scan_dataset(tmp_path / "dirty")
+    stand_in_features(sample)  # the audit finds them cached: no ResNet50 in the worker
     app = open_page("pages/data_issues.py")
     next(b for b in app.button if b.label.startswith("Audit this dataset")).click()
     app.run()
@@ -350,7 +389,7 @@ def test_explore_shows_photos_of_any_mode_and_shape(
     assert len(app.get("image")) == 9
 
 
-def test_train_click_draws_curves_and_saves_a_run(with_sample) -> None:
+def test_train_click_draws_curves_and_saves_a_run(with_cached_sample) -> None:
     from flower_model.runs.store import list_runs
 
     app = open_page("pages/train.py")
@@ -469,6 +508,7 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
     from flower_model.model.config import TrainConfig
     from flower_model.workflows.train import train
 
+    stand_in_features(sample, seed=7)  # the features of the random weights of seed 7
     train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0, seed=7))
     app = open_page("pages/evaluate.py")
     metrics = {m.label: m.value for m in app.metric}
@@ -486,11 +526,17 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
     assert "Reliability" in titles and "Accuracy of the photos answered" in titles
 
 
-def test_evaluate_exports_a_run_for_download(trained) -> None:
+@pytest.mark.resnet
+def test_evaluate_exports_a_run_for_download(warm_home, sample, sample_dir, monkeypatch) -> None:
     """Export tab: the formats with their sizes; Prepare runs the export in the worker with
     its progress; then a download button, the check against the app and the model card."""
     from flower_model.export.exporter import app_export_path
+    from flower_model.model.config import TrainConfig
+    from flower_model.workflows.train import train
 
+    # A run on ResNet50's own features (warm_home): the export is checked against them.
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
+    trained = train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
     app = open_page("pages/evaluate.py")
     table = next(m.value for m in app.markdown if m.value.startswith("| Format |"))
     rows = table.splitlines()[2:]

@@ -22,21 +22,24 @@ from tests.browser.chromium import (
     settle,
     visit,
 )
-from tests.conftest import REPO, make_photo
+from tests.conftest import REPO, copy_home, make_photo
 
 require_browser()
 SHOTS = Path(os.environ.get("FLOWER_LENS_SCREENSHOTS", REPO / "tests" / "screenshots"))
 
 
 @pytest.fixture(scope="module")
-def server(sample_dir: Path, sample, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app served by `streamlit run` on a free localhost port: the small sample, one run."""
+def server(
+    sample_dir: Path, sample, warm_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The app served by `streamlit run` on a free localhost port: the small sample (its
+    features cached), one run."""
     from flower_model.model.config import TrainConfig
     from flower_model.workflows.train import train
 
-    home = tmp_path_factory.mktemp("browser-home")
+    home = tmp_path_factory.mktemp("browser") / "home"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLOWER_LENS_HOME", str(home))
+        copy_home(warm_template, home, patch)
         train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0))
     env = {
         "FLOWER_LENS_HOME": str(home),
@@ -116,7 +119,7 @@ def test_train_curves_grow_then_stop(page) -> None:
     page.get_by_role("spinbutton", name="Epochs").fill("400")
     page.get_by_role("spinbutton", name="Early stopping patience").fill("0")
     page.get_by_role("button", name="Train", exact=True).click()
-    # Features first (40 photos through ResNet50), then epochs: the loss curve must grow.
+    # The features are cached (the server's workspace): epochs at once; the curve must grow.
     page.wait_for_function(
         """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
               .some(el => el.data && el.data[0] && (el.data[0].y || []).length >= 2)""",

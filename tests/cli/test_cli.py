@@ -1,4 +1,9 @@
-"""The command line, as a user runs it: a separate process, train -> evaluate -> predict."""
+"""The command line, as a user runs it: train -> evaluate -> predict.
+
+What a process of its own shows (TensorFlow's start-up lines kept off stderr, exit codes of
+the process) is checked on real processes (`cli`); the rest runs the same `main` in this
+process (`run_cli`), without starting Python and TensorFlow for every command.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, built_once, run_cli
 
 COMMANDS = ("download", "info", "audit", "train", "evaluate", "predict", "runs", "export")
 NOISE = ("absl", "cuda", "oneDNN", "I0000", "W0000", "E0000", "Traceback", "Warning")
 
 
 def cli(*args: str, home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m flower_model ARGS` in a process of its own."""
     env = {**os.environ, "FLOWER_LENS_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
         [sys.executable, "-m", "flower_model", *args],
@@ -29,14 +35,19 @@ def cli(*args: str, home: Path, timeout: int = 300) -> subprocess.CompletedProce
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help(command: str, tmp_path: Path) -> None:
-    result = cli(command, "--help", home=tmp_path)
+def test_every_command_has_help(command: str, tmp_path: Path, capfd) -> None:
+    result = run_cli(capfd, command, "--help", home=tmp_path)
     assert result.returncode == 0 and "usage: python -m flower_model" in result.stdout
 
 
-def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.resnet
+def test_train_evaluate_predict_round_trip(
+    sample_dir: Path, known_weights_home: Path, tmp_path: Path, resnet, capfd
+) -> None:
+    home = known_weights_home  # no features: the first training extracts them all
     args = ("train", "--data", str(sample_dir), "--weights", "none", "--epochs", "3")
-    train = cli(*args, "--batch-size", "8", home=tmp_path)
+    # The first training in a process of its own: what a user sees on stderr.
+    train = cli(*args, "--batch-size", "8", home=home)
     assert train.returncode == 0, train.stderr
     run_id = train.stdout.strip().splitlines()[-1]
     assert "0 from cache, 40 computed" in train.stderr
@@ -46,15 +57,20 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     for noise in ("absl", "cuda", "oneDNN", "I0000", "E0000"):
         assert noise not in train.stderr
 
-    again = cli(*args, "--batch-size", "8", home=tmp_path)
+    def command(*argv: str) -> subprocess.CompletedProcess:
+        # The runs load under the session's ResNet50 of the same weights, built once.
+        with built_once(resnet):
+            return run_cli(capfd, *argv, home=home)
+
+    again = command(*args, "--batch-size", "8")
     assert again.returncode == 0, again.stderr
     assert "40 from cache, 0 computed" in again.stderr
 
-    runs = cli("runs", "--json", home=tmp_path)
+    runs = command("runs", "--json")
     listed = json.loads(runs.stdout)
     assert [r["run_id"] for r in listed][1] == run_id
 
-    evaluate = cli("evaluate", "--run", run_id, "--json", home=tmp_path)
+    evaluate = command("evaluate", "--run", run_id, "--json")
     assert evaluate.returncode == 0, evaluate.stderr
     report = json.loads(evaluate.stdout)
     held_out = next(r for r in listed if r["run_id"] == run_id)["split"]["val"]
@@ -64,7 +80,7 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     photo = next((sample_dir / "flowers" / "rose").iterdir())
     broken = tmp_path / "broken.jpg"
     broken.write_text("nope")
-    predict = cli("predict", "--run", "latest", "--json", str(photo), str(broken), home=tmp_path)
+    predict = command("predict", "--run", "latest", "--json", str(photo), str(broken))
     # One file failed: the exit code says so, and the JSON still lists every file.
     assert predict.returncode == 1 and "1 of 2 file(s)" in predict.stderr
     first, second = json.loads(predict.stdout)
@@ -76,7 +92,7 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
         "error": "broken.jpg: not an image this app reads (JPEG, PNG, GIF, WebP or BMP)",
     }
 
-    text = cli("evaluate", home=tmp_path)
+    text = command("evaluate")
     assert text.returncode == 0 and "accuracy" in text.stdout and "confusion" in text.stdout
 
     # A folder is searched recursively; files of other types are named, with the reason.
@@ -86,18 +102,18 @@ def test_train_evaluate_predict_round_trip(sample_dir: Path, tmp_path: Path) -> 
     (folder / "b.jpg").write_bytes(photo.read_bytes())
     (folder / "notes.txt").write_text("not a photo")
     (folder / ".hidden.jpg").write_text("skipped silently")
-    listed = cli("predict", str(folder), home=tmp_path)
+    listed = command("predict", str(folder))
     assert listed.returncode == 1
     assert [line.split(":")[0] for line in listed.stdout.splitlines()] == ["b.jpg", "a.jpg"]
     assert "notes.txt: not an image file type (.txt)" in listed.stderr
     assert "hidden" not in listed.stdout + listed.stderr
-    good = cli("predict", "--json", str(folder / "inner"), home=tmp_path)
+    good = command("predict", "--json", str(folder / "inner"))
     assert good.returncode == 0 and len(json.loads(good.stdout)) == 1
 
 
-def test_bad_settings_are_refused_before_any_work(sample_dir: Path, tmp_path: Path) -> None:
+def test_bad_settings_are_refused_before_any_work(sample_dir: Path, tmp_path: Path, capfd) -> None:
     for flag, value in (("--seed", "-1"), ("--lr", "nan"), ("--epochs", "0")):
-        result = cli("train", "--data", str(sample_dir), flag, value, home=tmp_path, timeout=60)
+        result = run_cli(capfd, "train", "--data", str(sample_dir), flag, value, home=tmp_path)
         assert result.returncode == 1, result.stderr
         assert (
             len(result.stderr.strip().splitlines()) == 1 and "checking photos" not in result.stderr
@@ -105,6 +121,7 @@ def test_bad_settings_are_refused_before_any_work(sample_dir: Path, tmp_path: Pa
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    # Processes of their own: what a failing `python -m flower_model` prints and exits with.
     result = cli("train", "--weights", "none", home=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -118,15 +135,21 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_export_prints_where_and_how_it_was_checked(sample_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.resnet
+def test_export_prints_where_and_how_it_was_checked(
+    sample_dir: Path, warm_home: Path, tmp_path: Path, capfd
+) -> None:
+    home = warm_home  # the sample's features cached: the training builds no ResNet50
     args = ("train", "--data", str(sample_dir), "--weights", "none", "--epochs", "2")
-    assert cli(*args, "--batch-size", "8", home=tmp_path).returncode == 0
+    assert run_cli(capfd, *args, "--batch-size", "8", home=home).returncode == 0
     target = tmp_path / "out" / "flowers-int8.zip"
-    done = cli("export", "--format", "tflite-int8", "--out", str(target), home=tmp_path)
+    # The export in a process of its own: what a user sees on stderr.
+    done = cli("export", "--format", "tflite-int8", "--out", str(target), home=home)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(target) and target.is_file()
     assert "calibrating int8 on training photo" in done.stderr
-    held_out = len(json.loads(cli("runs", "--json", home=tmp_path).stdout)[0]["split"]["val"])
+    (run,) = json.loads(run_cli(capfd, "runs", "--json", home=home).stdout)
+    held_out = len(run["split"]["val"])
     assert f"checked on {held_out} validation photos" in done.stderr
     assert f"int8 on all {held_out} validation photos: accuracy" in done.stderr
     # Output for people: whole lines through a pipe, none of the converters' own logs.
@@ -134,7 +157,7 @@ def test_export_prints_where_and_how_it_was_checked(sample_dir: Path, tmp_path: 
     for noise in (*NOISE, "fully_quantize", "INFO:"):
         assert noise not in done.stderr, noise
 
-    again = cli("export", "--format", "tflite-int8", "--out", str(target), home=tmp_path)
+    again = run_cli(capfd, "export", "--format", "tflite-int8", "--out", str(target), home=home)
     assert again.returncode == 1
     assert (
         again.stderr.strip() == f"error: {target} already exists: remove it or choose another --out"
@@ -145,32 +168,36 @@ def test_export_prints_where_and_how_it_was_checked(sample_dir: Path, tmp_path: 
         (("--run", "nope"), "error: no run matches 'nope'"),
         (("--out", str(blocker / "x")), "error: cannot write the export in"),
     ):
-        failed = cli("export", "--format", "keras", *extra, home=tmp_path)
+        failed = run_cli(capfd, "export", "--format", "keras", *extra, home=home)
         assert failed.returncode == 1 and failed.stderr.startswith(message), failed.stderr
         assert len(failed.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["flowers-int8.zip"]
 
 
-def test_offline_download_says_what_to_do(tmp_path: Path) -> None:
+def test_offline_download_says_what_to_do(tmp_path: Path, capfd) -> None:
     # A handle kagglehub rejects before any network access keeps this test offline.
-    result = cli("download", "--handle", "not a handle", home=tmp_path)
+    result = run_cli(capfd, "download", "--handle", "not a handle", home=tmp_path)
     assert result.returncode == 1 and "local folder" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_info_reports_the_dataset(sample_dir: Path, tmp_path: Path) -> None:
-    result = cli("info", "--data", str(sample_dir), "--json", home=tmp_path)
+def test_info_reports_the_dataset(sample_dir: Path, tmp_path: Path, capfd) -> None:
+    result = run_cli(capfd, "info", "--data", str(sample_dir), "--json", home=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["images"] == 40 and report["classes"]["tulip"] == 8 and report["skipped"] == []
 
 
-def test_audit_finds_applies_and_training_honours_the_decisions(tmp_path: Path) -> None:
+@pytest.mark.resnet
+def test_audit_finds_applies_and_training_honours_the_decisions(
+    known_weights_home: Path, tmp_path: Path, capfd
+) -> None:
     from flower_model.data.synthetic import write_dirty_photos
 
     data = tmp_path / "dirty"
     planted = write_dirty_photos(data, per_class=20, seed=2)
-    home = tmp_path / "home"
+    home = known_weights_home  # no features: the audit extracts them all
+    # The audit in a process of its own: what a user sees on stderr.
     audit = cli("audit", "--data", str(data), "--weights", "none", "--top", "3", home=home)
     assert audit.returncode == 0, audit.stderr
     out = audit.stdout
@@ -179,8 +206,11 @@ def test_audit_finds_applies_and_training_honours_the_decisions(tmp_path: Path) 
     assert "\r" not in audit.stderr and "training fold 5 of 5" in audit.stderr
     assert not any(noise in audit.stderr for noise in NOISE), audit.stderr
 
-    applied = cli(
-        "audit", "--data", str(data), "--weights", "none", "--apply", "outlier", "--json", home=home
+    def command(*argv: str) -> subprocess.CompletedProcess:
+        return run_cli(capfd, *argv, home=home)
+
+    applied = command(
+        "audit", "--data", str(data), "--weights", "none", "--apply", "outlier", "--json"
     )
     assert applied.returncode == 0, applied.stderr
     report = json.loads(applied.stdout)
@@ -189,18 +219,18 @@ def test_audit_finds_applies_and_training_honours_the_decisions(tmp_path: Path) 
     assert excluded & set(planted.outliers)
     assert "training fold" not in applied.stderr  # the kept audit was read, not redone
 
-    train = cli("train", "--data", str(data), "--weights", "none", "--epochs", "1", home=home)
+    train = command("train", "--data", str(data), "--weights", "none", "--epochs", "1")
     assert train.returncode == 0, train.stderr
     assert f"decisions: {len(excluded)} photo(s) left out, 0 relabelled" in train.stderr
-    run = json.loads(cli("runs", "--json", home=home).stdout)[0]
+    run = json.loads(command("runs", "--json").stdout)[0]
     assert set(run["dataset"]["excluded"]) == excluded
     assert excluded.isdisjoint(run["split"]["train"] + run["split"]["val"])
 
-    bad = cli("audit", "--data", str(data), "--weights", "none", "--apply", "typos", home=home)
+    bad = command("audit", "--data", str(data), "--weights", "none", "--apply", "typos")
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "error: the kinds to apply are label, outlier, duplicate, not typos"
     )
-    forget = cli("audit", "--data", str(data), "--forget", home=home)
+    forget = command("audit", "--data", str(data), "--forget")
     assert forget.returncode == 0 and "forgot every decision" in forget.stderr
-    again = cli("train", "--data", str(data), "--weights", "none", "--epochs", "1", home=home)
+    again = command("train", "--data", str(data), "--weights", "none", "--epochs", "1")
     assert "decisions:" not in again.stderr

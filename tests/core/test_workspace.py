@@ -56,20 +56,30 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
 
 
-def train_on(home: Path, data: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "flower_model", "train", "--data", str(data)]
-    command += ["--weights", "none", "--epochs", "2"]
-    env = {**os.environ, "FLOWER_LENS_HOME": str(home)}
-    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-
-
-@pytest.mark.parametrize("tiny_disk", ["1m", "100k"], indirect=True, ids=["at save", "at once"])
+@pytest.mark.parametrize(
+    ("tiny_disk", "when"),
+    [("1m", "at save"), pytest.param("100k", "at once", marks=pytest.mark.resnet)],
+    indirect=["tiny_disk"],
+    ids=["at save", "at once"],
+)
 def test_training_on_a_full_disk_says_so_in_one_line_and_keeps_nothing_half_written(
-    tiny_disk: Path, sample_dir: Path
+    tiny_disk: Path, when: str, sample_dir: Path, request: pytest.FixtureRequest, capfd
 ) -> None:
+    from tests.conftest import built_once, run_cli, stand_in_features
+
     # 1 MB holds the features of the 40 photos but not the model (the head, about 2.3 MB);
     # 100 KB fills up while the features are written.
-    result = train_on(tiny_disk, sample_dir)
+    args = ("train", "--data", str(sample_dir), "--weights", "none", "--epochs", "2")
+    if when == "at save":
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(workspace.HOME_ENV, str(tiny_disk))
+            from flower_model.data.dataset import scan_dataset
+
+            stand_in_features(scan_dataset(sample_dir))  # cached: it fails at the save
+        result = run_cli(capfd, *args, home=tiny_disk)
+    else:
+        with built_once(request.getfixturevalue("resnet")):  # extracts until the disk is full
+            result = run_cli(capfd, *args, home=tiny_disk)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: the disk holding the workspace") and "is full" in lines[-1]

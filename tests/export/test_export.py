@@ -1,6 +1,8 @@
 """Exports give the app's probabilities through their own runtimes, and fail cleanly.
 
 Each format is exported once per module (slow: 10-60 s each) and then checked by every test.
+The run's head is loaded under the session's ResNet50 of its weights (`built_once`) rather
+than a ResNet50 built anew for every export.
 """
 
 from __future__ import annotations
@@ -18,23 +20,30 @@ import pytest
 from flower_model.core.errors import FlowerLensError
 from flower_model.data.images import load_rgb
 from flower_model.export.parity import PARITY_TOLERANCE as TOLERANCE
-from tests.conftest import SHARED_SAMPLE
+from tests.conftest import SHARED_SAMPLE, built_once, copy_home
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.resnet]
 FLOAT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 
 
 @pytest.fixture(scope="module")
-def home(sample, tmp_path_factory):
+def home(sample, warm_template, tmp_path_factory):
     """A workspace with one trained run (random weights: no ImageNet file here)."""
     from flower_model.model.config import TrainConfig
     from flower_model.workflows.train import train
 
-    folder = tmp_path_factory.mktemp("export-home")
+    folder = tmp_path_factory.mktemp("export") / "home"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLOWER_LENS_HOME", str(folder))
+        copy_home(warm_template, folder, patch)  # the sample's features cached
         train(sample, TrainConfig(epochs=3, batch_size=8, weights="none", patience=0))
         yield folder
+
+
+@pytest.fixture(autouse=True)
+def resnet_built_once(resnet):
+    """Every run loaded by a test gets the session's ResNet50 of its weights."""
+    with built_once(resnet):
+        yield
 
 
 @pytest.fixture
@@ -46,10 +55,10 @@ def run(home, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def classifier(home):
+def classifier(home, resnet):
     from flower_model.inference.predict import Classifier
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, built_once(resnet):
         patch.setenv("FLOWER_LENS_HOME", str(home))
         return Classifier.load()
 
@@ -78,15 +87,40 @@ def exports(home, tmp_path_factory):
         if fmt not in done:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv("FLOWER_LENS_HOME", str(home))
-                patch.setattr("flower_model.export.formats.CALIBRATION_PHOTOS", 24)
+                patch.setattr("flower_model.export.formats.CALIBRATION_PHOTOS", 10)
                 done[fmt] = export_run(get_run(), fmt, folder / fmt)
         return done[fmt]
 
     return get
 
 
+@pytest.fixture(scope="module")
+def keras_zip(home, tmp_path_factory):
+    """The run exported once as a Keras .zip, alone in its folder, on first use."""
+    from flower_model.export.exporter import export_run
+    from flower_model.runs.store import get_run
+
+    folder = tmp_path_factory.mktemp("zip")
+    done: list = []
+
+    def get():
+        if not done:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("FLOWER_LENS_HOME", str(home))
+                done.append(export_run(get_run(), "keras", folder / "flowers.zip"))
+        return done[0]
+
+    return get
+
+
 def _app(classifier, photos) -> np.ndarray:
     return classifier.probabilities(np.stack([load_rgb(p, size=224) for p in photos]))
+
+
+@pytest.fixture(scope="module")
+def app_probabilities(classifier, photos) -> np.ndarray:
+    """The app's probabilities of `photos` (computed once: every export is compared to them)."""
+    return _app(classifier, photos)
 
 
 def _through_runtime(result, photos) -> np.ndarray:
@@ -98,9 +132,11 @@ def _through_runtime(result, photos) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fmt", FLOAT_FORMATS)
-def test_float_export_gives_the_apps_probabilities(fmt, exports, classifier, photos) -> None:
+def test_float_export_gives_the_apps_probabilities(
+    fmt, exports, classifier, photos, app_probabilities
+) -> None:
     result = exports(fmt)
-    exported, app = _through_runtime(result, photos), _app(classifier, photos)
+    exported, app = _through_runtime(result, photos), app_probabilities
     assert exported.shape == app.shape == (len(photos), 5)
     assert np.abs(exported - app).max() <= TOLERANCE
     assert (exported.argmax(1) == app.argmax(1)).all()
@@ -135,14 +171,16 @@ def test_savedmodel_stores_each_weight_once(exports) -> None:
     assert result.model_bytes < 1.15 * keras_bytes
 
 
-def test_savedmodel_from_image_bytes_agrees_with_the_app(exports, classifier, photos) -> None:
+def test_savedmodel_from_image_bytes_agrees_with_the_app(
+    exports, photos, app_probabilities
+) -> None:
     """TensorFlow's decoders are not Pillow's: measured, ≥ 99 % the same top class."""
     import tensorflow as tf
 
     model = tf.saved_model.load(str(exports("savedmodel").path / "saved_model"))
     encoded = tf.constant([p.read_bytes() for p in photos])
     from_bytes = model.signatures["from_image_bytes"](image_bytes=encoded)["output_0"].numpy()
-    app = _app(classifier, photos)
+    app = app_probabilities
     agreement = float(np.mean(from_bytes.argmax(1) == app.argmax(1)))
     largest = np.abs(from_bytes - app).max()
     print(f"from_image_bytes: agreement {agreement:.3f}, max |Δp| {largest:.4f}")
@@ -213,15 +251,13 @@ def test_predict_script_alone_gives_the_same_numbers(fmt, exports, classifier, p
     assert np.abs(script - reference).max() <= TOLERANCE
 
 
-def test_zip_export_holds_the_folder(run, tmp_path) -> None:
-    from flower_model.export.exporter import export_run
-
-    result = export_run(run, "keras", tmp_path / "flowers.zip")
+def test_zip_export_holds_the_folder(keras_zip) -> None:
+    result = keras_zip()
     with zipfile.ZipFile(result.path) as archive:
         names = set(archive.namelist())
     assert {"flowers/model.keras", "flowers/labels.txt", "flowers/predict.py"} <= names
     assert "flowers/model_card.md" in names and "flowers/export.json" in names
-    assert [p.name for p in tmp_path.iterdir()] == ["flowers.zip"]
+    assert [p.name for p in result.path.parent.iterdir()] == ["flowers.zip"]
 
 
 def test_model_card_says_what_a_user_needs(exports, run) -> None:
@@ -240,7 +276,11 @@ def test_model_card_says_what_a_user_needs(exports, run) -> None:
         assert fact in card, fact
 
 
-def test_existing_destination_is_refused_and_only_an_export_replaced(run, tmp_path) -> None:
+def test_existing_destination_is_refused_and_only_an_export_replaced(
+    run, exports, tmp_path
+) -> None:
+    import shutil
+
     from flower_model.export.exporter import export_run
     from flower_model.export.formats import ExportError
 
@@ -253,7 +293,8 @@ def test_existing_destination_is_refused_and_only_an_export_replaced(run, tmp_pa
         export_run(run, "keras", target, replace=True)
     assert (target / "mine.txt").read_text() == "keep"
     export = tmp_path / "export"
-    first = export_run(run, "keras", export)
+    first = exports("keras")  # an export already there: a copy of the module's
+    shutil.copytree(first.path, export)
     (export / "extra.txt").write_text("from the first export")
     second = export_run(run, "keras", export, replace=True)
     assert (export / "model.keras").is_file() and not (export / "extra.txt").exists()
@@ -324,11 +365,13 @@ def test_a_disagreeing_export_is_not_kept(run, tmp_path, monkeypatch) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_replace_puts_the_old_export_back(run, tmp_path, monkeypatch) -> None:
+def test_a_failed_replace_puts_the_old_export_back(run, keras_zip, tmp_path, monkeypatch) -> None:
+    import shutil
+
     from flower_model.export import exporter as export
 
     target = tmp_path / "out.zip"
-    export.export_run(run, "keras", target)
+    shutil.copy(keras_zip().path, target)  # an export already there: a copy of the module's
     before = target.read_bytes()
     real_replace, calls = os.replace, []
 

@@ -14,6 +14,7 @@ from flower_model.features.cache import FeatureCache, cache_key, feature_sets
 from flower_model.features.extraction import dataset_features, extract_features, needs_extraction
 from flower_model.features.extractor import FeatureExtractor
 from flower_model.model.backbone import INPUT_SIZE
+from tests.conftest import built_once
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +111,12 @@ def test_large_values_are_stored_without_overflow(fresh_home) -> None:
     np.testing.assert_array_equal(cache.get("ab" * 32), vector)
 
 
-def test_feature_sets_find_every_namespace_holding_the_photos(sample, fresh_home) -> None:
+def test_feature_sets_find_every_namespace_holding_the_photos(sample, fresh_home, resnet) -> None:
     records = sample.records[:6]
     hashes = [r.sha256 for r in records]
     assert feature_sets(hashes) == []
-    dataset_features(sample, "none", precision="float32")
+    with built_once(resnet):
+        dataset_features(sample, "none", precision="float32")
     (only,) = feature_sets(hashes + ["f" * 64])
     assert only.found.tolist() == [True] * 6 + [False]
     assert "no transfer learning" in only.label and "6 of 7 photos" in only.label
@@ -177,8 +179,9 @@ def test_no_pack_for_a_partial_list_and_only_the_newest_packs_are_kept(
     assert cache.bytes_used() == sum(p.stat().st_size for p in cache.folder.glob("*/*.npy"))
 
 
-def test_needs_extraction_until_every_photo_is_cached(sample, fresh_home) -> None:
+def test_needs_extraction_until_every_photo_is_cached(sample, fresh_home, resnet) -> None:
     assert needs_extraction(sample, "none")  # weights never built here: nothing is known
-    dataset_features(sample, "none", precision="float32")
+    with built_once(resnet):
+        dataset_features(sample, "none", precision="float32")
     assert not needs_extraction(sample, "none", precision="float32")
     assert needs_extraction(sample, "none", seed=7, precision="float32")  # other weights

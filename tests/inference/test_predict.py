@@ -16,14 +16,17 @@ from flower_model.model.backbone import INPUT_SIZE, preprocess
 
 
 @pytest.fixture(scope="module")
-def classifier(sample, tmp_path_factory):
+def classifier(sample, warm_template, resnet, tmp_path_factory):
     from flower_model.model.config import TrainConfig
     from flower_model.workflows.train import train
+    from tests.conftest import built_once, copy_home
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLOWER_LENS_HOME", str(tmp_path_factory.mktemp("predict-home")))
+        copy_home(warm_template, tmp_path_factory.mktemp("predict") / "home", patch)
         train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
-        yield Classifier.load("latest")
+        with built_once(resnet):  # the head loads under ResNet50 of its weights, built once
+            loaded = Classifier.load("latest")
+        yield loaded
 
 
 def test_probabilities_are_in_class_order_and_sum_to_one(classifier, sample) -> None:

@@ -50,12 +50,14 @@ def test_mistakes_are_the_most_confidently_wrong_first() -> None:
     assert Evaluation.from_json(result.to_json()) == result
 
 
-def test_evaluate_run_uses_only_the_held_out_split(sample, fresh_home) -> None:
+def test_evaluate_run_uses_only_the_held_out_split(sample, warm_home, resnet) -> None:
     from flower_model.model.config import TrainConfig
     from flower_model.workflows.train import train
+    from tests.conftest import built_once
 
     info = train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
-    evaluation = evaluate_run(info.run_id, sample)
+    with built_once(resnet):  # the run's head loads under ResNet50 of its weights, built once
+        evaluation = evaluate_run(info.run_id, sample)
     split = info.metadata.split
     assert evaluation.count == len(split.val)
     assert sum(sum(row) for row in evaluation.confusion) == len(split.val)

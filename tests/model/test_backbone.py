@@ -56,6 +56,7 @@ def test_missing_weights_file_says_where_it_goes(tmp_path: Path, keras_home: Pat
     assert str(keras_home) in str(caught.value) and "none" in str(caught.value)
 
 
+@pytest.mark.resnet
 def test_offline_imagenet_download_fails_with_directions(keras_home: Path, monkeypatch) -> None:
     # Offline as a user's machine can be: every download goes to a proxy that refuses it.
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
@@ -71,8 +72,8 @@ def test_offline_imagenet_download_fails_with_directions(keras_home: Path, monke
     assert str(keras_home) in message and "--weights" in message and "'none'" in message
 
 
-def test_weights_file_is_loaded(tmp_path: Path) -> None:
-    first = build_resnet50(WeightsChoice("none"), seed=3)
+def test_weights_file_is_loaded(resnet, tmp_path: Path) -> None:
+    first = resnet  # random weights of seed 42
     path = tmp_path / "resnet.weights.h5"
     first.save_weights(path)
     loaded = build_resnet50(WeightsChoice("imagenet", path))
@@ -83,6 +84,7 @@ def test_weights_file_is_loaded(tmp_path: Path) -> None:
     assert not loaded.trainable
 
 
+@pytest.mark.resnet
 def test_a_file_that_is_not_resnet_weights_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not hdf5")
@@ -91,7 +93,7 @@ def test_a_file_that_is_not_resnet_weights_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_identity_of_weights_built_before_is_known_without_building(
-    tmp_path: Path, fresh_home: Path
+    resnet, tmp_path: Path, fresh_home: Path
 ) -> None:
     from flower_model.model.backbone import (
         identity_of,
@@ -101,11 +103,11 @@ def test_the_identity_of_weights_built_before_is_known_without_building(
     )
 
     random = WeightsChoice("none")
-    assert known_identity(random, 3) is None
-    resnet = build_resnet50(random, seed=3)
-    assert identity_of(resnet, random, 3) == weights_identity(resnet)
-    assert known_identity(random, 3) == weights_identity(resnet)
-    assert known_identity(random, 4) is None  # another seed, other weights
+    assert known_identity(random, 42) is None
+    # `resnet`: build_resnet50(random, seed=42), built once for the session.
+    assert identity_of(resnet, random, 42) == weights_identity(resnet)
+    assert known_identity(random, 42) == weights_identity(resnet)
+    assert known_identity(random, 43) is None  # another seed, other weights
     # A weights file is known by its path, size and time: a changed file is another source.
     file = tmp_path / "weights.h5"
     file.write_bytes(b"weights")

@@ -23,6 +23,7 @@ from flower_model.runs.store import (
     get_run,
     list_runs,
 )
+from tests.conftest import copy_home
 
 
 def metadata(run_id: str, accuracy: float = 0.5) -> RunMetadata:
@@ -126,15 +127,23 @@ def test_unfinished_and_broken_runs_are_never_listed(tmp_path: Path, content: st
     assert not writer.partial.exists()
 
 
-@pytest.fixture(scope="module")
-def saved_run(sample, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real run, saved by the training code."""
+def save_run(sample, root: Path) -> Path:
+    """Train a run on the sample with the training code, save it under `root`; return it."""
     from flower_model.workflows.train import train
 
-    root = tmp_path_factory.mktemp("runs")
     train(sample, TrainConfig(epochs=1, batch_size=8, weights="none", patience=0), runs_root=root)
     (folder,) = root.iterdir()
     return folder
+
+
+@pytest.fixture(scope="module")
+def saved_run(sample, stand_in_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run, saved by the training code (on the sample's stand-in features: a run that
+    is listed and damaged here, never loaded under ResNet50)."""
+    home = tmp_path_factory.mktemp("saved-run") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        copy_home(stand_in_template, home, patch)
+        return save_run(sample, tmp_path_factory.mktemp("runs"))
 
 
 def tampered(saved: Path, root: Path, run_id: str) -> Path:
@@ -205,11 +214,15 @@ def test_tampered_runs_are_listed_as_broken_with_the_reason(
         load_model(RunInfo("x", lamb, metadata("x")))
 
 
-def test_the_command_line_and_the_pages_name_broken_runs(saved_run: Path, fresh_home: Path) -> None:
+def test_the_command_line_and_the_pages_name_broken_runs(
+    saved_run: Path, fresh_home: Path, capfd
+) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from tests.cli.test_cli import cli
-    from tests.conftest import REPO
+    from tests.conftest import REPO, run_cli
+
+    def cli(*args: str, home: Path):
+        return run_cli(capfd, *args, home=home)
 
     runs_root = fresh_home / "runs"
     runs_root.mkdir(parents=True)
@@ -245,8 +258,9 @@ def test_the_command_line_and_the_pages_name_broken_runs(saved_run: Path, fresh_
 
 
 def test_a_killed_training_is_cleaned_up_at_the_next_start(
-    sample_dir: Path, fresh_home: Path
+    sample_dir: Path, stand_in_home: Path
 ) -> None:
+    fresh_home = stand_in_home  # no runs; the sample's features cached, so it trains at once
     import os
     import signal
     import subprocess
@@ -312,10 +326,13 @@ def _partial_file(runs_root: Path, name: str) -> bool:
     return any(runs_root.glob(f".partial-*/{name}"))
 
 
-@pytest.mark.parametrize("moment", ["extraction", "fit", "save"])
+@pytest.mark.parametrize(
+    "moment", [pytest.param("extraction", marks=pytest.mark.resnet), "fit", "save"]
+)
 def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
-    moment: str, tmp_path: Path, fresh_home: Path
+    moment: str, tmp_path: Path, fresh_home: Path, request: pytest.FixtureRequest, capfd
 ) -> None:
+    import contextlib
     import os
     import signal
     import subprocess
@@ -330,6 +347,15 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
 
     data = tmp_path / "data"
     write_photos(data, 150, seed=3, size=(160, 120))
+    if moment == "extraction":  # no features: the weights known, not measured again
+        from tests.conftest import know_the_weights
+
+        know_the_weights(request.getfixturevalue("warm_template"), fresh_home)
+    else:  # then the features are cached already: no ResNet50 to build
+        from flower_model.data.dataset import scan_dataset
+        from tests.conftest import stand_in_features
+
+        stand_in_features(scan_dataset(data))
     env = {**os.environ, "FLOWER_LENS_HOME": str(fresh_home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = ["--data", str(data), "--weights", "none", "--patience", "0", "--batch-size", "8"]
     runs_root, features = fresh_home / "runs", fresh_home / "features"
@@ -362,36 +388,38 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
         assert vector.shape == (2048,) and np.all(np.isfinite(vector))
     remove_abandoned(runs_root)
     assert not list(runs_root.glob(".partial-*"))
-    # The next training uses what the killed one cached, and its run loads.
-    done = subprocess.run(
-        [sys.executable, "-m", "flower_model", "train", *args, "--epochs", "2"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # The next training (in this process) uses what the killed one cached, and its run loads.
+    from tests.conftest import built_once, run_cli
+
+    with contextlib.ExitStack() as stack:
+        if moment == "extraction":  # the rest of the photos: the session's ResNet50 extracts
+            stack.enter_context(built_once(request.getfixturevalue("resnet")))
+        done = run_cli(capfd, "train", *args, "--epochs", "2", home=fresh_home)
     assert done.returncode == 0, done.stderr
     (run,) = list_runs(runs_root)
     assert run.metadata.features.cached >= 1
 
 
 def test_a_head_is_loaded_only_under_the_resnet50_it_was_trained_on(
-    saved_run: Path, tmp_path: Path
+    sample, warm_home: Path, resnet, tmp_path: Path
 ) -> None:
     from flower_model.runs.store import load_model, scan_runs
+    from tests.conftest import built_once
 
-    good = tampered(saved_run, tmp_path, "20990101-000000-good")
+    saved_run = save_run(sample, tmp_path / "trained")  # on ResNet50's own features
+    root = tmp_path / "runs"  # the runs looked at below, apart from the workspace
+    good = tampered(saved_run, root, "20990101-000000-good")
     assert json.loads((good / METADATA_FILE).read_text())["head_only"]
-    assert load_model(get_run("20990101", tmp_path)).get_layer("resnet50") is not None
-    other = tampered(saved_run, tmp_path, "20990102-000000-othr")
+    with built_once(resnet):  # ResNet50 of the run's weights (built once per session)
+        assert load_model(get_run("20990101", root)).get_layer("resnet50") is not None
+    other = tampered(saved_run, root, "20990102-000000-othr")
     meta = json.loads((other / METADATA_FILE).read_text())
     meta["weights"]["identity"] = "0123456789abcdef"
     (other / METADATA_FILE).write_text(json.dumps(meta))
     with pytest.raises(RunError, match="trained on ResNet50 weights .* this machine does not"):
-        load_model(get_run("20990102", tmp_path))
+        load_model(get_run("20990102", root))
     # A run that says it saved its head alone, holding a whole classifier, is broken.
-    whole = tampered(saved_run, tmp_path, "20990103-000000-whol")
+    whole = tampered(saved_run, root, "20990103-000000-whol")
     fake_model(whole / MODEL_FILE, classes=5)
-    reasons = {b.run_id[-4:]: b.reason for b in scan_runs(tmp_path)[1]}
+    reasons = {b.run_id[-4:]: b.reason for b in scan_runs(root)[1]}
     assert reasons == {"whol": "model.keras is not a Flower Lens head of 5 classes"}

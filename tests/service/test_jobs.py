@@ -1,4 +1,8 @@
-"""Background jobs: they outlive the page, one per dataset, and report what happened."""
+"""Background jobs: they outlive the page, one per dataset, and report what happened.
+
+The boards here start their worker without the app's warm-up (TensorFlow loaded, the head's
+loop traced): their jobs train nothing, or find every feature cached.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from flower_model.core.events import FINE_TUNING_PHASE, TrainEvent, progress_of
 from flower_model.data.dataset import Dataset
 from flower_model.model.config import TrainConfig
 from flower_model.service.jobs import JobBoard, JobConflict
+from flower_model.service.worker import Worker
 
 RELEASE_ENV = "FLOWER_LENS_TEST_RELEASE"
 
@@ -54,7 +59,7 @@ def board(tmp_path_factory: pytest.TempPathFactory):
     """One job board, with its worker process, for the tests of this module."""
     release = tmp_path_factory.mktemp("jobs") / "release"
     os.environ[RELEASE_ENV] = str(release)  # the worker inherits it when it starts
-    board = JobBoard()
+    board = JobBoard(Worker(warm_up=None))
     board.release = release
     yield board
     board.close()
@@ -87,7 +92,7 @@ def test_a_second_job_on_the_same_data_is_refused_until_the_first_ends(board, sa
 
 
 def test_a_training_lines_up_behind_a_features_job_on_its_dataset(
-    board, sample, fresh_home
+    board, sample, stand_in_home
 ) -> None:
     board.release.unlink(missing_ok=True)
     features = board.start_features(sample, "none")
@@ -219,10 +224,11 @@ def test_progress_follows_the_events() -> None:
     assert progress_of(events, "running").fine_tuned_after == 1
 
 
-def test_features_job_fills_the_cache(sample, fresh_home) -> None:
+@pytest.mark.resnet
+def test_features_job_fills_the_cache(sample, known_weights_home) -> None:
     from flower_model.features.cache import cache_infos
 
-    board = JobBoard()
+    board = JobBoard(Worker(warm_up=None))
     job = board.start_features(sample, "none")
     job.wait(180)
     board.close()

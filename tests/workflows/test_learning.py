@@ -18,6 +18,7 @@ from flower_model.inference.predict import Classifier, Prediction
 from flower_model.model.config import TrainConfig
 from flower_model.workflows.train import train
 from tests.cli.test_cli import cli
+from tests.conftest import cache_features, copy_home, run_cli
 
 PER_CLASS = 10
 MIN_ACCURACY = 0.95
@@ -34,6 +35,17 @@ def striped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def striped_home(striped: Path, resnet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with no runs whose feature cache holds the striped photos' features
+    (extracted once for the module's tests; each test trains in a copy of its own)."""
+    home = tmp_path_factory.mktemp("striped-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOWER_LENS_HOME", str(home))
+        cache_features(scan_dataset(striped), resnet)
+    return home
+
+
+@pytest.fixture(scope="module")
 def unseen(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
     """Two new photos per class, made with another seed: never trained or validated on."""
     written = write_photos(
@@ -46,20 +58,28 @@ def unseen(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
     return [(w.path, CLASSES[w.label]) for w in written]
 
 
-def test_the_command_line_learns_separable_classes(striped: Path, unseen, tmp_path: Path) -> None:
+@pytest.mark.resnet
+def test_the_command_line_learns_separable_classes(
+    striped: Path, striped_home: Path, unseen, tmp_path: Path, monkeypatch, capfd
+) -> None:
+    home = copy_home(striped_home, tmp_path / "home", monkeypatch)
     # The defaults, as a user runs them: only the weights are 'none' (no ImageNet file here).
-    trained = cli("train", "--data", str(striped), "--weights", "none", home=tmp_path)
+    trained = run_cli(capfd, "train", "--data", str(striped), "--weights", "none", home=home)
     assert trained.returncode == 0, trained.stderr
-    (run,) = json.loads(cli("runs", "--json", home=tmp_path).stdout)
+    (run,) = json.loads(run_cli(capfd, "runs", "--json", home=home).stdout)
     assert run["evaluation"]["count"] == 2 * len(CLASSES)
     assert run["evaluation"]["accuracy"] >= MIN_ACCURACY, run["history"]
     # The saved model, loaded by another process, names the right class of photos it never saw.
     paths = [str(path) for path, _ in unseen]
-    predicted = json.loads(cli("predict", "--json", *paths, home=tmp_path).stdout)
+    predicted = json.loads(cli("predict", "--json", *paths, home=home).stdout)
     assert [p["top_class"] for p in predicted] == [name for _, name in unseen]
 
 
-def test_fine_tuning_keeps_what_the_head_learned(striped: Path, unseen, fresh_home: Path) -> None:
+@pytest.mark.resnet
+def test_fine_tuning_keeps_what_the_head_learned(
+    striped: Path, striped_home: Path, unseen, tmp_path: Path, monkeypatch
+) -> None:
+    copy_home(striped_home, tmp_path / "home", monkeypatch)
     config = TrainConfig(weights="none", mode="finetune", epochs=2, batch_size=16)
     info = train(scan_dataset(striped), config)
     meta = info.metadata

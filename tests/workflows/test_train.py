@@ -1,4 +1,10 @@
-"""Training: events, the feature cache across runs, cancellation, best epoch, failures."""
+"""Training: events, the feature cache across runs, cancellation, best epoch, failures.
+
+Most tests train on the sample's features cached already (`stand_in_home`: stand-in features,
+no ResNet50 at all; `warm_home`: ResNet50's own), as every training after the first does;
+fine-tuning is tried on `tiny_backbone`'s network of ResNet50's layer names; those marked
+resnet build ResNet50 for what only it does (extracting, loading).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +24,12 @@ from flower_model.model.fitting import fit_head
 from flower_model.model.head import build_head
 from flower_model.runs import store as runs
 from flower_model.workflows.train import train
+from tests.conftest import built_once, stand_in_features, tiny_backbone
 
 FAST = TrainConfig(epochs=3, batch_size=8, weights="none", patience=0)
 
 
-def test_training_saves_a_complete_run(sample, fresh_home) -> None:
+def test_training_saves_a_complete_run(sample, stand_in_home) -> None:
     events = []
     info = train(sample, FAST, on_event=events.append)
     kinds = [e.kind for e in events]
@@ -60,11 +67,15 @@ def test_training_saves_a_complete_run(sample, fresh_home) -> None:
     logged = [json.loads(line) for line in (info.path / runs.EVENTS_FILE).read_text().splitlines()]
     assert logged[0]["kind"] == "start" and logged[-1]["kind"] == "end"
     assert logged[0]["run_id"] == info.run_id
-    assert not [p for p in fresh_home.joinpath("runs").iterdir() if p.name.startswith(".")]
+    assert not [p for p in stand_in_home.joinpath("runs").iterdir() if p.name.startswith(".")]
 
 
-def test_second_identical_run_computes_no_features(sample, fresh_home, monkeypatch) -> None:
-    first = train(sample, FAST)
+@pytest.mark.resnet
+def test_second_identical_run_computes_no_features(
+    sample, known_weights_home, resnet, monkeypatch
+) -> None:
+    with built_once(resnet):  # the session's ResNet50 of the same weights extracts
+        first = train(sample, FAST)
     assert first.metadata.features.computed == len(sample.records)
     calls: list[int] = []
     real_run = FeatureExtractor.run
@@ -79,7 +90,7 @@ def test_second_identical_run_computes_no_features(sample, fresh_home, monkeypat
     assert second.metadata.history == first.metadata.history
 
 
-def test_best_completed_epoch_is_kept(sample, fresh_home) -> None:
+def test_best_completed_epoch_is_kept(sample, stand_in_home) -> None:
     info = train(
         sample, TrainConfig(epochs=6, batch_size=8, weights="none", patience=0, learning_rate=0.003)
     )
@@ -94,7 +105,7 @@ def test_best_completed_epoch_is_kept(sample, fresh_home) -> None:
     assert info.metadata.evaluation.accuracy == pytest.approx(accuracy)
 
 
-def test_cancel_from_another_thread_keeps_completed_epochs(sample, fresh_home) -> None:
+def test_cancel_from_another_thread_keeps_completed_epochs(sample, stand_in_home) -> None:
     cancel = CancelToken()
     events: queue.Queue = queue.Queue()
     result: dict = {}
@@ -125,7 +136,7 @@ def test_cancel_from_another_thread_keeps_completed_epochs(sample, fresh_home) -
     assert len(info.metadata.history["loss"]) == 2
 
 
-def test_stop_before_the_first_epoch_saves_nothing(sample, fresh_home) -> None:
+def test_stop_before_the_first_epoch_saves_nothing(sample, stand_in_home) -> None:
     events, cancel = [], CancelToken()
 
     def on_event(event) -> None:
@@ -138,7 +149,7 @@ def test_stop_before_the_first_epoch_saves_nothing(sample, fresh_home) -> None:
         train(sample, config, on_event=on_event, cancel=cancel)
     assert sum(e.kind == "batch" for e in events) == 1
     assert events[-1].kind == "cancelled"
-    assert runs.list_runs() == [] and not list((fresh_home / "runs").iterdir())
+    assert runs.list_runs() == [] and not list((stand_in_home / "runs").iterdir())
 
 
 def test_failure_is_reported_and_leaves_no_run(sample, fresh_home, tmp_path) -> None:
@@ -167,13 +178,17 @@ def test_bad_config_is_refused(field: str, value, message: str) -> None:
 
 
 def test_fine_tune_trains_the_head_then_conv5_and_keeps_earlier_layers(sample, fresh_home) -> None:
+    from flower_model.model.backbone import WeightsChoice, build_resnet50
     from flower_model.runs.store import load_model
 
     config = TrainConfig(
         epochs=2, batch_size=8, weights="none", mode="finetune", fine_tune_learning_rate=1e-3
     )
     events = []
-    info = train(sample, config, on_event=events.append)
+    with tiny_backbone():  # ResNet50's layer names, two convolutions
+        info = train(sample, config, on_event=events.append)
+        tuned = load_model(info).get_layer("resnet50")
+        start = build_resnet50(WeightsChoice("none"), seed=42)  # as training started from it
     meta = info.metadata
     assert meta.config.mode == "finetune" and meta.features.computed == len(sample.records)
     # Two epochs of the head on features, then two of conv5 and the head on photos.
@@ -183,10 +198,6 @@ def test_fine_tune_trains_the_head_then_conv5_and_keeps_earlier_layers(sample, f
     assert phases.index("training the head") < phases.index(
         "fine-tuning conv5 and the head on photos"
     )
-    tuned = load_model(info).get_layer("resnet50")
-    from flower_model.model.backbone import WeightsChoice, build_resnet50
-
-    start = build_resnet50(WeightsChoice("none"), seed=42)
     conv1 = tuned.get_layer("conv1_conv").kernel.numpy()
     assert np.array_equal(conv1, start.get_layer("conv1_conv").kernel.numpy())
     conv5 = tuned.get_layer("conv5_block3_3_conv").kernel.numpy()
@@ -198,9 +209,7 @@ def test_fine_tune_trains_the_head_then_conv5_and_keeps_earlier_layers(sample, f
     )
 
 
-def test_the_head_trains_on_standardised_features_and_saves_the_seeds_head(
-    sample, fresh_home
-) -> None:
+def test_the_head_trains_on_standardised_features_and_saves_the_seeds_head() -> None:
     import keras
 
     from flower_model.model.fitting import fit_head
@@ -233,7 +242,7 @@ def test_the_head_trains_on_standardised_features_and_saves_the_seeds_head(
     ]  # fmt: skip
 
 
-def test_training_does_not_reseed_the_process_random_generators(sample, fresh_home) -> None:
+def test_training_does_not_reseed_the_process_random_generators(sample, stand_in_home) -> None:
     import random
 
     # Two visitors' sessions share one process: a training must not reset its generators.
@@ -259,25 +268,26 @@ def test_a_stop_while_fine_tuning_keeps_the_trained_head(sample, fresh_home) -> 
             cancel.cancel()  # before any fine-tuning epoch completes
 
     config = TrainConfig(epochs=2, batch_size=8, weights="none", mode="finetune")
-    info = train(sample, config, on_event=on_event, cancel=cancel)
-    meta = info.metadata
-    assert meta.stopped == "stopped by the user" and meta.fine_tuned_after is None
-    assert meta.epochs_completed == 2  # the head's epochs, kept
-    # The saved model is the head's, as it was before fine-tuning began: conv5 untouched by
-    # the batch that ran, and the held-out probabilities those the run recorded.
-    from flower_model.model.backbone import WeightsChoice, build_resnet50
+    with tiny_backbone():  # ResNet50's layer names, two convolutions
+        info = train(sample, config, on_event=on_event, cancel=cancel)
+        meta = info.metadata
+        assert meta.stopped == "stopped by the user" and meta.fine_tuned_after is None
+        assert meta.epochs_completed == 2  # the head's epochs, kept
+        # The saved model is the head's, as it was before fine-tuning began: conv5 untouched
+        # by the batch that ran, and the held-out probabilities those the run recorded.
+        from flower_model.model.backbone import WeightsChoice, build_resnet50
 
-    classifier = Classifier.load(info.run_id)
-    start = build_resnet50(WeightsChoice("none"), seed=42).get_layer("conv5_block3_3_conv")
-    saved = classifier.networks.resnet.get_layer("conv5_block3_3_conv")
-    np.testing.assert_array_equal(saved.kernel.numpy(), start.kernel.numpy())
-    paths = [sample.root / path for path in meta.split.val]
-    loss = -np.mean(
-        [
-            np.log(max(p.probabilities[sample.class_names.index(path.parent.name)], 1e-7))
-            for p, path in zip(classifier.classify(paths), paths, strict=True)
-        ]
-    )
+        classifier = Classifier.load(info.run_id)
+        start = build_resnet50(WeightsChoice("none"), seed=42).get_layer("conv5_block3_3_conv")
+        saved = classifier.networks.resnet.get_layer("conv5_block3_3_conv")
+        np.testing.assert_array_equal(saved.kernel.numpy(), start.kernel.numpy())
+        paths = [sample.root / path for path in meta.split.val]
+        loss = -np.mean(
+            [
+                np.log(max(p.probabilities[sample.class_names.index(path.parent.name)], 1e-7))
+                for p, path in zip(classifier.classify(paths), paths, strict=True)
+            ]
+        )
     assert loss == pytest.approx(meta.evaluation.loss, rel=2e-2)
 
 
@@ -299,6 +309,7 @@ def test_copies_of_a_photo_are_trained_on_or_held_out_together(tmp_path, fresh_h
         pairs.append({p.relative_to(tmp_path / "photos").as_posix() for p in (photo.path, copy)})
     dataset = scan_dataset(tmp_path / "photos")
     for seed in (1, 2):
+        stand_in_features(dataset, seed)  # the features of the random weights of `seed`
         config = TrainConfig(epochs=1, batch_size=16, weights="none", seed=seed)
         split = train(dataset, config).metadata.split
         for pair in pairs:
@@ -315,6 +326,7 @@ def test_a_run_trains_on_the_photos_as_decided_and_records_it(tmp_path, fresh_ho
 
     write_photos(tmp_path / "photos", 40, seed=12, size=(96, 72), kind="striped")
     folder = scan_dataset(tmp_path / "photos")
+    stand_in_features(folder)
     gone, moved = folder.records[0], folder.records[1]
     decide(folder, gone.path, "exclude")
     decide(folder, moved.path, "relabel", "tulip")
@@ -335,8 +347,9 @@ def test_a_run_trains_on_the_photos_as_decided_and_records_it(tmp_path, fresh_ho
         assert info.metadata.evaluation.labels[row] == folder.class_names.index("tulip")
 
 
+@pytest.mark.resnet
 def test_a_warm_run_builds_no_resnet_and_saves_the_head_alone(
-    sample, fresh_home, monkeypatch
+    sample, warm_home, resnet, monkeypatch
 ) -> None:
     import flower_model.model.backbone as backbone
     from flower_model.data.images import load_rgb
@@ -353,10 +366,12 @@ def test_a_warm_run_builds_no_resnet_and_saves_the_head_alone(
     assert second.metadata.head_only and second.metadata.features.computed == 0
     assert second.model_path.stat().st_size < 3_000_000  # the head: 0.56 M weights
     monkeypatch.undo()
+    with built_once(resnet):
+        networks = networks_of(runs.load_model(second))
     # Loaded, the head is under the very ResNet50 it was trained on: the held-out photos'
     # probabilities are the ones the run measured from the cached features (which the cache
     # keeps in float16: hence 1e-3; other weights would give other probabilities altogether).
-    classifier = Classifier(networks_of(runs.load_model(second)), second.class_names, second)
+    classifier = Classifier(networks, second.class_names, second)
     val = second.metadata.evaluation
     photos = np.stack([load_rgb(sample.root / p, size=224) for p in val.paths[:8]])
     np.testing.assert_allclose(
