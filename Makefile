@@ -15,7 +15,7 @@ ifeq ($(ADDRESS),localhost)
 ROOTS ?= $(if $(SAMPLE),$(abspath $(SAMPLE)):)$(HOME)
 endif
 
-.PHONY: run test check bench lint format browser clean
+.PHONY: run test check bench bench-scale lint format browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,10 +48,18 @@ test: $(STAMP) browser
 check: lint
 	$(PY) -m pytest -m "not slow and not browser and not resnet"
 
-# Benchmarks, not tests: every figure printed beside its target (bench/README.md).
+# Benchmarks, not tests: every figure printed beside its target, then bench/README.md
+# written from the two runs' JSON.
 bench: $(STAMP) browser
 	$(PY) -m bench
 	$(PY) -m bench.hosting --out bench/hosting.json
+	$(PY) -m bench.readme
+
+# Every stage at 4,000, 20,000 and 100,000 photos (about 45 minutes; the photos are generated
+# once into bench/work/scale and kept), then bench/README.md written again.
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale
+	$(PY) -m bench.readme
 
 # ruff (style, and public APIs only: pyproject.toml), then the layers and no import circles.
 lint: $(STAMP)

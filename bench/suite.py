@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ class Results:
     exports: Exports
     seconds: float
     targets: dict[str, float] = field(default_factory=lambda: dict(TARGETS))
+    measured_at: str = ""  # when the run started, to the minute (UTC)
 
 
 def chosen_photos(photos: PhotoSet, count: int) -> tuple[list[Path], str]:
@@ -89,6 +91,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
     from flower_model.model.backbone import INPUT_SIZE, WeightsChoice, build_resnet50
 
     start = time.perf_counter()
+    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     os.environ[HOME_ENV] = str(work / "home")
     load_start = load_average()
     machine = describe_machine()
@@ -167,7 +170,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
 
     grown = max(
         (work / "features").glob(f"features-*/{extractor.cache_key}"),
-        key=lambda folder: sum(1 for _ in folder.glob("*/*.npy")),
+        key=lambda folder: FeatureCache(folder.name, folder.parent).count(),
     )
     seed_workspace_cache(grown, FeatureCache(extractor.cache_key))
     audited = link_photos(photos, max(settings.growth_sizes), work / "audit-photos")
@@ -195,6 +198,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.export_repeats,
     )
     return Results(
+        measured_at=started_at,
         quick=quick,
         settings=settings,
         machine=machine,

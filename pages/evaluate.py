@@ -220,14 +220,14 @@ def compare_ui(by_id: dict[str, RunInfo]) -> None:
         {
             "run": r.run_id,
             "accuracy": r.accuracy,
-            "loss": r.metadata.evaluation.loss,
+            "loss": r.summary.loss,
             "weights": r.weights_label,
-            "mode": r.metadata.config.mode,
-            "epochs": r.metadata.epochs_completed,
-            "learning rate": r.metadata.config.learning_rate,
-            "batch size": r.metadata.config.batch_size,
-            "photos": r.metadata.dataset.images,
-            "seconds": r.metadata.seconds,
+            "mode": r.summary.mode,
+            "epochs": r.summary.epochs_completed,
+            "learning rate": r.summary.learning_rate,
+            "batch size": r.summary.batch_size,
+            "photos": r.summary.photos,
+            "seconds": r.summary.seconds,
         }
         for r in picked
     ]

@@ -14,7 +14,13 @@ from flower_model.data.images import MAX_FILE_BYTES
 from flower_model.data.roots import ROOTS_ENV, DataRoots
 from flower_model.data.uploads import Photo, UploadReport
 from flower_model.features.cache import FeatureSet, cache_infos, feature_sets
-from flower_model.features.embedding import METHODS, project
+from flower_model.features.embedding import (
+    MAP_POINTS,
+    METHODS,
+    TSNE_POINTS,
+    FeatureMap,
+    feature_map,
+)
 from flower_model.model.backbone import default_weights
 from flower_model.service.jobs import JobConflict
 from flower_model.ui import figures, session
@@ -236,20 +242,21 @@ def skipped_ui(dataset: Dataset) -> None:
     )
 
 
-@st.cache_data(max_entries=8, show_spinner="Reading cached features…")
+@st.cache_data(max_entries=8, show_spinner="Looking up cached features…")
 def cached_feature_sets(
     fingerprint: str, namespaces: tuple[tuple[str, int], ...], _hashes: tuple[str, ...]
 ) -> list[FeatureSet]:
-    """Return the dataset's cached features; read again when a namespace grows."""
+    """Return which namespaces hold the dataset's features; looked up again when one grows."""
     return feature_sets(_hashes)
 
 
-@st.cache_data(max_entries=8, show_spinner="Projecting…")
-def projection(
-    fingerprint: str, namespace: str, count: int, method: str, _features: np.ndarray
-) -> np.ndarray:
-    """Return the 2-D map of the `count` features of one namespace."""
-    return project(_features, method)
+@st.cache_data(max_entries=8, show_spinner="Placing the photos on the map…")
+def cached_map(
+    fingerprint: str, namespace: str, count: int, method: str, _chosen: FeatureSet,
+    _hashes: tuple[str, ...],
+) -> FeatureMap:  # fmt: skip
+    """Return the map of the `count` photos of one namespace (a sample beyond MAP_POINTS)."""
+    return feature_map(_chosen.cache, _hashes, method)
 
 
 def compute_features_ui(dataset: Dataset) -> None:
@@ -314,17 +321,23 @@ def feature_map_ui(dataset: Dataset) -> None:
     index = left.selectbox("Features from", range(len(sets)), format_func=lambda i: sets[i].label)
     method = right.radio("Projection", METHODS, horizontal=True)
     chosen = sets[index]
-    rows = np.flatnonzero(chosen.found)
-    if len(rows) < 3:
+    count = int(chosen.found.sum())
+    if count < 3:
         st.info("Too few photos have features for a map.")
         return
-    points = projection(
-        dataset.fingerprint, chosen.info.key, len(rows), method, chosen.features[rows]
-    )
+    drawn = cached_map(dataset.fingerprint, chosen.info.key, count, method, chosen, hashes)
+    if drawn.sampled:
+        limit = MAP_POINTS if method == "PCA" else TSNE_POINTS
+        st.caption(
+            f"A random sample of {len(drawn.rows):,} of the {drawn.total:,} photos with features "
+            f"({method} maps {limit:,} at most"
+            + (", on the axes of every photo)." if method == "PCA" else ").")
+        )
+    rows = drawn.rows
     title = f"{method} of ResNet50 features · {chosen.info.weights_label} weights"
     event = st.plotly_chart(
         figures.embedding_scatter(
-            points,
+            drawn.points,
             [dataset.class_names[dataset.records[i].label] for i in rows],
             [dataset.records[i].path for i in rows],
             title,

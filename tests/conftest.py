@@ -262,8 +262,7 @@ def stand_in_features(dataset, seed: int = 42) -> None:
         features[record.sha256] = np.maximum((means - 0.5) @ projection, 0).astype(np.float32)
     for chosen in {precision.known_precision("auto", identity), "float32"}:
         cache = FeatureCache.described(cache_key(identity, chosen), choice.label, chosen)
-        for sha, vector in features.items():
-            cache.put(sha, vector)
+        cache.put_many(list(features), np.stack(list(features.values())))
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,16 @@ def test_quick_benchmark_writes_every_measurement(tmp_path: Path) -> None:
         assert 0 < click["seconds"] < 120 and click["first_seconds"] > 0
         assert "click Train to the final curves drawn" in done.stdout
     assert results["training"]["cached_again"]["epochs"] == QUICK.epochs
+    # bench/README.md is written from the JSON alone: the same tables as the run printed.
+    from bench.readme import compose
+
+    readme = compose(results, None, "## Notes\n")
+    assert markdown_of(done.stdout) in readme and "No run of `python -m bench.hosting`" in readme
+
+
+def markdown_of(stdout: str) -> str:
+    """Return the benchmark's markdown, from its heading on."""
+    return stdout[stdout.index("## Flower Lens benchmark") :].rstrip("\n")
 
 
 def test_growth_sizes_must_cover_every_class() -> None:

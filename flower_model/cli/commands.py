@@ -302,10 +302,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     print(f"{'run':<22}{'accuracy':>9}  {'epochs':>6}  {'mode':<9}weights")
     for info in runs:
-        meta = info.metadata
+        summary = info.summary
         print(
-            f"{info.run_id:<22}{info.accuracy:>9.3f}  {meta.epochs_completed:>6}  "
-            f"{meta.config.mode:<9}{info.weights_label}"
+            f"{info.run_id:<22}{info.accuracy:>9.3f}  {summary.epochs_completed:>6}  "
+            f"{summary.mode:<9}{info.weights_label}"
         )
     for item in broken:
         print(f"{item.run_id:<22}{'broken':>9}  {item.reason}")

@@ -17,6 +17,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        return _reader_gone()
     except (FlowerLensError, ValueError, OSError) as exc:
         if args.debug:
             traceback.print_exc()
@@ -27,11 +29,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# The exit code of a process whose reader went away (128 + SIGPIPE), as `cat`'s would be.
+READER_GONE = 141
+
+
+def _reader_gone() -> int:
+    """Stop quietly when the output's reader has gone (`flower-lens runs | head`): whatever
+    is still buffered goes nowhere, as the Python documentation's note on SIGPIPE advises."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return READER_GONE
+
+
 def run() -> None:
     """Run the command line and end the process with its exit code (the console script)."""
     code = main()
     # Everything is written and closed by now. Skip the interpreter's teardown, which tears
     # TensorFlow down object by object for about a second (measured) before the process ends.
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _reader_gone()
     sys.stderr.flush()
     os._exit(code)

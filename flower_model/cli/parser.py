@@ -19,14 +19,18 @@ from flower_model.cli.commands import (
 )
 from flower_model.core.workspace import DATA_ENV
 from flower_model.export.formats import FORMATS as EXPORT_FORMATS
-from flower_model.model.config import default_of, help_of, setting_options
-from flower_model.model.precision import PRECISIONS
+from flower_model.model.config import setting_options
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per TrainConfig setting, with the setting's own flag, type, default
-    and help (model.config.setting_options: the one place they are written)."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None
+) -> None:
+    """Add one option per TrainConfig setting (or the settings named in `only`), with the
+    setting's own flag, type, default and help (model.config.setting_options: the one place
+    they are written)."""
     for option in setting_options():
+        if only is not None and option.name not in only:
+            continue
         default = option.default
         shown = f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
         extra = {"choices": option.choices} if option.choices else {"metavar": option.metavar}
@@ -74,31 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "near-duplicates, exact duplicates by content, and the groups a plain split would cut.",
     )
     data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
-    p.add_argument(
-        "--weights",
-        default=default_of("weights"),
-        metavar="imagenet|none|FILE",
-        help=f"the features' weights (default {default_of('weights')})",
-    )
+    add_config_arguments(p, only=("weights", "seed", "precision"))
     p.add_argument(
         "--folds",
         type=int,
         default=AUDIT_FOLDS,
         metavar="K",
         help=f"folds of the out-of-sample training (default {AUDIT_FOLDS})",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=default_of("seed"),
-        metavar="N",
-        help=f"the folds and the heads' seed (default {default_of('seed')})",
-    )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default=default_of("precision"),
-        help=help_of("precision"),
     )
     p.add_argument("--again", action="store_true", help="redo a kept audit")
     p.add_argument(

@@ -1,11 +1,12 @@
-"""The feature cache: ResNet50's pooled features of photos on disk, one file per photo content
-and weights, with packs that read a whole dataset at once."""
+"""The feature cache: ResNet50's pooled features of photos, by photo content and weights,
+in one store per namespace (features/store.py: float16 rows in a few large files, read
+memory-mapped), so a 100,000-photo dataset's features are read as one array."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,18 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from flower_model.core import workspace
+from flower_model.features.store import RowStore
 from flower_model.model.backbone import FEATURE_DIM, INPUT_SIZE, PREPROCESSING
 
 # float16 halves the cache; values this large would not survive it (random weights can make them).
 FLOAT16_LIMIT = 60000.0
 
 ABOUT_FILE = "about.json"
-# A dataset's features read at once: one file per list of photos, beside the per-photo files.
-# 4,317 photos: 0.33 s from their own files, a few milliseconds from the pack (measured).
-PACKS_FOLDER = "packs"
-PACK_SUFFIX = ".pack"
-PACKS_KEPT = 4  # per namespace, the most recently written; each is about 4 KB a photo
-PACK_MIN_PHOTOS = 100  # below this, the photos' own files are read about as fast
+STORE_FOLDER = "rows"
+# What caches written before the store held: one .npy file per photo in a folder named after
+# its hash's first two characters, and copies of whole lists of photos. Read once, moved
+# into the store, then removed.
+OLD_PACKS_FOLDER = "packs"
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,16 @@ class CacheInfo:
     weights_label: str
     count: int
     precision: str = "float32"  # the arithmetic ResNet50 computed them in
+    root: Path | None = None  # the feature cache's folder (None: the workspace's)
 
 
 class FeatureCache:
-    """Pooled features on disk, one small .npy per image content hash; writes are atomic."""
+    """Pooled features on disk by image content hash: one namespace's store."""
 
     def __init__(self, key: str, root: Path | None = None) -> None:
         self.key = key
         self.folder = (root or workspace.features_dir()) / key
+        self.store = RowStore(self.folder / STORE_FOLDER, FEATURE_DIM)
 
     @classmethod
     def described(cls, key: str, weights_label: str, precision: str) -> FeatureCache:
@@ -75,100 +78,91 @@ class FeatureCache:
             text = json.dumps({"weights_label": weights_label, "precision": precision})
             workspace.write_atomic(about, text)
 
-    def get_many(self, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Return (features, found mask) for many photos; missing rows are zeros.
+    def get_many(
+        self, hashes: Sequence[str], dtype: np.dtype | type = np.float32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (features, found mask) for many photos, as `dtype`; missing rows are zeros."""
+        self._move_old_files()
+        return self.store.read([_key(sha) for sha in hashes], dtype)
 
-        When every photo is found, the rows are also kept as one pack for this list of photos,
-        which the next call for the same list reads at once.
-        """
-        packed = self._read_pack(hashes)
-        if packed is not None:
-            return packed, np.ones(len(hashes), dtype=bool)
-        features = np.zeros((len(hashes), FEATURE_DIM), dtype=np.float32)
-        found = np.zeros(len(hashes), dtype=bool)
-        for i, sha in enumerate(hashes):
-            vector = self.get(sha)
-            if vector is not None:
-                features[i], found[i] = vector, True
-        if found.all() and len(hashes) >= PACK_MIN_PHOTOS:
-            self._write_pack(hashes, features)
-        return features, found
+    def found(self, hashes: Sequence[str]) -> np.ndarray:
+        """Return which photos the cache holds (their keys looked up; nothing read)."""
+        self._move_old_files()
+        segments, _ = self.store.locate([_key(sha) for sha in hashes])
+        return segments >= 0
 
     def may_hold_all(self, hashes: Sequence[str]) -> bool:
-        """Return whether every photo has a file here (a look at names; `get` checks them)."""
-        if self._pack_path(hashes).exists():
-            return True
-        return all(self._path(sha).exists() for sha in hashes)
-
-    def _pack_path(self, hashes: Sequence[str]) -> Path:
-        digest = hashlib.sha256("\n".join(hashes).encode()).hexdigest()[:32]
-        return self.folder / PACKS_FOLDER / f"{digest}{PACK_SUFFIX}"
-
-    def _read_pack(self, hashes: Sequence[str]) -> np.ndarray | None:
-        return _load_checked(self._pack_path(hashes), (len(hashes), FEATURE_DIM))
-
-    def _write_pack(self, hashes: Sequence[str], features: np.ndarray) -> None:
-        """Keep a list of photos' features as one file, and only the newest few packs."""
-        path = self._pack_path(hashes)
-        try:
-            workspace.write_atomic(path, _encoded(features)[0])
-        except OSError:
-            return  # a full disk: the photos' own files still hold every feature
-        packs = sorted(path.parent.glob(f"*{PACK_SUFFIX}"), key=_modified, reverse=True)
-        for old in packs[PACKS_KEPT:]:
-            old.unlink(missing_ok=True)
-
-    def _path(self, sha256: str) -> Path:
-        return self.folder / sha256[:2] / f"{sha256}.npy"
+        """Return whether every photo is in the cache (`get_many` also checks their rows)."""
+        return bool(self.found(hashes).all())
 
     def get(self, sha256: str) -> np.ndarray | None:
-        """Return the cached features of an image, or None if missing, stale or corrupt."""
-        return _load_checked(self._path(sha256), (FEATURE_DIM,))
+        """Return the cached features of an image, or None if missing or damaged."""
+        features, found = self.get_many([sha256])
+        return features[0] if found[0] else None
 
     def put(self, sha256: str, vector: np.ndarray) -> np.ndarray:
-        """Store an image's features atomically; return them as a later `get` will."""
-        data, stored = _encoded(vector)
-        workspace.write_atomic(self._path(sha256), data)
+        """Store an image's features; return them as a later `get` will."""
+        return self.put_many([sha256], vector[None, :])[0]
+
+    def put_many(self, hashes: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Store images' features (a photo already held keeps its row); return them as a
+        later `get_many` will: float16 unless a row has values too large for it."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(hashes), FEATURE_DIM)
+        keys = [_key(sha) for sha in hashes]
+        small = np.all(np.abs(vectors) < FLOAT16_LIMIT, axis=1)
+        stored = vectors.copy()
+        for rows, dtype in ((small, np.float16), (~small, np.float32)):
+            chosen = np.flatnonzero(rows)
+            if len(chosen):
+                values = vectors[chosen].astype(dtype)
+                self.store.append([keys[i] for i in chosen], values)
+                stored[chosen] = values.astype(np.float32)
         return stored
 
+    def count(self) -> int:
+        """Return how many photos' features the namespace holds."""
+        self._move_old_files()
+        return len(self.store)
+
     def bytes_used(self) -> int:
-        """Return the bytes the photos' own files take on disk (packs are copies of them)."""
-        if not self.folder.exists():
-            return 0
-        return sum(p.stat().st_size for p in self.folder.rglob("*.npy"))
+        """Return the bytes the namespace's features take on disk."""
+        return self.store.bytes_used()
+
+    def _move_old_files(self) -> None:
+        """Move a cache written before the store (one .npy file per photo) into it."""
+        if not self.folder.is_dir():
+            return
+        old = [p for p in self.folder.iterdir() if p.is_dir() and len(p.name) == 2]
+        if not old and not (self.folder / OLD_PACKS_FOLDER).exists():
+            return
+        shutil.rmtree(self.folder / OLD_PACKS_FOLDER, ignore_errors=True)
+        for folder in old:
+            files = sorted(folder.glob("*.npy"))
+            rows = [(p.stem, _load_old(p)) for p in files]
+            kept = [(sha, row) for sha, row in rows if row is not None]
+            if kept:
+                self.put_many([sha for sha, _ in kept], np.stack([row for _, row in kept]))
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _encoded(features: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Return features as stored (.npy bytes, in float16 unless a value is too large for it)
-    and the float32 values they will be read back as."""
-    small = np.all(np.abs(features) < FLOAT16_LIMIT)
-    stored = features.astype(np.float16 if small else np.float32)
-    buffer = io.BytesIO()
-    np.save(buffer, stored, allow_pickle=False)
-    return buffer.getvalue(), stored.astype(np.float32)
+def _key(sha256: str) -> bytes:
+    """Return the store's key of a photo: its SHA-256's 32 bytes (any other text's digest)."""
+    try:
+        key = bytes.fromhex(sha256)
+    except ValueError:
+        key = b""
+    return key if len(key) == 32 else hashlib.sha256(sha256.encode()).digest()
 
 
-def _load_checked(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """Return stored features as float32, or None if missing; a corrupt or stale file (not
-    that shape, or not finite) is removed, for the caller to rebuild."""
+def _load_old(path: Path) -> np.ndarray | None:
+    """Return an old cache file's features as float32, or None when damaged."""
     try:
         values = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError, EOFError):
-        path.unlink(missing_ok=True)
         return None
-    if values.shape != shape or not np.all(np.isfinite(values)):
-        path.unlink(missing_ok=True)
+    if values.shape != (FEATURE_DIM,) or not np.all(np.isfinite(values)):
         return None
     return values.astype(np.float32)
-
-
-def _modified(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def cache_infos(root: Path | None = None) -> list[CacheInfo]:
@@ -181,18 +175,18 @@ def cache_infos(root: Path | None = None) -> list[CacheInfo]:
             label = about["weights_label"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        count = sum(1 for _ in folder.glob("*/*.npy"))
-        infos.append(CacheInfo(folder.name, label, count, about.get("precision", "float32")))
+        count = FeatureCache(folder.name, root).count()
+        precision = about.get("precision", "float32")
+        infos.append(CacheInfo(folder.name, label, count, precision, root))
     return sorted(infos, key=lambda info: info.count, reverse=True)
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """Cached features of a dataset's photos from one namespace (one weights, one arithmetic)."""
+    """Which of a dataset's photos one namespace (one weights, one arithmetic) holds."""
 
     info: CacheInfo
-    features: np.ndarray  # one row per photo asked for; zeros where not cached
-    found: np.ndarray  # which rows were cached
+    found: np.ndarray  # one per photo asked for
 
     @property
     def label(self) -> str:
@@ -202,13 +196,19 @@ class FeatureSet:
             f"({int(self.found.sum()):,} of {len(self.found):,} photos)"
         )
 
+    @property
+    def cache(self) -> FeatureCache:
+        """Return the namespace's cache."""
+        return FeatureCache(self.info.key, self.info.root)
+
 
 def feature_sets(hashes: Sequence[str], root: Path | None = None) -> list[FeatureSet]:
-    """Return every cache namespace holding features of some of these photos, fullest first."""
+    """Return every cache namespace holding features of some of these photos, fullest first
+    (their keys looked up; no feature is read)."""
     sets = []
     for info in cache_infos(root):
         if info.count:
-            features, found = FeatureCache(info.key, root).get_many(hashes)
+            found = FeatureCache(info.key, root).found(hashes)
             if found.any():
-                sets.append(FeatureSet(info, features, found))
+                sets.append(FeatureSet(info, found))
     return sorted(sets, key=lambda s: int(s.found.sum()), reverse=True)

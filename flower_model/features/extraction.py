@@ -35,14 +35,16 @@ def extract_features(
     from flower_model.features.pipeline import image_dataset
 
     start = time.perf_counter()
-    found = {sha: vector for sha in set(hashes) if (vector := cache.get(sha)) is not None}
+    unique = list(dict.fromkeys(hashes))
+    features, held = cache.get_many(unique)
+    row_of = {sha: i for i, sha in enumerate(unique)}
     todo: dict[str, Path] = {}
     for path, sha in zip(paths, hashes, strict=True):
-        if sha not in found:
+        if not held[row_of[sha]]:
             todo.setdefault(sha, Path(path))
-    total = len(set(hashes))
+    total = len(unique)
     if progress is not None:
-        progress(len(found), total)
+        progress(total - len(todo), total)
     if todo:
         shas = list(todo)
         batches = image_dataset([todo[s] for s in shas], batch_size=batch_size)
@@ -51,13 +53,16 @@ def extract_features(
             if cancelled is not None and cancelled():
                 raise TrainingCancelled("stopped while extracting features")
             vectors = extractor.run(images)
-            for sha, vector in zip(shas[done : done + len(vectors)], vectors, strict=True):
-                # Keep what the cache holds, so a first and a second run see the same numbers.
-                found[sha] = cache.put(sha, vector)
+            batch = shas[done : done + len(vectors)]
+            # Kept at once, so that a Stop, a crash or a restart goes on from here; and what
+            # the cache holds is returned, so a first and a second run see the same numbers.
+            stored = cache.put_many(batch, np.asarray(vectors))
+            features[[row_of[sha] for sha in batch]] = stored
             done += len(vectors)
             if progress is not None:
                 progress(total - len(todo) + done, total)
-    features = np.stack([found[sha] for sha in hashes]).astype(np.float32)
+    if len(unique) != len(hashes):
+        features = features[[row_of[sha] for sha in hashes]]
     stats = ExtractionStats(
         total=len(hashes),
         cached=len(hashes) - sum(1 for sha in hashes if sha in todo),

@@ -20,7 +20,15 @@ def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardised(features: np.ndarray) -> np.ndarray:
-    """Return the features standardised: the geometry the head is trained in, where
-    distances mean something even for random weights (whose raw features are all alike)."""
+    """Return the features standardised, in float32: the geometry the head is trained in,
+    where distances mean something even for random weights (whose raw features are all
+    alike). Computed a block of rows at a time: 100,000 photos' float64 copy was 1.6 GB."""
     mean, std = standardisation(features)
-    return (np.asarray(features, dtype=np.float64) - mean) / std
+    out = np.empty(np.shape(features), dtype=np.float32)
+    for start in range(0, len(out), STANDARDISED_BLOCK):
+        block = np.asarray(features[start : start + STANDARDISED_BLOCK], dtype=np.float64)
+        out[start : start + STANDARDISED_BLOCK] = (block - mean) / std
+    return out
+
+
+STANDARDISED_BLOCK = 8192  # rows standardised at once

@@ -16,7 +16,7 @@ import socket
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from flower_model.core import workspace
 from flower_model.core.errors import RunError
 from flower_model.model.backbone import FEATURE_DIM, RESNET_NAME
 from flower_model.model.head import HEAD_INPUT, OUTPUT_LAYER, classifier_around
+from flower_model.runs.index import Entry, RunSummary, Stamp, read_index, stamp_of, write_index
 from flower_model.runs.metadata import RunMetadata
 
 if TYPE_CHECKING:
@@ -45,31 +46,48 @@ RESNET50_BYTES = 23_587_712 * 4
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A saved run, as its metadata describes it."""
+    """A saved run: its summary at hand (runs/index.py), its whole metadata read when asked."""
 
     run_id: str
     path: Path
-    metadata: RunMetadata
+    summary: RunSummary
+    loaded: RunMetadata | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, run_id: str, path: Path, metadata: RunMetadata) -> RunInfo:
+        """Return a run whose metadata is already read."""
+        return cls(run_id, path, RunSummary.of(metadata), metadata)
+
+    @property
+    def metadata(self) -> RunMetadata:
+        """Return the run's whole metadata (read once per change of its file); raise RunError
+        when it can no longer be read."""
+        if self.loaded is not None:
+            return self.loaded
+        found = _read(self.path)
+        if isinstance(found, BrokenRun):
+            raise RunError(f"run {self.run_id} is broken: {found.reason}")
+        return found.metadata
 
     @property
     def class_names(self) -> tuple[str, ...]:
         """Return the class names in the model's output order."""
-        return self.metadata.class_names
+        return self.summary.class_names
 
     @property
     def accuracy(self) -> float:
         """Return the held-out accuracy."""
-        return self.metadata.accuracy
+        return self.summary.accuracy
 
     @property
     def weights_label(self) -> str:
         """Return 'ImageNet' or the no-transfer-learning label."""
-        return self.metadata.weights.label
+        return self.summary.weights_label
 
     @property
     def transfer_learning(self) -> bool:
         """Return whether the run started from ImageNet weights."""
-        return self.metadata.weights.transfer_learning
+        return self.summary.transfer_learning
 
     @property
     def model_path(self) -> Path:
@@ -80,7 +98,7 @@ class RunInfo:
     def classifier_bytes(self) -> int:
         """Return about how many bytes the whole classifier takes as a Keras file."""
         size = self.model_path.stat().st_size if self.model_path.is_file() else 0
-        return size + (RESNET50_BYTES if self.metadata.head_only else 0)
+        return size + (RESNET50_BYTES if self.summary.head_only else 0)
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -90,7 +108,7 @@ class RunInfo:
     def describe(self) -> str:
         """Return a one-line summary: id, accuracy, mode and weights."""
         return (
-            f"{self.run_id} · accuracy {self.accuracy:.1%} · {self.metadata.config.mode} · "
+            f"{self.run_id} · accuracy {self.accuracy:.1%} · {self.summary.mode} · "
             f"{self.weights_label}"
         )
 
@@ -127,7 +145,7 @@ class RunWriter:
         (self.partial / OWNER_FILE).unlink(missing_ok=True)
         os.replace(self.partial, self.final)
         self.folder = self.final
-        return RunInfo(self.run_id, self.final, metadata)
+        return RunInfo.of(self.run_id, self.final, metadata)
 
     def discard(self) -> None:
         """Remove a run that will not be saved."""
@@ -231,7 +249,13 @@ def _checked_model(
 
 
 def _read(path: Path) -> RunInfo | BrokenRun:
-    """Return a run folder as a run, or as a broken run with the reason."""
+    """Return a run folder as a run, or as a broken run with the reason (a folder read
+    before and unchanged since is not read again)."""
+    return _read_stamped(path, stamp_of(path, METADATA_FILE, MODEL_FILE))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_stamped(path: Path, stamp: Stamp) -> RunInfo | BrokenRun:
     try:
         text = (path / METADATA_FILE).read_text()
     except OSError:
@@ -249,26 +273,42 @@ def _read(path: Path) -> RunInfo | BrokenRun:
     problem = _model_problem(path / MODEL_FILE, metadata.class_names, metadata.head_only)
     if problem is not None:
         return BrokenRun(path.name, path, problem)
-    return RunInfo(path.name, path, metadata)
+    return RunInfo.of(path.name, path, metadata)
 
 
 def scan_runs(root: Path | None = None) -> tuple[list[RunInfo], list[BrokenRun]]:
     """Return the saved runs and the broken run folders, each newest first.
 
-    Runs still being written (`.partial-*`) are neither.
+    Runs still being written (`.partial-*`) are neither. The runs come from the index
+    (runs/index.py); a run it does not know, or whose files changed, is read and indexed.
     """
     root = root or workspace.runs_dir()
     if not root.is_dir():
         return [], []
-    found = [
-        _read(path)
-        for path in sorted(root.iterdir(), reverse=True)
-        if path.is_dir() and not path.name.startswith(".")
-    ]
-    return (
-        [item for item in found if isinstance(item, RunInfo)],
-        [item for item in found if isinstance(item, BrokenRun)],
-    )
+    index = read_index(root)
+    entries: dict[str, Entry] = {}
+    runs: list[RunInfo] = []
+    broken: list[BrokenRun] = []
+    for path in sorted(root.iterdir(), reverse=True):
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        stamp = stamp_of(path, METADATA_FILE, MODEL_FILE)
+        entry = index.get(path.name)
+        if entry is None or entry.stamp != stamp:
+            found = _read_stamped(path, stamp)
+            entry = (
+                Entry(stamp, found.summary)
+                if isinstance(found, RunInfo)
+                else Entry(stamp, None, found.reason)
+            )
+        entries[path.name] = entry
+        if entry.summary is not None:
+            runs.append(RunInfo(path.name, path, entry.summary))
+        else:
+            broken.append(BrokenRun(path.name, path, entry.broken or "unreadable"))
+    if entries != index:
+        write_index(root, entries)
+    return runs, broken
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:

@@ -20,7 +20,7 @@ from flower_model.core.errors import TrainingCancelled
 from flower_model.core.events import CancelToken
 from flower_model.data.dataset import scan_dataset, split_dataset
 from flower_model.data.synthetic import Planted, write_dirty_photos
-from tests.conftest import built_once, know_the_weights, stand_in_features
+from tests.conftest import built_once, copy_home, know_the_weights, stand_in_features
 
 # The audit's quality bar: this share of each planted kind among the top of its list.
 RECALL = 0.8
@@ -88,6 +88,30 @@ def test_planted_copies_are_grouped_exact_or_near(audited, dirty) -> None:
     assert sum(g is not None and g.exact for g in exact) >= RECALL * len(exact)
     assert sum(g is not None and not g.exact for g in near) >= RECALL * len(near)
     assert len(found.duplicates) <= 2 * len(exact + near)  # few false groups
+
+
+def test_beyond_the_exact_search_the_reduced_neighbours_find_the_same_problems(
+    audited, dirty, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flower_model.audit import datalab
+
+    dataset, exact, _, home = audited
+    searched: list[int] = []
+    real = datalab.neighbour_graph
+    monkeypatch.setattr(datalab, "EXACT_NEIGHBOURS_MAX", 100)  # the dataset has 250 photos
+    monkeypatch.setattr(
+        datalab, "neighbour_graph", lambda rows, k: searched.append(k) or real(rows, k)
+    )
+    copy_home(home, tmp_path / "home", monkeypatch)  # the module's kept audit stays as it is
+    reduced = audit_dataset(dataset, "none", again=True)
+    assert searched  # the graph was built, then cleanlab used it
+    assert recall_at_top([f.path for f in reduced.outliers], dirty[1].outliers) >= RECALL
+    near = [
+        any(set(pair) <= set(g.paths) and not g.exact for g in reduced.duplicates)
+        for pair in dirty[1].near_duplicates
+    ]
+    assert sum(near) >= RECALL * len(near)
+    assert len(reduced.duplicates) <= len(exact.duplicates) + 2
 
 
 def test_leaks_are_the_groups_a_plain_split_cuts_and_the_run_split_cuts_none(audited) -> None:

@@ -188,6 +188,23 @@ def test_info_reports_the_dataset(sample_dir: Path, tmp_path: Path, capfd) -> No
     assert report["images"] == 40 and report["classes"]["tulip"] == 8 and report["skipped"] == []
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(sample_dir: Path, tmp_path: Path) -> None:
+    # `flower-lens info | head -1`: the reader closes the pipe before the command writes.
+    env = {**os.environ, "FLOWER_LENS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flower_model", "info", "--data", str(sample_dir)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Broken pipe" not in err and "Traceback" not in err, err
+
+
 @pytest.mark.resnet
 def test_audit_finds_applies_and_training_honours_the_decisions(
     known_weights_home: Path, tmp_path: Path, capfd

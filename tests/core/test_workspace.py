@@ -88,8 +88,14 @@ def test_training_on_a_full_disk_says_so_in_one_line_and_keeps_nothing_half_writ
     assert not runs.exists() or not list(runs.iterdir())  # no run, no partial run folder
     assert not list(tiny_disk.rglob("*.tmp"))
     # Every feature that was kept is whole: the cache never holds a truncated entry.
-    for stored in tiny_disk.rglob("*.npy"):
-        assert np.load(stored).shape == (2048,)
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.features.cache import FeatureCache
+
+    hashes = [r.sha256 for r in scan_dataset(sample_dir, use_cache=False).records]
+    for namespace in (tiny_disk / "features").iterdir():
+        cache = FeatureCache(namespace.name, tiny_disk / "features")
+        features, found = cache.get_many(hashes)
+        assert found.sum() == cache.count() and np.isfinite(features).all()
 
 
 def test_an_upload_onto_a_full_disk_is_refused_in_one_line(

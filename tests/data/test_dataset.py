@@ -108,12 +108,21 @@ def test_second_scan_reads_the_cache_and_notices_changes(
     calls = []
     real_inspect = data.inspect
     monkeypatch.setattr(data, "inspect", lambda *a: calls.append(a) or real_inspect(*a))
+    data._SCANNED.clear()  # another process: it reads the stored scan
     again = scan_dataset(tmp_path)
     assert calls == [] and again == first
+    # A rescan reads only the new and the changed files, and forgets the removed ones.
     make_photo(tmp_path / "rose" / "new.jpg", (1, 2, 3), seed=99)
+    photo = next((tmp_path / "tulip").iterdir())
+    photo.write_bytes(photo.read_bytes() + b"\0")
+    removed = next((tmp_path / "daisy").iterdir())
+    removed.unlink()
+    data._SCANNED.clear()
     changed = scan_dataset(tmp_path)
-    assert len(calls) == 10 and changed.fingerprint != first.fingerprint
-    assert changed.counts()["rose"] == 4
+    assert sorted(name for _, name in calls) == sorted(["new.jpg", photo.name])
+    assert changed.fingerprint != first.fingerprint
+    assert changed.counts()["rose"] == first.counts()["rose"] + 1
+    assert changed.counts()["daisy"] == first.counts()["daisy"] - 1
 
 
 def test_a_folder_scanned_before_in_this_process_is_only_listed(

@@ -414,7 +414,7 @@ def test_broken_run_is_one_line(run, tmp_path) -> None:
     shutil.copytree(run.path, copy)
     (copy / "model.keras").write_bytes(b"PK\x03\x04 not a model")
     with pytest.raises(RunError, match="cannot load the model"):
-        export_run(RunInfo(run.run_id, copy, run.metadata), "keras", tmp_path / "out")
+        export_run(RunInfo.of(run.run_id, copy, run.metadata), "keras", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not any(p.name.startswith(".partial") for p in tmp_path.iterdir())
 

@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import pytest
 
+from flower_model.core.errors import TrainingCancelled
 from flower_model.data.images import load_rgb
-from flower_model.features import cache as features_module
 from flower_model.features.cache import FeatureCache, cache_key, feature_sets
 from flower_model.features.extraction import dataset_features, extract_features, needs_extraction
 from flower_model.features.extractor import FeatureExtractor
+from flower_model.features.store import forget_indexes
 from flower_model.model.backbone import INPUT_SIZE
 from tests.conftest import built_once
 
@@ -69,20 +70,40 @@ def test_second_extraction_reuses_cached_features(
     np.testing.assert_array_equal(first, second)
 
 
-def test_corrupt_and_stale_cache_entries_are_rebuilt(
+def test_a_damaged_store_loses_only_the_damaged_rows(
     sample, extractor, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = sample.records[:3]
     args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
     cache = FeatureCache("repair")
     good, _ = extract_features(*args, extractor, cache)
-    cache._path(records[0].sha256).write_bytes(b"garbage, not numpy")
-    np.save(cache._path(records[1].sha256), np.zeros(17, dtype=np.float16))  # wrong shape
+    (rows,) = cache.store.folder.glob("*.f16")
+    # The last row cut short (a disk filled up), the first overwritten with NaNs.
+    with rows.open("r+b") as file:
+        file.truncate(rows.stat().st_size - 100)
+        file.seek(0)
+        file.write(np.full(2048, np.nan, dtype=np.float16).tobytes())
+    forget_indexes()
     calls = count_resnet_calls(monkeypatch)
     again, stats = extract_features(*args, extractor, cache)
     assert sum(calls) == 2 and (stats.cached, stats.computed) == (1, 2)
+    np.testing.assert_array_equal(again[1], good[1])
     np.testing.assert_allclose(again, good, rtol=1e-3, atol=1e-3)
-    assert not list(cache.folder.rglob("*.tmp*"))  # atomic writes leave nothing behind
+
+
+def test_a_stopped_extraction_goes_on_where_it_stopped(
+    sample, extractor, fresh_home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = sample.records[:10]
+    args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
+    cache = FeatureCache("resume")
+    calls = count_resnet_calls(monkeypatch)
+    with pytest.raises(TrainingCancelled):
+        extract_features(*args, extractor, cache, batch_size=4, cancelled=lambda: len(calls) == 2)
+    assert calls == [4, 4] and cache.count() == 8
+    calls.clear()
+    _, stats = extract_features(*args, extractor, cache, batch_size=4)
+    assert calls == [2] and (stats.cached, stats.computed) == (8, 2)
 
 
 def test_duplicate_photos_are_computed_once(sample, extractor, fresh_home, monkeypatch) -> None:
@@ -120,7 +141,8 @@ def test_feature_sets_find_every_namespace_holding_the_photos(sample, fresh_home
     (only,) = feature_sets(hashes + ["f" * 64])
     assert only.found.tolist() == [True] * 6 + [False]
     assert "no transfer learning" in only.label and "6 of 7 photos" in only.label
-    assert only.features.shape == (7, 2048) and not only.features[-1].any()
+    features, found = only.cache.get_many(hashes + ["f" * 64])
+    assert features.shape == (7, 2048) and not features[-1].any() and found[:6].all()
 
 
 def stored(cache: FeatureCache, count: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -129,54 +151,49 @@ def stored(cache: FeatureCache, count: int, seed: int = 0) -> tuple[list[str], n
     rng = np.random.default_rng(seed)
     hashes = [f"{seed:02d}{i:062x}" for i in range(count)]
     rows = rng.normal(0.0, 2.0, (count, 2048)).astype(np.float32)
-    rows[0, 0] = 1e6  # stored in float32: the pack must keep it
-    return hashes, np.stack([cache.put(sha, row) for sha, row in zip(hashes, rows, strict=True)])
+    rows[0, 0] = 1e6  # too large for float16: stored in float32
+    return hashes, cache.put_many(hashes, rows)
 
 
-def test_a_list_of_photos_read_whole_is_then_read_from_its_pack(
-    fresh_home, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(features_module, "PACK_MIN_PHOTOS", 3)
-    cache = FeatureCache("packed")
-    hashes, rows = stored(cache, 5)
+def test_features_are_read_back_as_one_array_in_any_order(fresh_home) -> None:
+    cache = FeatureCache("many")
+    hashes, rows = stored(cache, 50)
+    assert rows[0, 0] == 1e6 and rows.dtype == np.float32
+    features, found = cache.get_many([*hashes[::-1], "f" * 64])
+    assert found.tolist() == [True] * 50 + [False]
+    np.testing.assert_array_equal(features[:50], rows[::-1])
+    assert not features[50].any()
+    halves, _ = cache.get_many(hashes, dtype=np.float16)
+    assert halves.dtype == np.float16
+    np.testing.assert_array_equal(halves[1:], rows[1:].astype(np.float16))
+    # A photo stored again keeps its first row; the store grows by new photos only.
+    before = cache.bytes_used()
+    again = cache.put_many(hashes[:5], np.zeros((5, 2048)))
+    assert cache.bytes_used() == before and cache.count() == 50
+    np.testing.assert_array_equal(cache.get_many(hashes[:5])[0], rows[:5])
+    assert again.shape == (5, 2048)
+    # On disk: the float16 features and a 32-byte key per photo, nothing else.
+    float16_bytes = 49 * 2048 * 2
+    assert before == float16_bytes + 2048 * 4 + 50 * 32
+
+
+def test_a_cache_written_before_the_store_is_moved_into_it(fresh_home) -> None:
+    cache = FeatureCache("old")
+    rows = np.random.default_rng(3).normal(size=(3, 2048)).astype(np.float16)
+    hashes = [f"{i:064x}" for i in range(3)]
+    for sha, row in zip(hashes, rows, strict=True):
+        path = cache.folder / sha[:2] / f"{sha}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, row)
+    (cache.folder / "ff").mkdir()
+    (cache.folder / "ff" / f"{'f' * 64}.npy").write_bytes(b"damaged")
+    (cache.folder / "packs").mkdir()
+    (cache.folder / "packs" / "a.pack").write_bytes(b"an old copy")
     features, found = cache.get_many(hashes)
     assert found.all()
-    np.testing.assert_array_equal(features, rows)
-    (pack,) = (cache.folder / features_module.PACKS_FOLDER).iterdir()
-
-    def unread(sha: str) -> None:
-        raise AssertionError("a photo's own file was read")
-
-    monkeypatch.setattr(cache, "get", unread)
-    again, found = cache.get_many(hashes)
-    assert found.all() and again.dtype == np.float32
-    np.testing.assert_array_equal(again, rows)  # float16 and float32 rows alike
-    assert cache.may_hold_all(hashes)
-    # Another order is another list of rows: not the pack's.
-    monkeypatch.undo()
-    monkeypatch.setattr(features_module, "PACK_MIN_PHOTOS", 3)
-    reordered, _ = cache.get_many(hashes[::-1])
-    np.testing.assert_array_equal(reordered, rows[::-1])
-    # A corrupt pack is dropped, and the photos' own files answer.
-    pack.write_bytes(b"not a pack")
-    features, found = cache.get_many(hashes)
-    assert found.all()
-    np.testing.assert_array_equal(features, rows)
-
-
-def test_no_pack_for_a_partial_list_and_only_the_newest_packs_are_kept(
-    fresh_home, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(features_module, "PACK_MIN_PHOTOS", 2)
-    cache = FeatureCache("packs")
-    hashes, _ = stored(cache, 8)
-    packs = cache.folder / features_module.PACKS_FOLDER
-    _, found = cache.get_many([*hashes[:3], "f" * 64])
-    assert not found[-1] and not packs.exists()
-    for start in range(features_module.PACKS_KEPT + 2):
-        cache.get_many(hashes[start : start + 3])
-    assert len(list(packs.iterdir())) == features_module.PACKS_KEPT
-    assert cache.bytes_used() == sum(p.stat().st_size for p in cache.folder.glob("*/*.npy"))
+    np.testing.assert_array_equal(features, rows.astype(np.float32))
+    assert sorted(p.name for p in cache.folder.iterdir()) == ["rows"]
+    assert cache.count() == 3
 
 
 def test_needs_extraction_until_every_photo_is_cached(sample, fresh_home, resnet) -> None:

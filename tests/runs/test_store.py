@@ -211,7 +211,7 @@ def test_tampered_runs_are_listed_as_broken_with_the_reason(
     # Loading refuses code even where the listing was bypassed.
     lamb = tmp_path / "20990104-000000-lamb"
     with pytest.raises(RunError, match="cannot load the model"):
-        load_model(RunInfo("x", lamb, metadata("x")))
+        load_model(RunInfo.of("x", lamb, metadata("x")))
 
 
 def test_the_command_line_and_the_pages_name_broken_runs(
@@ -360,7 +360,7 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
     args = ["--data", str(data), "--weights", "none", "--patience", "0", "--batch-size", "8"]
     runs_root, features = fresh_home / "runs", fresh_home / "features"
     reached = {
-        "extraction": lambda: any(features.rglob("*.npy")),
+        "extraction": lambda: any(key.stat().st_size for key in features.rglob("*.key")),
         "fit": lambda: (
             _partial_file(runs_root, "events.jsonl")
             and '"epoch"' in next(runs_root.glob(".partial-*/events.jsonl")).read_text()
@@ -383,9 +383,14 @@ def test_a_training_killed_at_any_moment_leaves_nothing_listed_or_wrong(
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     assert list_runs(runs_root) == []  # nothing half-saved is ever listed
-    for stored in features.rglob("*.npy"):  # every cached feature kept is whole
-        vector = np.load(stored)
-        assert vector.shape == (2048,) and np.all(np.isfinite(vector))
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.features.cache import FeatureCache
+
+    hashes = [r.sha256 for r in scan_dataset(data).records]
+    for namespace in features.iterdir():  # every cached feature kept is whole
+        cache = FeatureCache(namespace.name, features)
+        kept, found = cache.get_many(hashes)
+        assert found.sum() == cache.count() >= 1 and np.all(np.isfinite(kept))
     remove_abandoned(runs_root)
     assert not list(runs_root.glob(".partial-*"))
     # The next training (in this process) uses what the killed one cached, and its run loads.

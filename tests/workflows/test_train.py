@@ -67,7 +67,7 @@ def test_training_saves_a_complete_run(sample, stand_in_home) -> None:
     logged = [json.loads(line) for line in (info.path / runs.EVENTS_FILE).read_text().splitlines()]
     assert logged[0]["kind"] == "start" and logged[-1]["kind"] == "end"
     assert logged[0]["run_id"] == info.run_id
-    assert not [p for p in stand_in_home.joinpath("runs").iterdir() if p.name.startswith(".")]
+    assert not list(stand_in_home.joinpath("runs").glob(".partial-*"))
 
 
 @pytest.mark.resnet
