@@ -100,8 +100,15 @@ def cell_photos_ui(info: RunInfo) -> None:
     verdict = "right" if true == predicted else f"taken for **{names[predicted]}**"
     st.subheader(f"{names[true]}, {verdict}: {len(rows)} photo(s)")
     root = Path(info.metadata.dataset.root)
+    pages = max(1, -(-len(rows) // CELL_PHOTOS))
+    page = 1
+    if pages > 1:
+        page = st.number_input(
+            f"Page (of {pages}, surest first)", 1, pages, 1, key=f"cell-page-{true}-{predicted}"
+        )
+    shown = rows[(page - 1) * CELL_PHOTOS : page * CELL_PHOTOS]
     grid = st.columns(4)
-    for i, row in enumerate(rows[:CELL_PHOTOS]):
+    for i, row in enumerate(shown):
         with grid[i % 4], st.container(border=True):
             with st.container(width=180):
                 session.photo_ui(root / evaluation.paths[row], evaluation.paths[row])
@@ -110,8 +117,9 @@ def cell_photos_ui(info: RunInfo) -> None:
                 width="stretch",
                 key=f"cell-bars-{row}",
             )
-    if len(rows) > CELL_PHOTOS:
-        st.caption(f"The {CELL_PHOTOS} surest of {len(rows)} shown.")
+    if pages > 1:
+        first = (page - 1) * CELL_PHOTOS + 1
+        st.caption(f"Photos {first:,}–{first + len(shown) - 1:,} of {len(rows):,}.")
 
 
 def calibration_ui(info: RunInfo) -> None:

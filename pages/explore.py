@@ -118,10 +118,26 @@ def photos_to_add_ui() -> tuple[str | None, list[Photo], bytes | None]:
         upload = st.file_uploader(
             f"A .zip laid out <class>/<photo> ({limit})", type=["zip"], key="zip"
         )
+        limits_caption()
         return None, [], upload.getvalue() if upload is not None else None
     class_name = st.text_input("Class", placeholder="daisy", key="class_name")
     photos = session.photos_ui("Photos of this class", key="class_photos")
+    limits_caption()
     return class_name, photos, None
+
+
+def limits_caption() -> None:
+    """Say how much a dataset may hold on this server (the host's settings)."""
+    try:
+        limits = uploads.upload_limits()
+    except FlowerLensError as exc:
+        session.show_error(exc)
+        return
+    st.caption(
+        f"A dataset holds up to {limits.photos:,} photos and {limits.dataset_bytes / 2**20:,.0f} "
+        f"MB; all uploaded datasets together up to {limits.all_bytes / 2**30:,.1f} GB "
+        "(this server's settings)."
+    )
 
 
 def upload_ui() -> Path | None:

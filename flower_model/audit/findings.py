@@ -162,7 +162,8 @@ def out_of_sample_probabilities(
         if cancel.is_set():
             raise TrainingCancelled("audit stopped; nothing was kept")
         # One call on the held-out rows: no predict function traced per fold's model.
-        probabilities[held] = np.asarray(head(features[held], training=False))
+        rows = np.asarray(features[held], dtype=np.float32)
+        probabilities[held] = np.asarray(head(rows, training=False))
     return probabilities
 
 
@@ -294,6 +295,7 @@ def audit_dataset(
         progress=extracting,
         cancelled=cancel.is_set,
         on_phase=on_phase,
+        dtype=np.float16,  # as cached: half the memory; each fold's head takes a float32 copy
     )
     path = audit_file(dataset.fingerprint, computed.cache_key, folds, seed)
     if not again and (kept := read_audit(path)) is not None:

@@ -253,8 +253,10 @@ def _stamp(root: Path, path: Path, stat: os.stat_result) -> FileStamp:
     return (path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns)
 
 
-def _root_digest(root: Path) -> str:
-    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
+def scan_file(root: Path) -> Path:
+    """Return the file in the workspace that keeps what the scans of a folder found."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
+    return workspace.scans_dir() / f"{digest}.json"
 
 
 def _read_scans(path: Path) -> dict[FileStamp, tuple[dict | None, str | None]]:
@@ -323,7 +325,7 @@ def scan_dataset(
     key = _listing_key(root, candidates, skipped)
     if use_cache and (known := _SCANNED.get(key)) is not None:
         return known  # the folder as this process scanned it: not a file changed since
-    scans = workspace.scans_dir() / f"{_root_digest(root)}.json"
+    scans = scan_file(root)
     before = _read_scans(scans) if use_cache else {}
     rows: list[tuple[dict | None, str | None]] = []
     stamps = [_stamp(root, c[1], c[2]) for c in candidates]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import stat
@@ -25,11 +26,15 @@ from flower_model.core.errors import DatasetError, ImageError
 from flower_model.data.dataset import SkippedFile
 from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, inspect
 
-# Per dataset: what one upload may add up to, so that the workspace's disk is shared fairly.
+# The host's limits on uploads (docs/hosting.md), each an environment variable; these are
+# the defaults. Per dataset, so that the workspace's disk is shared fairly:
 MAX_DATASET_BYTES = 500 * 2**20
 MAX_DATASET_FILES = 5000
 # All uploaded datasets together, so that many datasets cannot fill the disk either.
 MAX_ALL_UPLOADS_BYTES = 4 * 2**30
+PHOTOS_ENV = "FLOWER_LENS_UPLOAD_PHOTOS"  # photos per dataset
+DATASET_MB_ENV = "FLOWER_LENS_UPLOAD_DATASET_MB"  # megabytes per dataset
+TOTAL_GB_ENV = "FLOWER_LENS_UPLOAD_TOTAL_GB"  # gigabytes of every uploaded dataset together
 # A zip member that inflates more than this is refused as a zip bomb (photos barely compress:
 # a JPEG's ratio is about 1, a PNG's rarely above 10).
 MAX_COMPRESSION_RATIO = 100
@@ -53,6 +58,38 @@ class UploadReport:
     def total_added(self) -> int:
         """Return how many photos were added."""
         return sum(self.added.values())
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """How much the visitors may upload: photos and bytes per dataset, bytes in all."""
+
+    photos: int
+    dataset_bytes: int
+    all_bytes: int
+
+
+def _setting(name: str, default: int, unit: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise DatasetError(f"${name} must be a number above 0, not '{text[:40]}'")
+    return int(value * unit)
+
+
+def upload_limits() -> UploadLimits:
+    """Return the host's upload limits: its settings, or the defaults; raise DatasetError
+    naming a setting that is not a number above 0."""
+    return UploadLimits(
+        photos=_setting(PHOTOS_ENV, MAX_DATASET_FILES, 1),
+        dataset_bytes=_setting(DATASET_MB_ENV, MAX_DATASET_BYTES, 2**20),
+        all_bytes=_setting(TOTAL_GB_ENV, MAX_ALL_UPLOADS_BYTES, 2**30),
+    )
 
 
 def check_name(name: str, what: str) -> str:
@@ -142,10 +179,11 @@ def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadRe
     except Exception as exc:  # a damaged archive can raise almost anything
         raise DatasetError(f"{zip_name}: not a zip file that can be read ({exc})") from exc
     declared = sum(m.file_size for m in members)
-    if declared > MAX_DATASET_BYTES:
+    limit = upload_limits().dataset_bytes
+    if declared > limit:
         raise DatasetError(
             f"{zip_name}: it would inflate to {declared / 2**20:,.0f} MB, over the "
-            f"{MAX_DATASET_BYTES // 2**20} MB limit of a dataset"
+            f"{limit / 2**20:,.0f} MB limit of a dataset"
         )
     refused: list[SkippedFile] = []
     wanted: list[tuple[str, zipfile.ZipInfo]] = []
@@ -199,6 +237,7 @@ def _member_problem(member: zipfile.ZipInfo) -> tuple[str | None, str]:
 
 def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadReport:
     """Write photos into their class folders under content-hashed names, within the limits."""
+    limits = upload_limits()
     used_bytes, used_files = _usage(folder)
     all_bytes = _usage(workspace.datasets_dir())[0]
     added: Counter[str] = Counter()
@@ -207,14 +246,14 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
         reason = None
         if len(data) > MAX_FILE_BYTES:
             reason = f"over the {MAX_FILE_BYTES // 2**20} MB limit of a photo"
-        elif used_files + 1 > MAX_DATASET_FILES:
-            reason = f"the dataset already holds its limit of {MAX_DATASET_FILES:,} photos"
-        elif used_bytes + len(data) > MAX_DATASET_BYTES:
-            reason = f"the dataset would exceed its limit of {MAX_DATASET_BYTES // 2**20} MB"
-        elif all_bytes + len(data) > MAX_ALL_UPLOADS_BYTES:
+        elif used_files + 1 > limits.photos:
+            reason = f"the dataset already holds its limit of {limits.photos:,} photos"
+        elif used_bytes + len(data) > limits.dataset_bytes:
+            reason = f"the dataset would exceed its limit of {limits.dataset_bytes / 2**20:,.0f} MB"
+        elif all_bytes + len(data) > limits.all_bytes:
             reason = (
                 f"the server's uploaded datasets would exceed their limit of "
-                f"{MAX_ALL_UPLOADS_BYTES / 2**30:.0f} GB together"
+                f"{limits.all_bytes / 2**30:,.1f} GB together"
             )
         if reason is not None:
             refused.append(SkippedFile(name, reason))

@@ -97,7 +97,7 @@ def _known_cache(identity: str | None, precision: str) -> tuple[FeatureCache, st
 
 
 def _all_cached(
-    hashes: Sequence[str], identity: str | None, precision: str
+    hashes: Sequence[str], identity: str | None, precision: str, dtype: type
 ) -> tuple[np.ndarray, str, str] | None:
     """Return (features, precision, cache key) when every photo's features are in the cache
     of known weights at a known precision, else None: then ResNet50 is needed."""
@@ -105,7 +105,7 @@ def _all_cached(
     if known is None or not known[0].may_hold_all(hashes):  # then extraction reads them, once
         return None
     cache, chosen = known
-    features, found = cache.get_many(hashes)
+    features, found = cache.get_many(hashes, dtype)
     return (features, chosen, cache.key) if found.all() else None
 
 
@@ -129,11 +129,14 @@ def dataset_features(
     cancelled: Callable[[], bool] | None = None,
     batch_size: int = 32,
     on_phase: Callable[[str], None] | None = None,
+    dtype: type = np.float32,
 ) -> DatasetFeatures:
     """Return the features of every photo of a dataset, computing those not in the cache.
 
     When every photo's features are cached for weights built before, ResNet50 is not even
     built: what weights it would have is known from their source (`backbone.known_identity`).
+    The features come as `dtype`: float16, as the cache holds them, takes half the memory
+    (100,000 photos: 0.4 GB) for the same values.
     """
     from flower_model.features.extractor import FeatureExtractor
     from flower_model.model.backbone import (
@@ -149,7 +152,7 @@ def dataset_features(
     hashes = [r.sha256 for r in dataset.records]
     identity = known_identity(choice, seed)
     start = time.perf_counter()
-    cached = _all_cached(hashes, identity, precision)
+    cached = _all_cached(hashes, identity, precision, dtype)
     if cached is not None:
         features, chosen, key = cached
         if progress is not None:
@@ -174,5 +177,10 @@ def dataset_features(
         cancelled=cancelled,
     )
     return DatasetFeatures(
-        features, stats, extractor.cache_key, choice.label, choice.transfer_learning, identity
+        features.astype(dtype, copy=False),
+        stats,
+        extractor.cache_key,
+        choice.label,
+        choice.transfer_learning,
+        identity,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -48,13 +49,23 @@ def class_counts(counts: Mapping[str, int]) -> go.Figure:
 
 
 def image_sizes(widths: Sequence[int], heights: Sequence[int], labels: Sequence[str]) -> go.Figure:
-    """Return a scatter of photo width against height, coloured by class."""
+    """Return photo width against height, coloured by class: one dot per size and class, its
+    area the number of photos (100,000 photos of a few sizes are a few dots, not 100,000)."""
+    counts = Counter(zip(widths, heights, labels, strict=True))
+    keys = sorted(counts, key=lambda key: (key[2], key[0], key[1]))
     fig = px.scatter(
-        x=widths,
-        y=heights,
-        color=labels,
+        {
+            "width (px)": [key[0] for key in keys],
+            "height (px)": [key[1] for key in keys],
+            "class": [key[2] for key in keys],
+            "photos": [counts[key] for key in keys],
+        },
+        x="width (px)",
+        y="height (px)",
+        color="class",
+        size="photos",
+        size_max=28,
         color_discrete_sequence=PALETTE,
-        labels={"x": "width (px)", "y": "height (px)", "color": "class"},
         title="Photo sizes (every photo is resized to 224×224 for the model)",
         opacity=0.6,
     )

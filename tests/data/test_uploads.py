@@ -118,7 +118,8 @@ def test_all_uploads_together_have_a_limit(
 ) -> None:
     first = create_dataset("first")
     add_photos(first, "rose", [("a.jpg", jpeg((200, 0, 0)))])
-    monkeypatch.setattr(uploads, "MAX_ALL_UPLOADS_BYTES", len(jpeg((200, 0, 0))) + 10)
+    # The host's setting, in gigabytes: room for the first photo and 10 bytes.
+    monkeypatch.setenv(uploads.TOTAL_GB_ENV, str((len(jpeg((200, 0, 0))) + 10) / 2**30))
     report = add_photos(create_dataset("second"), "tulip", [("t.jpg", jpeg((9, 9, 200)))])
     assert report.added == {}
     assert "uploaded datasets would exceed their limit" in report.refused[0].reason
@@ -138,16 +139,25 @@ def test_photos_per_class_with_duplicates_and_limits(
         add_photos(folder, "../up", [("a.jpg", red)])
     with pytest.raises(DatasetError, match="cannot be a class name"):
         add_photos(folder, ".hidden", [("a.jpg", red)])
-    monkeypatch.setattr(uploads, "MAX_DATASET_FILES", 3)
+    monkeypatch.setenv(uploads.PHOTOS_ENV, "3")  # the host's setting
     report = add_photos(
         folder, "tulip", [("t1.jpg", jpeg((1, 1, 200))), ("t2.jpg", jpeg((2, 2, 9)))]
     )
     assert report.added == {"tulip": 1}
     assert report.refused[0].reason == "the dataset already holds its limit of 3 photos"
-    monkeypatch.setattr(uploads, "MAX_DATASET_FILES", 100)
-    monkeypatch.setattr(uploads, "MAX_DATASET_BYTES", 1)
+    monkeypatch.delenv(uploads.PHOTOS_ENV)
+    monkeypatch.setattr(uploads, "MAX_DATASET_BYTES", 1)  # the default, when unset
     report = add_photos(folder, "new", [("n.jpg", jpeg((5, 5, 5)))])
     assert "would exceed its limit" in report.refused[0].reason
+
+
+@pytest.mark.parametrize("value", ["many", "0", "-3", "inf", "nan"])
+def test_a_bad_upload_limit_is_named_in_one_line(
+    value: str, fresh_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(uploads.DATASET_MB_ENV, value)
+    with pytest.raises(DatasetError, match=r"^\$FLOWER_LENS_UPLOAD_DATASET_MB must be a number"):
+        add_photos(create_dataset("limits"), "rose", [("a.jpg", jpeg((200, 0, 0)))])
 
 
 def test_only_uploaded_datasets_can_be_added_to_or_deleted(

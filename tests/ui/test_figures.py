@@ -85,3 +85,16 @@ def test_compare_curves_one_trace_per_run() -> None:
         {"r1": {"val_loss": [1, 0.5]}, "r2": {"val_loss": [2]}}, "val_loss"
     )
     assert [t.name for t in fig.data] == ["r1", "r2"]
+
+
+def test_photo_sizes_are_one_dot_per_size_and_class_sized_by_count() -> None:
+    widths = [320] * 1000 + [500, 500, 320]
+    heights = [240] * 1000 + [375, 375, 240]
+    labels = ["rose"] * 1000 + ["tulip", "tulip", "tulip"]
+    fig = figures.image_sizes(widths, heights, labels)
+    dots = {
+        (trace.name, x, y): size
+        for trace in fig.data
+        for x, y, size in zip(trace.x, trace.y, trace.marker.size, strict=True)
+    }
+    assert dots == {("rose", 320, 240): 1000, ("tulip", 500, 375): 2, ("tulip", 320, 240): 1}
