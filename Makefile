@@ -55,8 +55,8 @@ bench: $(STAMP) browser
 	$(PY) -m bench.hosting --out bench/hosting.json
 	$(PY) -m bench.readme
 
-# Every stage at 4,000, 20,000 and 100,000 photos (about 45 minutes; the photos are generated
-# once into bench/work/scale and kept), then bench/README.md written again.
+# Every stage at 4,000, 20,000 and 100,000 photos (the photos, about 1.6 GB, are generated once
+# into bench/work/scale and kept; the run's minutes are in its table), then bench/README.md.
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale
 	$(PY) -m bench.readme

@@ -147,6 +147,7 @@ def run_suite(settings: Settings, work: Path, quick: bool, progress: Progress) -
         settings.batch_size,
         extraction.pipeline_images_per_s,
         settings.other_batch_size,
+        settings.head_fit_repeats,
     )
     progress("classify one photo and Grad-CAM")
     photo = photos.paths[0]

@@ -111,11 +111,6 @@ def random_features(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
-# The head's fits are timed this many times, the median kept: this machine's speed drifts by
-# 5-10 % from minute to minute (measured), as much as a change under study.
-HEAD_FIT_REPEATS = 5
-
-
 def _median_fit(fits: list[HeadFit]) -> HeadFit:
     return sorted(fits, key=lambda fit: fit.seconds)[len(fits) // 2]
 
@@ -191,16 +186,20 @@ def plain_epoch(resnet: keras.Model, photos: PhotoSet, batch_size: int) -> Plain
 
 
 def compare_loops(
-    features: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int
+    features: np.ndarray,
+    labels: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    repeats: int,
 ) -> LoopComparison:
-    """Return the library's `fit_head` and the private-API loop's, each timed
-    HEAD_FIT_REPEATS times as a process's first fit of the head's shape (tracing included)
-    and as its next, the two loops in turn."""
+    """Return the library's `fit_head` and the private-API loop's, each timed `repeats` times
+    as a process's first fit of the head's shape (tracing included) and as its next, the two
+    loops in turn."""
     public: tuple[list[HeadFit], list[HeadFit]] = ([], [])
     private: tuple[list[HeadFit], list[HeadFit]] = ([], [])
     turns = [(public, fit_head), (private, private_loop.fit_head)]
     # Which loop goes first alternates: the machine's speed drifts from minute to minute.
-    for repeat in range(HEAD_FIT_REPEATS):
+    for repeat in range(repeats):
         # Traced before (the saved small run, say): tracing is timed.
         forget_traced_loops()
         private_loop.forget_traced_loops()
@@ -237,10 +236,12 @@ def measure_training(
     batch_size: int,
     pipeline_images_per_s: float,
     other_batch_size: int,
+    repeats: int,
 ) -> Training:
-    """Return cached-feature training of `images` for `epochs` vs the plain fit, extrapolated."""
+    """Return cached-feature training of `images` for `epochs` vs the plain fit, extrapolated
+    (the head's fits each timed `repeats` times)."""
     features, labels = random_features(images)
-    loops = compare_loops(features, labels, epochs, batch_size)
+    loops = compare_loops(features, labels, epochs, batch_size, repeats)
     other = measure_head_fit(features, labels, epochs, other_batch_size)
     plain = plain_epoch(resnet, photos, batch_size)
     estimate = plain.estimate(images, epochs)
@@ -266,7 +267,9 @@ def main() -> None:
     start_tensorflow()
     settle_objects()
     features, labels = random_features(FULL.training_images)
-    comparison = compare_loops(features, labels, FULL.epochs, FULL.batch_size)
+    comparison = compare_loops(
+        features, labels, FULL.epochs, FULL.batch_size, FULL.head_fit_repeats
+    )
     print("| Measurement | Result | Target | Met |\n|---|---|---|---|")
     print("\n".join(loop_rows(comparison)))
 

@@ -147,14 +147,18 @@ class RowStore:
     def read(self, keys: Sequence[bytes], dtype: np.dtype | type = np.float32) -> tuple:
         """Return (rows, found): the keys' rows as `dtype` (zeros where missing or not
         finite: a damaged file) and which were found."""
-        segments, rows = self.locate(keys)
+        with self._index.lock:  # where each row is, and its segment mapped, as one state
+            self._refresh()
+            where = self._index.where
+            located = np.array([where.get(key, (-1, -1)) for key in keys], dtype=np.int64)
+            segments, rows = located.reshape(len(keys), 2).T
+            mapped = {int(n): self._mapped(int(n)) for n in np.unique(segments[segments >= 0])}
         out = np.zeros((len(keys), self.width), dtype=dtype)
         found = segments >= 0
-        for number in np.unique(segments[found]):
+        for number, rows_of in mapped.items():
             chosen = np.flatnonzero(segments == number)
-            mapped = self._mapped(int(number))
             order = np.argsort(rows[chosen], kind="stable")  # read in file order
-            values = mapped[rows[chosen][order]]
+            values = rows_of[rows[chosen][order]]
             finite = np.isfinite(values).all(axis=1)
             with np.errstate(over="ignore"):  # float32 rows read as float16 may overflow
                 out[chosen[order[finite]]] = values[finite]
@@ -162,16 +166,16 @@ class RowStore:
         return out, found
 
     def _mapped(self, number: int) -> np.memmap:
-        with self._index.lock:
-            segment = self._index.segments[number]
-            if segment.mapped is None or len(segment.mapped) < segment.rows:
-                segment.mapped = np.memmap(
-                    segment.row_path(self.folder),
-                    dtype=segment.dtype,
-                    mode="r",
-                    shape=(segment.rows, self.width),
-                )
-            return segment.mapped
+        """Return a segment's rows mapped up to its last key (called with the index lock)."""
+        segment = self._index.segments[number]
+        if segment.mapped is None or len(segment.mapped) < segment.rows:
+            segment.mapped = np.memmap(
+                segment.row_path(self.folder),
+                dtype=segment.dtype,
+                mode="r",
+                shape=(segment.rows, self.width),
+            )
+        return segment.mapped
 
     def append(self, keys: Sequence[bytes], rows: np.ndarray) -> np.ndarray:
         """Append the rows of keys the store does not hold yet (the first of repeated keys);

@@ -63,15 +63,25 @@ def classifier(home, resnet):
         return Classifier.load()
 
 
+# Photos of each class every export is compared with the app on (each format runs them all
+# through its own runtime).
+PHOTOS_PER_CLASS = 4
+
+
 @pytest.fixture(scope="module")
 def photos(sample) -> list[Path]:
-    """The shared sample's photos, 10 of each class, else the generated sample's."""
+    """The shared sample's photos, PHOTOS_PER_CLASS of each class, else as many of the
+    generated sample's."""
     if (SHARED_SAMPLE / "flowers").is_dir():
         found = []
         for folder in sorted((SHARED_SAMPLE / "flowers").iterdir()):
-            found += sorted(folder.glob("*.jpg"))[:10]
+            found += sorted(folder.glob("*.jpg"))[:PHOTOS_PER_CLASS]
         return found
-    return [sample.path_of(r) for r in sample.records]
+    return [
+        sample.path_of(r)
+        for name in sample.class_names
+        for r in [r for r in sample.records if r.path.startswith(f"{name}/")][:PHOTOS_PER_CLASS]
+    ]
 
 
 @pytest.fixture(scope="module")

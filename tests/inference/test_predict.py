@@ -83,7 +83,7 @@ def test_the_not_sure_threshold_is_the_runs_own(classifier, sample) -> None:
     meta = classifier.run.metadata
     own = Threshold(threshold=0.9, target=0.95, precision=0.97, coverage=0.6, below_accuracy=0.4)
     run = replace(
-        classifier.run, metadata=replace(meta, calibration=replace(meta.calibration, threshold=own))
+        classifier.run, loaded=replace(meta, calibration=replace(meta.calibration, threshold=own))
     )
     judged = Classifier(classifier.networks, classifier.class_names, run)
     prediction = judged.classify_one(sample.path_of(sample.records[0]))

@@ -17,8 +17,7 @@ from flower_model.data.synthetic import CLASSES, write_photos
 from flower_model.inference.predict import Classifier, Prediction
 from flower_model.model.config import TrainConfig
 from flower_model.workflows.train import train
-from tests.cli.test_cli import cli
-from tests.conftest import cache_features, copy_home, run_cli
+from tests.conftest import built_once, cache_features, copy_home, run_cli
 
 PER_CLASS = 10
 MIN_ACCURACY = 0.95
@@ -60,7 +59,7 @@ def unseen(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, str]]:
 
 @pytest.mark.resnet
 def test_the_command_line_learns_separable_classes(
-    striped: Path, striped_home: Path, unseen, tmp_path: Path, monkeypatch, capfd
+    striped: Path, striped_home: Path, unseen, resnet, tmp_path: Path, monkeypatch, capfd
 ) -> None:
     home = copy_home(striped_home, tmp_path / "home", monkeypatch)
     # The defaults, as a user runs them: only the weights are 'none' (no ImageNet file here).
@@ -69,9 +68,11 @@ def test_the_command_line_learns_separable_classes(
     (run,) = json.loads(run_cli(capfd, "runs", "--json", home=home).stdout)
     assert run["evaluation"]["count"] == 2 * len(CLASSES)
     assert run["evaluation"]["accuracy"] >= MIN_ACCURACY, run["history"]
-    # The saved model, loaded by another process, names the right class of photos it never saw.
+    # The saved model, loaded from its folder (under the session's ResNet50 of its weights),
+    # names the right class of photos it never saw.
     paths = [str(path) for path, _ in unseen]
-    predicted = json.loads(cli("predict", "--json", *paths, home=home).stdout)
+    with built_once(resnet):
+        predicted = json.loads(run_cli(capfd, "predict", "--json", *paths, home=home).stdout)
     assert [p["top_class"] for p in predicted] == [name for _, name in unseen]
 
 
