@@ -3,7 +3,6 @@ in the workspace cache, so that no photo goes through ResNet50."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ class AuditTiming:
 
 def seed_workspace_cache(source: Path, cache: FeatureCache) -> None:
     """Copy features the growth series computed into the workspace's cache namespace."""
-    shutil.copytree(source, cache.folder, dirs_exist_ok=True)
+    FeatureCache(source.name, source.parent).copy_into(cache)
 
 
 def measure_audit(folder: Path, weights: str, precision: str, folds: int = FOLDS) -> AuditTiming:

@@ -119,6 +119,19 @@ class FeatureCache:
                 stored[chosen] = values.astype(np.float32)
         return stored
 
+    def copy_into(self, other: FeatureCache, chunk: int = 8192) -> int:
+        """Add every photo's features held here to `other` (which keeps what it holds);
+        return how many photos were copied. Segment files are never copied as files: two
+        stores' segments are numbered each on their own."""
+        keys = self.store.keys()
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            rows, found = self.store.read(part)
+            other.put_many(
+                [key.hex() for key, ok in zip(part, found, strict=True) if ok], rows[found]
+            )
+        return len(keys)
+
     def count(self) -> int:
         """Return how many photos' features the namespace holds."""
         self._move_old_files()

@@ -42,6 +42,7 @@ class _Segment:
     dtype: np.dtype
     rows: int = 0
     mapped: np.memmap | None = None
+    first_key: bytes = b""  # to notice a segment rewritten under this process
 
     def stem(self, folder: Path) -> Path:
         return folder / f"{self.number:06d}"
@@ -111,11 +112,17 @@ class RowStore:
             rows = min(_size(keys) // KEY_BYTES, _size(Path(entry.path)) // row_bytes)
             if rows < segment.rows or segment.dtype != dtype:
                 return self._reread()  # files removed or rewritten under this process
-            if rows == segment.rows:
+            if rows == 0:
                 continue
             with keys.open("rb") as file:
+                if segment.rows and file.read(KEY_BYTES) != segment.first_key:
+                    return self._reread()  # a copy of another store's segment, say
+                if rows == segment.rows:
+                    continue
                 file.seek(segment.rows * KEY_BYTES)
                 new = file.read((rows - segment.rows) * KEY_BYTES)
+            if not segment.rows:
+                segment.first_key = new[:KEY_BYTES]
             for i in range(rows - segment.rows):
                 key = new[i * KEY_BYTES : (i + 1) * KEY_BYTES]
                 index.where.setdefault(key, (number, segment.rows + i))
@@ -229,8 +236,16 @@ class RowStore:
             file.write(b"".join(keys))
         for i, key in enumerate(keys):
             self._index.where[key] = (segment.number, segment.rows + i)
+        if not segment.rows:
+            segment.first_key = keys[0]
         segment.rows += len(keys)
         segment.mapped = None
+
+    def keys(self) -> list[bytes]:
+        """Return every key the store holds, in the order their rows were written."""
+        with self._index.lock:
+            self._refresh()
+            return sorted(self._index.where, key=self._index.where.__getitem__)
 
     def bytes_used(self) -> int:
         """Return the bytes the segments take on disk."""

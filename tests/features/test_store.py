@@ -57,3 +57,24 @@ def test_processes_appending_at_once_lose_and_repeat_nothing(tmp_path: Path) -> 
     assert (tmp_path / "000001.key").stat().st_size == 90 * 32  # each photo once
     # Each row is the one its first writer wrote: a multiple of 3 at most 2 below its key.
     assert all(0 <= i - rows[i, 0] <= 2 and rows[i, 0] % 3 == 0 for i in range(90))
+
+
+def test_a_cache_copied_into_another_keeps_both_and_a_rewritten_segment_is_noticed(
+    fresh_home, tmp_path: Path
+) -> None:
+    import shutil
+
+    mine = FeatureCache("copy")
+    mine_hashes, mine_rows = stored(mine, 4, seed=3)
+    other = FeatureCache("copy", tmp_path / "elsewhere")
+    other_hashes, other_rows = stored(other, 6, seed=4)
+    assert other.copy_into(mine) == 6
+    features, found = mine.get_many([*mine_hashes, *other_hashes])
+    assert found.all()
+    np.testing.assert_array_equal(features, np.concatenate([mine_rows, other_rows]))
+    # Segment files copied over this store's own, as a careless copy would: the process
+    # notices they are not the segments it read, and reads them again.
+    shutil.copytree(other.store.folder, mine.store.folder, dirs_exist_ok=True)
+    features, found = mine.get_many(other_hashes)
+    assert found.all()
+    np.testing.assert_array_equal(features, other_rows)
