@@ -57,7 +57,10 @@ def _write_chunk(folder: str, start: int, stop: int, seed: int) -> int:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             image = flower_photo(np.random.default_rng([seed, i]), COLOURS[name], PHOTO_SIZE)
-            image.save(path, quality=85)
+            # Written whole or not at all: a run stopped here leaves no half photo behind.
+            partial = path.with_suffix(".partial")
+            image.save(partial, format="JPEG", quality=85)
+            os.replace(partial, path)
     return stop - start
 
 
@@ -471,12 +474,17 @@ def table(report: dict) -> str:
                 continue
             per = f["seconds"] / max(1, _photos(stage, f, s["size"]))
             cells.append(f"{f['seconds']:.2f} · {per * 1000:.3f} ms · {f['peak_mb']:,.0f}")
-        a, b = small["stages"].get(stage), large["stages"].get(stage)
-        if a and b and "seconds" in a and "seconds" in b:
-            ratio = (b["seconds"] / _photos(stage, b, large["size"])) / (
+        last = large
+        if stage == "extraction":  # per photo through ResNet50: the largest size that ran it
+            last = next((s for s in reversed(sizes) if s["stages"][stage].get("computed")), large)
+        a, b = small["stages"].get(stage), last["stages"].get(stage)
+        if a and b and "seconds" in a and "seconds" in b and last is not small:
+            ratio = (b["seconds"] / _photos(stage, b, last["size"])) / (
                 a["seconds"] / _photos(stage, a, small["size"])
             )
             growth = f"{ratio:.2f} {'yes' if ratio <= t['per_photo_growth_max'] else '**no**'}"
+            if last is not large:
+                growth += f" (at {last['size']:,}: ResNet50 ran on no more)"
         else:
             growth = "–"
         peak = max(s["stages"].get(stage, {}).get("peak_mb", 0) for s in sizes)
