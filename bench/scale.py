@@ -303,8 +303,8 @@ def runs_stage(run_id: str, stages: Stages) -> None:
 
     root = runs_dir()
     for old in root.iterdir():  # the runs of the sizes measured before
-        if old.name not in (run_id, INDEX_FILE):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        if old.is_dir() and old.name != run_id:
+            shutil.rmtree(old)
     for i in range(RUNS_LISTED - 1):
         shutil.copytree(root / run_id, root / f"{run_id[:-4]}c{i:03d}")
     (root / INDEX_FILE).unlink(missing_ok=True)

@@ -43,6 +43,11 @@ def test_extract_features_from_files_matches_reference(
     assert (stats.total, stats.cached, stats.computed) == (4, 0, 4)
 
 
+def paths_and_hashes(sample, records) -> tuple[list[Path], list[str]]:
+    """Return the photos' paths and content hashes, as `extract_features` takes them."""
+    return [sample.path_of(r) for r in records], [r.sha256 for r in records]
+
+
 def count_resnet_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real_run = FeatureExtractor.run
@@ -60,7 +65,7 @@ def test_second_extraction_reuses_cached_features(
 ) -> None:
     calls = count_resnet_calls(monkeypatch)
     records = sample.records[:12]
-    args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
+    args = paths_and_hashes(sample, records)
     cache = FeatureCache("reuse")
     first, stats = extract_features(*args, extractor, cache, batch_size=5)
     assert sum(calls) == 12 and stats.computed == 12
@@ -74,7 +79,7 @@ def test_a_damaged_store_loses_only_the_damaged_rows(
     sample, extractor, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = sample.records[:3]
-    args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
+    args = paths_and_hashes(sample, records)
     cache = FeatureCache("repair")
     good, _ = extract_features(*args, extractor, cache)
     (rows,) = cache.store.folder.glob("*.f16")
@@ -95,7 +100,7 @@ def test_a_stopped_extraction_goes_on_where_it_stopped(
     sample, extractor, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = sample.records[:10]
-    args = ([sample.path_of(r) for r in records], [r.sha256 for r in records])
+    args = paths_and_hashes(sample, records)
     cache = FeatureCache("resume")
     calls = count_resnet_calls(monkeypatch)
     with pytest.raises(TrainingCancelled):
