@@ -45,17 +45,18 @@ run: $(STAMP)
 # The whole suite, as CI runs it: the layers first, then every test (browser ones included).
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit-test loop: lint, then the tests that need no browser, server or ResNet50.
 check: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow and not browser and not resnet"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not browser and not resnet"
 
 # Benchmarks, not tests: every figure printed beside its target, then bench/README.md
 # written from the two runs' JSON.
 bench: $(STAMP) browser
 	$(PY) -m bench
 	$(PY) -m bench.hosting --out bench/hosting.json
+	$(PY) -m bench.cluster
 	$(PY) -m bench.readme
 
 # Every stage at 4,000, 20,000 and 100,000 photos (the photos, about 1.6 GB, are generated once

@@ -12,7 +12,7 @@ from bench.photos import PhotoSet
 from bench.timing import timed
 from flower_model.data.images import load_rgb
 from flower_model.features.cache import ExtractionStats, FeatureCache
-from flower_model.features.extraction import extract_features
+from flower_model.features.compute import extract_features
 from flower_model.features.extractor import FeatureExtractor
 from flower_model.model.backbone import INPUT_SIZE
 

@@ -73,13 +73,16 @@ def find_issues(
 
 def neighbour_graph(rows: np.ndarray, k: int, seed: int = 0) -> csr_matrix:
     """Return each row's k nearest other rows by cosine distance on the rows' top principal
-    components, as the sparse graph cleanlab takes (each row's distances ascending)."""
-    from sklearn.decomposition import PCA
+    components, as the sparse graph cleanlab takes (each row's distances ascending). The
+    rows must be centred (standardised)."""
     from sklearn.neighbors import NearestNeighbors
+    from sklearn.utils.extmath import randomized_svd
 
     dimensions = min(REDUCED_DIMENSIONS, rows.shape[1], len(rows) - 1)
-    reduced = PCA(dimensions, svd_solver="randomized", random_state=seed).fit_transform(rows)
-    reduced = reduced.astype(np.float32)
+    # The rows are standardised, so already centred: their randomised SVD is their PCA,
+    # without PCA's centred copy of them (100,000 photos: 0.8 GB, measured).
+    u, s, _ = randomized_svd(rows, dimensions, n_iter=7, random_state=seed)
+    reduced = (u * s).astype(np.float32)
     reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
     # On unit vectors, the Euclidean distance d gives the cosine distance d² / 2, and
     # scikit-learn's Euclidean search is its fast one (blocked matrix products).

@@ -141,6 +141,7 @@ def out_of_sample_probabilities(
 
     from flower_model.model.fitting import fit_head
     from flower_model.model.head import build_head
+    from flower_model.model.scaling import Selection
 
     config = config or TrainConfig()
     cancel = cancel or CancelToken()
@@ -156,7 +157,8 @@ def out_of_sample_probabilities(
 
         head = build_head(num_classes, config.seed)
         try:
-            fit_head(head, (features[train], labels[train]), None, config, on_event, cancel)
+            part = (Selection(features, train), labels[train])  # read a block at a time
+            fit_head(head, part, None, config, on_event, cancel)
         except TrainingCancelled:
             cancel.cancel()
         if cancel.is_set():

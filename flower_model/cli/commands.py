@@ -1,5 +1,5 @@
 """What each verb of the command line does: download, info, audit, train, evaluate, predict,
-runs, export. Each prints for people (and JSON with --json) and returns the exit code."""
+runs, export, extract. Each prints for people (and JSON with --json) and returns the exit code."""
 
 from __future__ import annotations
 
@@ -55,6 +55,52 @@ def cmd_info(args: argparse.Namespace) -> int:
     for item in summary["skipped"][:20]:
         print(f"  {item['path']}: {item['reason']}")
     print(f"weights   {weights_status().message}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from flower_model.core.cluster import cluster_address
+    from flower_model.core.events import CancelToken
+    from flower_model.features.extraction import dataset_features
+
+    dataset = scan_with_progress(_data_dir(args))
+    cancel = CancelToken()
+    signal.signal(signal.SIGINT, lambda *_: cancel.cancel())  # stops after the current batch
+    bars: list[Progress] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(Progress("features", total))
+        bars[0].update(done)
+
+    def on_phase(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    remove_stale_temporaries()
+    address = cluster_address()
+    if address is None:
+        start_tensorflow(quiet=not args.debug)
+    try:
+        got = dataset_features(
+            dataset,
+            args.weights,
+            args.seed,
+            args.precision,
+            progress=progress,
+            cancelled=cancel.is_set,
+            on_phase=on_phase,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    stats = got.stats
+    where = f"on the cluster at {address}" if address else "on this machine"
+    print(
+        f"features of {stats.total:,} photo(s): {stats.computed:,} computed {where}, "
+        f"{stats.cached:,} already in the cache ({stats.precision}, weights "
+        f"{got.weights_label}, {stats.seconds:.1f} s); a training with these settings "
+        "reads them all from the cache"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ import traceback
 from collections.abc import Sequence
 
 from flower_model.cli.parser import build_parser
+from flower_model.core.cluster import CLUSTER_ENV
 from flower_model.core.errors import FlowerLensError
 from flower_model.core.workspace import describe_failure
 
@@ -15,6 +16,8 @@ from flower_model.core.workspace import describe_failure
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "cluster", None):
+        os.environ[CLUSTER_ENV] = args.cluster
     try:
         return args.func(args)
     except BrokenPipeError:

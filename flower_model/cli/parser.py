@@ -12,11 +12,13 @@ from flower_model.cli.commands import (
     cmd_download,
     cmd_evaluate,
     cmd_export,
+    cmd_extract,
     cmd_info,
     cmd_predict,
     cmd_runs,
     cmd_train,
 )
+from flower_model.core.cluster import CLUSTER_ENV
 from flower_model.core.workspace import DATA_ENV
 from flower_model.export.formats import FORMATS as EXPORT_FORMATS
 from flower_model.model.config import setting_options
@@ -59,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     def data_arg(p: argparse.ArgumentParser, help_text: str) -> None:
         p.add_argument("--data", metavar="DIR", help=help_text)
 
+    def cluster_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--cluster",
+            metavar="ADDRESS",
+            help=f"compute features on the Ray cluster at ADDRESS, e.g. 10.0.0.5:6379 "
+            f"(default ${CLUSTER_ENV}; unset: on this machine)",
+        )
+
     p = sub.add_parser("download", help="download the Kaggle flower dataset with kagglehub")
     p.add_argument(
         "--handle", default=DEFAULT_HANDLE, help=f"Kaggle dataset (default {DEFAULT_HANDLE})"
@@ -86,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help=f"folds of the out-of-sample training (default {AUDIT_FOLDS})",
     )
+    cluster_arg(p)
     p.add_argument("--again", action="store_true", help="redo a kept audit")
     p.add_argument(
         "--top", type=int, default=10, metavar="N", help="findings shown per kind (default 10)"
@@ -105,9 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_audit)
 
+    p = sub.add_parser(
+        "extract",
+        help="compute a dataset's features ahead of training (here or on a cluster)",
+        description="Fill the feature cache with ResNet50's features of every photo of a "
+        "dataset, so that a training, an audit or the app's first click reads them at once. "
+        "Only the photos the cache lacks are computed; Ctrl-C stops, and the next run goes "
+        "on where this one stopped.",
+    )
+    data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
+    add_config_arguments(p, only=("weights", "seed", "precision"))
+    cluster_arg(p)
+    p.set_defaults(func=cmd_extract)
+
     p = sub.add_parser("train", help="train a run; prints its id")
     data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
     add_config_arguments(p)
+    cluster_arg(p)
     p.add_argument(
         "--ignore-decisions",
         action="store_true",

@@ -31,3 +31,7 @@ class TrainingCancelled(FlowerLensError):
 
 class TrainingError(FlowerLensError):
     """Training ran but produced no usable model (it diverged)."""
+
+
+class FeatureError(FlowerLensError):
+    """Features could not be computed (a cluster's worker failed, say)."""

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -151,9 +152,71 @@ def looks_like_class_root(folder: Path) -> bool:
     return _class_image_count(folder) > 0
 
 
+# What a folder's listing found, kept for the next page run while the folder looks the same:
+# listing 100,000 photos and looking at each takes about a second. A listing is used again
+# while the folder and its sub-folders keep their modification times (adding, removing or
+# renaming a photo changes its folder's), for at most LISTING_TRUST_SECONDS: a photo rewritten
+# in place under the same name is seen after that.
+LISTING_TRUST_SECONDS = 60.0
+LISTINGS_KEPT = 16
+RACY_NANOSECONDS = 2_000_000_000
+_LISTINGS: dict[tuple, tuple[tuple, float, object]] = {}
+
+
+def _folder_stamp(folder: Path) -> tuple | None:
+    """Return the modification times of a folder and of its sub-folders (a few system calls:
+    a folder of classes has a few entries), or None if it cannot be read."""
+    try:
+        with os.scandir(folder) as listing:
+            subs = sorted(
+                (e.name, e.stat().st_mtime_ns) for e in listing if _visible(e) and e.is_dir()
+            )
+        return (folder.stat().st_mtime_ns, tuple(subs))
+    except OSError:
+        return None
+
+
+def _remembered(key: tuple, folders: Callable[[object], list[Path]], compute: Callable):
+    """Return `compute()`, or what it returned for `key` before if the folders it depends on
+    (`folders(value)`) look the same and it is recent."""
+    now = time.monotonic()
+    with _SCANNED_LOCK:
+        kept = _LISTINGS.get(key)
+    if kept is not None:
+        stamps, when, value = kept
+        if now - when < LISTING_TRUST_SECONDS and stamps == tuple(
+            _folder_stamp(f) for f in folders(value)
+        ):
+            return value
+    value = compute()
+    stamps = tuple(_folder_stamp(f) for f in folders(value))
+    # A folder changed within the clock's coarse tick of the listing could change again
+    # unseen under the same time ("racy git"): such a listing is not kept.
+    times = [t for stamp in stamps if stamp for t in (stamp[0], *(m for _, m in stamp[1]))]
+    if None in stamps or max(times, default=0) > time.time_ns() - RACY_NANOSECONDS:
+        return value
+    with _SCANNED_LOCK:
+        _LISTINGS[key] = (stamps, now, value)
+        while len(_LISTINGS) > LISTINGS_KEPT:
+            _LISTINGS.pop(next(iter(_LISTINGS)))
+    return value
+
+
 def find_class_root(path: Path) -> Path:
     """Return the folder whose sub-folders are the classes, searching up to two levels down."""
     path = Path(path).expanduser()
+    try:
+        folder = path.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL byte: said in one line below
+        folder = False
+    if folder:
+        return _remembered(
+            ("root", str(path)), lambda found: [path, found], lambda: _find_class_root(path)
+        )
+    return _find_class_root(path)
+
+
+def _find_class_root(path: Path) -> Path:
     try:
         path.stat()
     except FileNotFoundError:
@@ -321,8 +384,17 @@ def scan_dataset(
     roots' check; the CLI reads whatever its user can).
     """
     root = find_class_root(Path(path))
-    candidates, skipped = _listing(root, allowed)
-    key = _listing_key(root, candidates, skipped)
+
+    def listed() -> tuple[list, list, str]:
+        candidates, skipped = _listing(root, allowed)
+        return candidates, skipped, _listing_key(root, candidates, skipped)
+
+    if use_cache:
+        who = (getattr(allowed, "__self__", None), getattr(allowed, "__func__", allowed))
+        remembered = _remembered(("listing", str(root), who), lambda _: [root], listed)
+        candidates, skipped, key = remembered
+    else:
+        candidates, skipped, key = listed()
     if use_cache and (known := _SCANNED.get(key)) is not None:
         return known  # the folder as this process scanned it: not a file changed since
     scans = scan_file(root)

@@ -90,13 +90,14 @@ def is_export(path: Path) -> bool:
         return False
 
 
-def remove_leftovers(folder: Path) -> int:
-    """Remove what exports that were killed left in a folder (`.partial-*`, `.old-*`); return
-    how many. Only for a folder where no export is being written now (the app's worker
-    runs one job at a time)."""
+def remove_leftovers(folder: Path, name: str | None = None) -> int:
+    """Remove what exports that were killed left in a folder (`.partial-*`, `.old-*`), only
+    those of the export called `name` if given; return how many. Only while no process
+    writes those exports (the caller holds their lock: see `core.locks`)."""
     removed = 0
-    for item in folder.glob(".*"):
-        if item.name.startswith(LEFTOVER_PREFIXES):
+    prefixes = tuple(f"{p}{name}-" for p in LEFTOVER_PREFIXES) if name else LEFTOVER_PREFIXES
+    for item in folder.glob(".*") if folder.is_dir() else []:
+        if item.name.startswith(prefixes):
             if item.is_dir():
                 shutil.rmtree(item, ignore_errors=True)
             else:

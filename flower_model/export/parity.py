@@ -131,7 +131,7 @@ def _float_probabilities(
     """Return the float model's probabilities of photos through the float32 feature cache
     (ResNet50 runs only for photos it has not seen at this precision)."""
     from flower_model.features.cache import FeatureCache
-    from flower_model.features.extraction import extract_features
+    from flower_model.features.compute import extract_features
     from flower_model.features.extractor import FeatureExtractor
 
     extractor = FeatureExtractor.create(

@@ -6,71 +6,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.core.errors import TrainingCancelled
+from flower_model.core.cluster import cluster_address
+from flower_model.core.errors import FeatureError
+from flower_model.core.locks import holding
 from flower_model.features.cache import ExtractionStats, FeatureCache, cache_key
+from flower_model.features.compute import Progress, extract_features
 from flower_model.model.backbone import WeightsChoice
 
 if TYPE_CHECKING:
     from flower_model.data.dataset import Dataset
-    from flower_model.features.extractor import FeatureExtractor
-
-Progress = Callable[[int, int], None]
-
-
-def extract_features(
-    paths: Sequence[Path],
-    hashes: Sequence[str],
-    extractor: FeatureExtractor,
-    cache: FeatureCache,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
-) -> tuple[np.ndarray, ExtractionStats]:
-    """Return features for every image, computing only those not in the cache."""
-    from flower_model.features.pipeline import image_dataset
-
-    start = time.perf_counter()
-    unique = list(dict.fromkeys(hashes))
-    features, held = cache.get_many(unique)
-    row_of = {sha: i for i, sha in enumerate(unique)}
-    todo: dict[str, Path] = {}
-    for path, sha in zip(paths, hashes, strict=True):
-        if not held[row_of[sha]]:
-            todo.setdefault(sha, Path(path))
-    total = len(unique)
-    if progress is not None:
-        progress(total - len(todo), total)
-    if todo:
-        shas = list(todo)
-        batches = image_dataset([todo[s] for s in shas], batch_size=batch_size)
-        done = 0
-        for images in batches:
-            if cancelled is not None and cancelled():
-                raise TrainingCancelled("stopped while extracting features")
-            vectors = extractor.run(images)
-            batch = shas[done : done + len(vectors)]
-            # Kept at once, so that a Stop, a crash or a restart goes on from here; and what
-            # the cache holds is returned, so a first and a second run see the same numbers.
-            stored = cache.put_many(batch, np.asarray(vectors))
-            features[[row_of[sha] for sha in batch]] = stored
-            done += len(vectors)
-            if progress is not None:
-                progress(total - len(todo) + done, total)
-    if len(unique) != len(hashes):
-        features = features[[row_of[sha] for sha in hashes]]
-    stats = ExtractionStats(
-        total=len(hashes),
-        cached=len(hashes) - sum(1 for sha in hashes if sha in todo),
-        computed=len(todo),
-        seconds=time.perf_counter() - start,
-        precision=extractor.precision,
-    )
-    return features, stats
 
 
 @dataclass(frozen=True)
@@ -120,6 +68,11 @@ def needs_extraction(
     return known is None or not known[0].may_hold_all([r.sha256 for r in dataset.records])
 
 
+def features_work(dataset: Dataset, choice: WeightsChoice, seed: int, precision: str) -> str:
+    """Return the name of the lock held while a dataset's features are computed."""
+    return f"features:{dataset.fingerprint}:{choice.label}:{seed}:{precision}"
+
+
 def dataset_features(
     dataset: Dataset,
     weights: str | WeightsChoice = "imagenet",
@@ -150,10 +103,15 @@ def dataset_features(
     choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(weights)
     paths = [dataset.path_of(r) for r in dataset.records]
     hashes = [r.sha256 for r in dataset.records]
-    identity = known_identity(choice, seed)
     start = time.perf_counter()
-    cached = _all_cached(hashes, identity, precision, dtype)
-    if cached is not None:
+
+    def from_cache() -> DatasetFeatures | None:
+        # The weights' identity is looked up each time: a process waited for may have
+        # found it meanwhile.
+        identity = known_identity(choice, seed)
+        cached = _all_cached(hashes, identity, precision, dtype)
+        if cached is None:
+            return None
         features, chosen, key = cached
         if progress is not None:
             progress(len(set(hashes)), len(set(hashes)))
@@ -161,21 +119,37 @@ def dataset_features(
         return DatasetFeatures(
             features, stats, key, choice.label, choice.transfer_learning, identity
         )
-    phase(f"loading ResNet50 (weights {choice.label})")
-    resnet = build_resnet50(choice, seed=seed)
-    identity = identity_of(resnet, choice, seed)
-    phase("preparing ResNet50 for feature extraction")
-    extractor = FeatureExtractor.create(resnet, precision, identity)
-    phase(f"extracting features ({extractor.precision})")
-    features, stats = extract_features(
-        paths,
-        hashes,
-        extractor,
-        FeatureCache.described(extractor.cache_key, choice.label, extractor.precision),
-        batch_size=batch_size,
-        progress=progress,
-        cancelled=cancelled,
-    )
+
+    found = from_cache()
+    if found is not None:
+        return found
+    # One process at a time computes a dataset's features: a second server on this
+    # workspace, or the command line, waits, then finds them in the cache.
+    work = features_work(dataset, choice, seed, precision)
+    waiting = "another process on this workspace is computing these features: waiting for it"
+    with holding(work, cancelled, on_wait=lambda: phase(waiting)) as waited:
+        found = from_cache() if waited else None
+        if found is not None:
+            return found
+        if cluster_address() is not None:
+            return _on_cluster(
+                dataset, choice, seed, precision, batch_size, dtype, progress, cancelled, phase
+            )
+        phase(f"loading ResNet50 (weights {choice.label})")
+        resnet = build_resnet50(choice, seed=seed)
+        identity = identity_of(resnet, choice, seed)
+        phase("preparing ResNet50 for feature extraction")
+        extractor = FeatureExtractor.create(resnet, precision, identity)
+        phase(f"extracting features ({extractor.precision})")
+        features, stats = extract_features(
+            paths,
+            hashes,
+            extractor,
+            FeatureCache.described(extractor.cache_key, choice.label, extractor.precision),
+            batch_size=batch_size,
+            progress=progress,
+            cancelled=cancelled,
+        )
     return DatasetFeatures(
         features.astype(dtype, copy=False),
         stats,
@@ -183,4 +157,34 @@ def dataset_features(
         choice.label,
         choice.transfer_learning,
         identity,
+    )
+
+
+def _on_cluster(
+    dataset: Dataset,
+    choice: WeightsChoice,
+    seed: int,
+    precision: str,
+    batch_size: int,
+    dtype: type,
+    progress: Progress | None,
+    cancelled: Callable[[], bool] | None,
+    phase: Callable[[str], None],
+) -> DatasetFeatures:
+    """Compute the features the cache lacks on the Ray cluster, then read them all."""
+    from flower_model.features.distributed import extract_on_cluster
+
+    paths = [dataset.path_of(r) for r in dataset.records]
+    hashes = [r.sha256 for r in dataset.records]
+    done = extract_on_cluster(
+        paths, hashes, choice, seed, precision, batch_size, progress, cancelled, phase
+    )
+    features, found = done.cache.get_many(hashes, dtype)
+    if not found.all():
+        raise FeatureError(
+            f"{int((~found).sum())} photo(s)' features are not in the cache after the "
+            "cluster's extraction: does every node see this workspace folder?"
+        )
+    return DatasetFeatures(
+        features, done.stats, done.cache.key, choice.label, choice.transfer_learning, done.identity
     )

@@ -16,6 +16,7 @@ with one indexing per segment, not read photo by photo.
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ ROW_SUFFIXES = {".f16": np.dtype("<f2"), ".f32": np.dtype("<f4")}
 # A segment takes rows until it holds this many (64 MB of float16 features), then the next
 # one starts: small enough to rewrite or copy, large enough to be a few files at 100,000.
 SEGMENT_ROWS = 16_384
+# A read of at least this many rows of a segment lets go of the pages it mapped.
+RELEASED_AFTER_ROWS = 4096
 LOCK_FILE = "write.lock"
 LOCK_TIMEOUT_SECONDS = 120.0  # another process's append is a batch of rows: milliseconds
 
@@ -41,7 +44,8 @@ class _Segment:
     number: int
     dtype: np.dtype
     rows: int = 0
-    mapped: np.memmap | None = None
+    mapped: np.ndarray | None = None  # the rows, a view of `mapping`
+    mapping: mmap.mmap | None = None
     first_key: bytes = b""  # to notice a segment rewritten under this process
 
     def stem(self, folder: Path) -> Path:
@@ -127,7 +131,7 @@ class RowStore:
                 key = new[i * KEY_BYTES : (i + 1) * KEY_BYTES]
                 index.where.setdefault(key, (number, segment.rows + i))
             segment.rows = rows
-            segment.mapped = None  # mapped again, longer, when next read
+            segment.mapped = segment.mapping = None  # mapped again, longer, when next read
         if any(number not in listed for number in index.segments):
             self._reread()
 
@@ -166,6 +170,11 @@ class RowStore:
             chosen = np.flatnonzero(segments == number)
             order = np.argsort(rows[chosen], kind="stable")  # read in file order
             values = rows_of[rows[chosen][order]]
+            if len(chosen) >= RELEASED_AFTER_ROWS:
+                # A bulk read: the pages it mapped are let go (they stay in the page cache),
+                # so the process holds the copy alone, not the copy and the file's pages
+                # too (100,000 photos: 0.4 GB more, measured).
+                self._index.segments[number].mapping.madvise(mmap.MADV_DONTNEED)
             finite = np.isfinite(values).all(axis=1)
             with np.errstate(over="ignore"):  # float32 rows read as float16 may overflow
                 out[chosen[order[finite]]] = values[finite]
@@ -176,12 +185,12 @@ class RowStore:
         """Return a segment's rows mapped up to its last key (called with the index lock)."""
         segment = self._index.segments[number]
         if segment.mapped is None or len(segment.mapped) < segment.rows:
-            segment.mapped = np.memmap(
-                segment.row_path(self.folder),
-                dtype=segment.dtype,
-                mode="r",
-                shape=(segment.rows, self.width),
-            )
+            length = segment.rows * self.width * segment.dtype.itemsize
+            with segment.row_path(self.folder).open("rb") as file:
+                segment.mapping = mmap.mmap(file.fileno(), length, access=mmap.ACCESS_READ)
+            segment.mapped = np.frombuffer(
+                segment.mapping, dtype=segment.dtype, count=segment.rows * self.width
+            ).reshape(segment.rows, self.width)
         return segment.mapped
 
     def append(self, keys: Sequence[bytes], rows: np.ndarray) -> np.ndarray:
@@ -239,7 +248,7 @@ class RowStore:
         if not segment.rows:
             segment.first_key = keys[0]
         segment.rows += len(keys)
-        segment.mapped = None
+        segment.mapped = segment.mapping = None
 
     def keys(self) -> list[bytes]:
         """Return every key the store holds, in the order their rows were written."""

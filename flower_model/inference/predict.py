@@ -12,7 +12,7 @@ import numpy as np
 from flower_model.core.errors import ImageError
 from flower_model.data.images import IMAGE_SUFFIXES, load_rgb
 from flower_model.features.cache import FeatureCache
-from flower_model.features.extraction import extract_features
+from flower_model.features.compute import extract_features
 from flower_model.metrics.calibration import CONFIDENT
 from flower_model.model.backbone import INPUT_SIZE, photo_function
 from flower_model.model.fold import fold_batch_norm

@@ -67,7 +67,7 @@ FIRST_CHUNK_STEPS = 8
 class Rows:
     """Features and their labels, as the loop reads them."""
 
-    features: np.ndarray  # (n, d) float32
+    features: np.ndarray | tf.Tensor  # (n, d) float32
     labels: np.ndarray  # (n,) integer classes
 
     def __len__(self) -> int:
@@ -502,12 +502,16 @@ def fit_features(
     variables = [_variable_of(w) for w in weights]
     loop.trace()
     assert loop.run is not None
-    x, y = tf.constant(train.features), tf.constant(train.labels.astype(np.int64))
+    # A tensor given is used as it is (fit_head's): no second copy of the rows.
+    x = tf.convert_to_tensor(train.features, tf.float32)
+    y = tf.constant(train.labels.astype(np.int64))
     batch, seed_tensor = tf.constant(batch_size), tf.constant(seed, tf.int64)
     steps = math.ceil(len(train) / batch_size)
     none = (tf.zeros([0, train.features.shape[1]]), tf.zeros([0], tf.int64))
     held_out = (
-        none if val is None else (tf.constant(val.features), tf.constant(val.labels, tf.int64))
+        none
+        if val is None
+        else (tf.convert_to_tensor(val.features, tf.float32), tf.constant(val.labels, tf.int64))
     )
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     history: dict[str, list[float]] = {}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from flower_model.core.errors import FlowerLensError
 from flower_model.core.events import CancelToken, TrainEvent, TrainingProgress, progress_of
+from flower_model.core.locks import holding
 from flower_model.model.backbone import WeightsChoice, resolve_weights
 from flower_model.model.config import resolve_config
 from flower_model.service.worker import Outcome, Task, Worker
@@ -147,17 +148,26 @@ def export_task(run_id: str, fmt: str, on_event, cancel) -> str:
     destination = app_export_path(run_id, fmt)
     if destination.is_file():
         return run_id
-    # The worker runs one job at a time: a half-written export here is one it was killed in
-    # (a conversion ignores Stop, and the worker is ended after STOP_GRACE_SECONDS).
-    if destination.parent.is_dir():
-        remove_leftovers(destination.parent)
 
     def progress(what: str, share: float) -> None:
         if cancel.is_set():
             raise TrainingCancelled("export stopped; nothing was kept")
         on_event(TrainEvent("step", message=what, done=round(share * STEP_TOTAL), total=STEP_TOTAL))
 
-    export_run(get_run(run_id), fmt, destination, progress)
+    # One process at a time writes this export: another server on the workspace may be
+    # writing it, and then this one waits and finds it ready.
+    waiting = "another process on this workspace is writing this export: waiting for it"
+    with holding(
+        export_fingerprint(run_id, fmt),
+        cancel.is_set,
+        on_wait=lambda: on_event(TrainEvent("phase", message=waiting)),
+    ):
+        if destination.is_file():
+            return run_id
+        # Holding the lock, what this export's earlier tries left (killed in a conversion,
+        # which ignores Stop) is no one's: removed. Other exports' files are left alone.
+        remove_leftovers(destination.parent, destination.name)
+        export_run(get_run(run_id), fmt, destination, progress)
     return run_id
 
 

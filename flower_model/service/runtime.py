@@ -57,9 +57,9 @@ def start_tensorflow(quiet: bool = True) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
         with silenced_stderr(quiet):
-            import tensorflow as tf
+            from flower_model.model.devices import prepare_gpus
 
-            tf.config.list_physical_devices()
+            prepare_gpus()  # finds the devices; GPU memory is then taken as needed
         settle_objects(collect=False)
     import tensorflow as tf
 

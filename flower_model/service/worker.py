@@ -30,6 +30,7 @@ from typing import Any
 import pebble
 
 from flower_model.core.events import CancelToken, TrainEvent
+from flower_model.core.settings import apply_settings, current_settings
 
 # How often the server looks for a Stop while it waits for the worker's events, in seconds.
 POLL_SECONDS = 0.1
@@ -54,21 +55,7 @@ class Task:
     args: tuple
     # The app's settings when the job was asked for ($FLOWER_LENS_HOME, …): the worker,
     # started once, runs each job with the settings of its time.
-    settings: dict[str, str] = field(default_factory=lambda: _settings())
-
-
-# The environment variables that are the app's settings, passed to the worker with each task.
-SETTINGS_PREFIXES = ("FLOWER_LENS_", "KERAS_HOME", "KAGGLEHUB_CACHE")
-
-
-def _settings() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES)}
-
-
-def _apply_settings(settings: dict[str, str]) -> None:
-    for key in [k for k in os.environ if k.startswith(SETTINGS_PREFIXES)]:
-        del os.environ[key]
-    os.environ.update(settings)
+    settings: dict[str, str] = field(default_factory=current_settings)
 
 
 @dataclass(frozen=True)
@@ -142,7 +129,7 @@ def _run_task(task: Task) -> Outcome:
     from flower_model.core.workspace import describe_failure
 
     link = _link[-1]
-    _apply_settings(task.settings)
+    apply_settings(task.settings)
     cancel = _StopWhenAsked(task.number, link.cancel_number, link.parent)
     try:
         value = task.function(

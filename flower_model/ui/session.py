@@ -6,11 +6,13 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from flower_model.core import workspace
+from flower_model.core.cluster import cluster_address
 from flower_model.core.errors import FlowerLensError, ImageError
 from flower_model.core.events import TrainingProgress
 from flower_model.data import roots
@@ -19,6 +21,9 @@ from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_previe
 from flower_model.data.roots import DataRoots
 from flower_model.service import runtime
 from flower_model.service.jobs import Job, JobBoard
+
+if TYPE_CHECKING:
+    from flower_model.service.cluster_jobs import ClusterJobBoard
 
 DATASET_KEY = "dataset_path"
 # A host may turn off the Explore page's default of computing a chosen dataset's features.
@@ -71,8 +76,9 @@ def through_app_navigation() -> None:
 
 
 @st.cache_resource
-def job_board() -> JobBoard:
-    """Return this server's job board: every session sees the same training jobs.
+def job_board() -> JobBoard | ClusterJobBoard:
+    """Return this server's job board: every session sees the same training jobs. With
+    $FLOWER_LENS_CLUSTER set, the cluster's board, which every replica on it shares.
 
     Made once per server, which is when what killed trainings left behind is removed.
     """
@@ -80,6 +86,10 @@ def job_board() -> JobBoard:
 
     remove_abandoned()
     workspace.remove_stale_temporaries()
+    if cluster_address() is not None:
+        from flower_model.service.cluster_jobs import ClusterJobBoard
+
+        return ClusterJobBoard()
     return JobBoard()
 
 
@@ -369,7 +379,7 @@ def notice_new_job(fingerprint: str, after: Job | None = None) -> None:
     def check() -> None:
         board = job_board()
         newest = board.running_on(fingerprint) or board.latest(fingerprint)
-        if newest is not None and newest is not after:
+        if newest is not None and (after is None or newest.job_id != after.job_id):
             st.rerun()
 
     check()

@@ -437,3 +437,33 @@ def test_int8_without_training_photos_says_so(run, tmp_path, monkeypatch) -> Non
     with pytest.raises(export.ExportError, match="calibrated on the run's training photos"):
         export.export_run(run, "tflite-int8", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_another_process_writes_is_waited_for_and_its_files_left_alone(
+    run, monkeypatch
+) -> None:
+    """Two servers on one workspace: the second waits for the first's export lock; holding
+    it, only this export's leftovers are removed, never another export's files in progress."""
+    from flower_model.core.events import CancelToken
+    from flower_model.export.exporter import app_export_path
+    from flower_model.service.jobs import export_fingerprint, export_task
+    from tests.core.test_locks import hold_elsewhere
+
+    destination = app_export_path(run.run_id, "keras")
+    destination.unlink(missing_ok=True)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    in_progress = destination.parent / ".partial-flower-lens-another-onnx.zip-a1b2c3"
+    in_progress.mkdir(exist_ok=True)
+    killed = destination.parent / f".partial-{destination.name}-d4e5f6"
+    killed.mkdir(exist_ok=True)
+    holder = hold_elsewhere(export_fingerprint(run.run_id, "keras"), 2.0)
+    events = []
+    try:
+        assert export_task(run.run_id, "keras", events.append, CancelToken()) == run.run_id
+    finally:
+        holder.wait(timeout=60)
+    messages = [e.message for e in events if e.kind == "phase"]
+    assert messages[0].startswith("another process on this workspace is writing this export")
+    assert destination.is_file()
+    assert in_progress.is_dir() and not killed.exists()
+    in_progress.rmdir()

@@ -11,7 +11,8 @@ import pytest
 from flower_model.core.errors import TrainingCancelled
 from flower_model.data.images import load_rgb
 from flower_model.features.cache import FeatureCache, cache_key, feature_sets
-from flower_model.features.extraction import dataset_features, extract_features, needs_extraction
+from flower_model.features.compute import extract_features
+from flower_model.features.extraction import dataset_features, needs_extraction
 from flower_model.features.extractor import FeatureExtractor
 from flower_model.features.store import forget_indexes
 from flower_model.model.backbone import INPUT_SIZE
