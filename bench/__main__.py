@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         "takes about 12 minutes on a 2-core CPU with native bfloat16; --quick about 75 s.",
     )
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (proves it works)")
+    parser.add_argument(
+        "--device",
+        action="store_true",
+        help="only a short check of this machine's device (a GPU where TensorFlow sees one): "
+        "extraction photos/s in float32 and bfloat16, and their agreement (a few minutes)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes")
     parser.add_argument(
         "--sizes", type=_sizes, help="photo counts of the growth series, e.g. 500,1000,2000,4000"
@@ -47,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flower_model.service.runtime import start_tensorflow
 
     start_tensorflow()
+    if args.device:
+        from bench.device import main as device_main
+
+        return device_main()
     from bench.report import markdown, write_json
     from bench.settings import FULL, QUICK, with_sizes
     from bench.suite import run_suite

@@ -19,6 +19,7 @@ class Machine:
     tensorflow: str
     keras: str
     system: str
+    device: str = "CPU"  # what TensorFlow computes on: a GPU's name where it sees one
 
 
 def cpu_model() -> str:
@@ -46,6 +47,8 @@ def describe_machine() -> Machine:
     import psutil
     import tensorflow as tf
 
+    from flower_model.model.devices import compute_device
+
     return Machine(
         cores=os.cpu_count() or 0,
         cpu_model=cpu_model(),
@@ -54,4 +57,5 @@ def describe_machine() -> Machine:
         tensorflow=tf.__version__,
         keras=keras.__version__,
         system=platform.platform(),
+        device=compute_device(),
     )

@@ -76,7 +76,8 @@ def markdown(results: Results) -> str:
     lines = [
         f"## Flower Lens benchmark{' (quick smoke run)' if r.quick else ''}",
         "",
-        f"{m.cores} cores, {m.cpu_model}, {m.memory_gb} GB; Python {m.python}, "
+        f"{m.cores} cores, {m.cpu_model}, {m.memory_gb} GB, computing on {m.device}; "
+        f"Python {m.python}, "
         f"TensorFlow {m.tensorflow}, Keras {m.keras}. Load average (1, 5, 15 min) at start "
         f"{load}, at end {load_end}. Photos {r.photo_size[0]}×{r.photo_size[1]} JPEG, "
         f"{r.photo_bytes_mean / 1024:.1f} KiB on average. Total {r.seconds:.0f} s.",

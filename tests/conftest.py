@@ -353,3 +353,29 @@ def run_cli(capfd: pytest.CaptureFixture, *args: str, home: Path | None = None):
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A Ray cluster on 127.0.0.1: a head and a second node, one CPU each, no dashboard;
+    stopped at the end of the session (the tests that use it share an xdist group). Skips
+    where Ray is not installed or cannot start."""
+    pytest.importorskip("ray", reason="Ray is not installed")
+    from ray.cluster_utils import Cluster
+
+    from flower_model.core.cluster import disconnect
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        nodes = Cluster(
+            initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+        )
+        nodes.add_node(num_cpus=1)
+        nodes.wait_for_nodes(timeout=120)
+    except Exception as exc:  # no shared memory, no free ports: nothing to test here
+        pytest.skip(f"Ray cannot start a cluster on this machine: {exc}")
+    try:
+        yield nodes
+    finally:
+        disconnect()
+        nodes.shutdown()

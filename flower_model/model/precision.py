@@ -1,5 +1,6 @@
-"""Which arithmetic ResNet50 extracts features in: float32, or bfloat16 where it is native and
-agrees with float32 for the weights in use (checked once per weights, and remembered).
+"""Which arithmetic ResNet50 extracts features in: float32, or bfloat16 where it is native (a CPU
+with AVX512-BF16 or AMX, a GPU from NVIDIA Ampere on) and agrees with float32 for the weights
+in use (checked once per weights, and remembered).
 
 Measured on a 2-core Xeon with AMX (`make bench`, two sessions): bfloat16 on the BatchNorm-
 folded network is 5.4–5.7× faster than the plain float32 network, its features at cosine
@@ -8,6 +9,7 @@ folded network is 5.4–5.7× faster than the plain float32 network, its feature
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +36,30 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
             flags = set(line.split(":", 1)[1].split())
             return any(flag in flags for flag in BF16_CPU_FLAGS)
     return False
+
+
+# GPUs of this compute capability and later compute bfloat16 natively (NVIDIA Ampere on).
+BF16_GPU_CAPABILITY = (8, 0)
+
+
+def gpu_bf16() -> bool | None:
+    """Return whether the GPU TensorFlow computes on has native bfloat16, or None when there
+    is no GPU or TensorFlow is not loaded (pages that only look at the cache never load it)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+    return capability is not None and tuple(capability) >= BF16_GPU_CAPABILITY
+
+
+def device_has_bf16() -> bool:
+    """Return whether the device that runs ResNet50 computes bfloat16 natively: the GPU where
+    TensorFlow sees one, else the CPU."""
+    on_gpu = gpu_bf16()
+    return on_gpu if on_gpu is not None else cpu_has_bf16()
 
 
 def validate_precision(precision: str) -> str:
@@ -66,7 +92,7 @@ def known_precision(requested: str, identity: str) -> str | None:
     validate_precision(requested)
     if requested != "auto":
         return requested
-    if not cpu_has_bf16():
+    if not device_has_bf16():
         return "float32"
     cosine = recorded_cosine(identity)
     return _verdict(cosine) if cosine is not None else None

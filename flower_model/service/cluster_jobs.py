@@ -11,6 +11,7 @@ works from any of them, and a job goes on when the replica that started it dies.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -222,6 +223,16 @@ class BoardActor:
         """Return every job, newest first."""
         return [JobView.of(job) for job in self.board.jobs()]
 
+    def running_on(self, fingerprint: str, kind: str | None = None) -> JobView | None:
+        """Return the newest job working or waiting on a dataset, if any."""
+        job = self.board.running_on(fingerprint, kind)
+        return JobView.of(job) if job is not None else None
+
+    def latest(self, fingerprint: str, kind: str = "training") -> JobView | None:
+        """Return the most recent job of a kind on a dataset, running or ended."""
+        job = self.board.latest(fingerprint, kind)
+        return JobView.of(job) if job is not None else None
+
     def job(self, job_id: str) -> JobView | None:
         """Return one job, if the board still remembers it."""
         return next((JobView.of(j) for j in self.board.jobs() if j.job_id == job_id), None)
@@ -322,19 +333,12 @@ class ClusterJobBoard:
         return [ClusterJob(self, view) for view in self.call("jobs")]
 
     def running_on(self, fingerprint: str, kind: str | None = None) -> ClusterJob | None:
-        return next(
-            (
-                j
-                for j in self.jobs()
-                if j.running and j.fingerprint == fingerprint and kind in (None, j.kind)
-            ),
-            None,
-        )
+        view = self.call("running_on", fingerprint, kind)
+        return ClusterJob(self, view) if view is not None else None
 
     def latest(self, fingerprint: str, kind: str = "training") -> ClusterJob | None:
-        return next(
-            (j for j in self.jobs() if j.kind == kind and j.fingerprint == fingerprint), None
-        )
+        view = self.call("latest", fingerprint, kind)
+        return ClusterJob(self, view) if view is not None else None
 
     def start_training(
         self,
@@ -359,3 +363,13 @@ class ClusterJobBoard:
 
     def close(self) -> None:
         """Nothing to close: the board outlives every replica."""
+
+
+def end_board() -> None:
+    """End the cluster's job board, forgetting its jobs (for tools and tests; the next
+    replica to ask starts a new one)."""
+    import ray
+
+    connect()
+    with contextlib.suppress(ValueError):  # there was none
+        ray.kill(ray.get_actor(BOARD_NAME, namespace=NAMESPACE), no_restart=True)

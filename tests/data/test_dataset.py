@@ -140,6 +140,37 @@ def test_a_folder_scanned_before_in_this_process_is_only_listed(
     assert scan_dataset(tmp_path, use_cache=False) is not again
 
 
+def age(folder: Path, when: float = 1_700_000_000.0) -> None:
+    """Set a folder's and its sub-folders' modification times to a moment long past."""
+    import os
+
+    for path in (folder, *(p for p in folder.iterdir() if p.is_dir())):
+        os.utime(path, (when, when))
+
+
+def test_an_unchanged_folder_is_not_listed_again_until_a_photo_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_dataset(tmp_path)
+    age(tmp_path)
+    first = scan_dataset(tmp_path)
+    monkeypatch.setattr(data, "_listing", lambda *a: pytest.fail("the folder was listed"))
+    assert scan_dataset(tmp_path) is first  # a page's next run: no listing of its photos
+    monkeypatch.undo()
+    make_photo(tmp_path / "rose" / "new.jpg", (1, 2, 3), seed=99)  # its folder's time moves
+    added = scan_dataset(tmp_path)
+    assert added.counts()["rose"] == first.counts()["rose"] + 1
+    # A photo rewritten in place keeps its folder's time: seen once the listing is too old.
+    age(tmp_path)
+    kept = scan_dataset(tmp_path)
+    photo = next((tmp_path / "tulip").iterdir())
+    photo.write_bytes(photo.read_bytes() + b"\0")
+    age(tmp_path)
+    assert scan_dataset(tmp_path) is kept  # within LISTING_TRUST_SECONDS, as documented
+    monkeypatch.setattr(data, "LISTING_TRUST_SECONDS", 0.0)
+    assert scan_dataset(tmp_path).fingerprint != kept.fingerprint
+
+
 @pytest.mark.parametrize(
     "name", ["a.JPG", "a.tar.gz", "photo.", ".jpg", "noext", "a..png", "x.Jpeg"]
 )

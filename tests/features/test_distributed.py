@@ -27,27 +27,8 @@ WAIT = 300  # seconds: the longest any step here may take
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A head and a worker node on 127.0.0.1, one CPU each, no dashboard; stopped after."""
-    from ray.cluster_utils import Cluster
-
-    from flower_model.core.cluster import disconnect
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    try:
-        nodes = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 1, "include_dashboard": False},
-        )
-        nodes.add_node(num_cpus=1)
-        nodes.wait_for_nodes(timeout=120)
-    except Exception as exc:  # no shared memory, no ports: nothing to test here
-        pytest.skip(f"Ray cannot start a cluster on this machine: {exc}")
-    try:
-        yield nodes
-    finally:
-        disconnect()
-        nodes.shutdown()
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def test_bfloat16_extractor_computes_in_bfloat16_close_to_float32(resnet, photos
 def test_auto_picks_bfloat16_on_a_bf16_cpu_and_remembers_the_check(
     resnet, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "device_has_bf16", lambda: True)
     extractor = FeatureExtractor.create(resnet, "auto")
     assert extractor.precision == "bfloat16"
     cosine = precision.recorded_cosine(extractor.identity)
@@ -76,7 +76,7 @@ def test_auto_picks_bfloat16_on_a_bf16_cpu_and_remembers_the_check(
 def test_auto_keeps_float32_when_bfloat16_disagrees(
     resnet, fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "device_has_bf16", lambda: True)
     monkeypatch.setattr(precision, "MIN_BF16_COSINE", 1.01)  # no arithmetic can agree this well
     assert FeatureExtractor.create(resnet, "auto").precision == "float32"
 

@@ -78,3 +78,21 @@ def test_a_cache_copied_into_another_keeps_both_and_a_rewritten_segment_is_notic
     features, found = mine.get_many(other_hashes)
     assert found.all()
     np.testing.assert_array_equal(features, other_rows)
+
+
+def test_a_bulk_read_lets_go_of_its_mapped_pages_and_reads_the_same_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "SEGMENT_ROWS", 300)
+    monkeypatch.setattr(store_module, "RELEASED_AFTER_ROWS", 100)  # a bulk read here
+    rows = np.random.default_rng(1).normal(size=(700, 8)).astype(np.float16)
+    keys = [i.to_bytes(32, "big") for i in range(700)]
+    store = RowStore(tmp_path / "rows", 8)
+    store.append(keys, rows)
+    shuffled = np.random.default_rng(2).permutation(700)
+    for _ in range(2):  # the second read faults the pages in again from the file
+        got, found = store.read([keys[i] for i in shuffled], np.float16)
+        assert found.all()
+        np.testing.assert_array_equal(got, rows[shuffled])
+    few, _ = store.read(keys[:3], np.float32)  # a small read keeps its pages mapped
+    np.testing.assert_array_equal(few, rows[:3].astype(np.float32))

@@ -32,7 +32,7 @@ def test_a_corrupt_record_of_checks_is_ignored(fresh_home) -> None:
 def test_auto_measures_once_per_weights_and_follows_the_measurement(
     fresh_home, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "device_has_bf16", lambda: True)
     measured: list[str] = []
 
     def measure(value: float):
@@ -50,7 +50,7 @@ def test_auto_measures_once_per_weights_and_follows_the_measurement(
     assert precision.choose_precision("float32", "good", measure(1.0)) == "float32"
     assert precision.choose_precision("bfloat16", "bad", measure(1.0)) == "bfloat16"
     assert len(measured) == 2
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "device_has_bf16", lambda: False)
     assert precision.choose_precision("auto", "new", measure(1.0)) == "float32"
     assert len(measured) == 2  # emulated bfloat16 is never considered
 
