@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,18 +74,24 @@ def _run_on_cluster(task: Task) -> Outcome:
     apply_settings(task.settings)
     start_tensorflow(quiet=True)
     board = ray.get_actor(BOARD_NAME, namespace=NAMESPACE)
-    waiting: list[TrainEvent] = []
-    sent = [time.monotonic()]
+    waiting: deque[TrainEvent] = deque()  # appended by the job, taken by the pump: both atomic
+    sending = threading.Lock()  # one batch at a time, in order
+    ended = threading.Event()
 
-    def send(force: bool = False) -> None:
-        if waiting and (force or time.monotonic() - sent[0] > RELAY_SECONDS):
-            ray.get(board.relay.remote(task.number, list(waiting)), timeout=CALL_SECONDS)
-            waiting.clear()
-            sent[0] = time.monotonic()
+    def send() -> None:
+        with sending:
+            batch = [waiting.popleft() for _ in range(len(waiting))]
+            if batch:
+                ray.get(board.relay.remote(task.number, batch), timeout=CALL_SECONDS)
+
+    def pump() -> None:  # what the job reported goes to the board every RELAY_SECONDS
+        while not ended.wait(RELAY_SECONDS):
+            send()
+
+    threading.Thread(target=pump, name="flower-lens-relay", daemon=True).start()
 
     def on_event(event: TrainEvent) -> None:
         waiting.append(event)
-        send(force=event.kind in ("start", "phase", "end"))
 
     try:
         value = task.function(
@@ -95,7 +102,8 @@ def _run_on_cluster(task: Task) -> Outcome:
         outcome = Outcome(task.number, "cancelled", str(exc))
     except Exception as exc:  # reported to the pages; the cluster serves the next job
         outcome = Outcome(task.number, "failed", describe_failure(exc))
-    send(force=True)
+    ended.set()
+    send()
     return outcome
 
 
@@ -273,7 +281,15 @@ class ClusterJob:
     def running(self) -> bool:
         return self.view.status in ("waiting", "running")
 
+    def refresh(self) -> None:
+        """Fetch the job as the board sees it now (a page draws a job again and again)."""
+        view = self._board.call("job", self.view.job_id)
+        if view is not None:
+            self.view = view
+
     def progress(self) -> TrainingProgress:
+        """Return the job's state for drawing, as the board sees it now."""
+        self.refresh()
         return progress_of(
             list(self.view.events), self.view.status, self.view.run_id, self.view.error
         )
@@ -286,10 +302,8 @@ class ClusterJob:
         it has."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            view = self._board.call("job", self.view.job_id)
-            if view is not None:
-                self.view = view
-            if view is None or not self.running:
+            self.refresh()
+            if not self.running:
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
