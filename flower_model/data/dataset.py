@@ -264,9 +264,10 @@ def _unreadable(
 
 def _listing(
     root: Path, allowed: Allowed | None
-) -> tuple[list[tuple[str, Path, os.stat_result]], list[SkippedFile]]:
-    """Return (class name, file, its stat) for each candidate image, and the files passed over."""
-    candidates: list[tuple[str, Path, os.stat_result]] = []
+) -> tuple[list[tuple[str, str, os.stat_result]], list[SkippedFile]]:
+    """Return (class name, path under the root, stat) for each candidate image, and the files
+    passed over. Strings, not Paths: 100,000 photos' Paths took 2 s (measured)."""
+    candidates: list[tuple[str, str, os.stat_result]] = []
     skipped: list[SkippedFile] = []
     for class_dir in _subdirs(root):
         if (reason := _unreadable(class_dir, allowed)) is not None:
@@ -278,30 +279,38 @@ def _listing(
             rel = class_dir.relative_to(root).as_posix()
             skipped.append(SkippedFile(rel, f"folder cannot be read ({exc.strerror or exc})"))
             continue
+        name = class_dir.name
         for entry in entries:
-            path = class_dir / entry.name
-            rel = f"{class_dir.name}/{entry.name}"
+            rel = f"{name}/{entry.name}"
             if not _visible(entry):
                 skipped.append(SkippedFile(rel, "hidden file"))
-            elif (reason := _unreadable(path, allowed, entry)) is not None:
-                skipped.append(SkippedFile(rel, reason))
-            elif entry.is_dir():
+                continue
+            if entry.is_symlink():
+                reason = _unreadable(class_dir / entry.name, allowed, entry)
+                if reason is not None:
+                    skipped.append(SkippedFile(rel, reason))
+                    continue
+            if entry.is_dir():
                 skipped.append(SkippedFile(rel, "folder inside a class folder (not read)"))
             elif (suffix := _suffix(entry.name)) not in IMAGE_SUFFIXES:
                 kind = suffix or "no extension"
                 skipped.append(SkippedFile(rel, f"not an image file type ({kind})"))
             else:
-                candidates.append((class_dir.name, path, entry.stat()))
+                try:
+                    candidates.append((name, rel, entry.stat()))
+                except OSError:
+                    why = _unreadable(class_dir / entry.name, allowed, entry)
+                    skipped.append(SkippedFile(rel, why or "cannot be read"))
     return candidates, skipped
 
 
 def _listing_key(
-    root: Path, candidates: list[tuple[str, Path, os.stat_result]], skipped: list
+    root: Path, candidates: list[tuple[str, str, os.stat_result]], skipped: list
 ) -> str:
     """Return a cheap key of a folder's state: names, sizes and modification times."""
     digest = hashlib.sha256(f"v{SCAN_VERSION}:{root.resolve()}".encode())
-    for _, path, stat in candidates:
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for _, rel, stat in candidates:
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     for item in skipped:
         digest.update(f"{item.path}\0{item.reason}\n".encode())
     return digest.hexdigest()
@@ -312,8 +321,8 @@ def _listing_key(
 FileStamp = tuple[str, int, int]
 
 
-def _stamp(root: Path, path: Path, stat: os.stat_result) -> FileStamp:
-    return (path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns)
+def _stamp(rel: str, stat: os.stat_result) -> FileStamp:
+    return (rel, stat.st_size, stat.st_mtime_ns)
 
 
 def scan_file(root: Path) -> Path:
@@ -400,12 +409,14 @@ def scan_dataset(
     scans = scan_file(root)
     before = _read_scans(scans) if use_cache else {}
     rows: list[tuple[dict | None, str | None]] = []
-    stamps = [_stamp(root, c[1], c[2]) for c in candidates]
+    stamps = [_stamp(c[1], c[2]) for c in candidates]
     todo = [i for i, stamp in enumerate(stamps) if stamp not in before]
     # Pillow releases the GIL while decoding, so threads use every core.
     inspected: dict[int, tuple[dict | None, str | None]] = {}
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        work = pool.map(lambda i: _inspect_file(root, candidates[i][0], candidates[i][1]), todo)
+        work = pool.map(
+            lambda i: _inspect_file(root, candidates[i][0], root / candidates[i][1]), todo
+        )
         for done, (i, row) in enumerate(zip(todo, work, strict=True), start=1):
             inspected[i] = row
             if progress is not None and (done % 50 == 0 or done == len(todo)):
@@ -433,7 +444,7 @@ def scan_dataset(
         for row in found
     )
     bad = [
-        SkippedFile(candidate[1].relative_to(root).as_posix(), reason)
+        SkippedFile(candidate[1], reason)
         for candidate, (row, reason) in zip(candidates, rows, strict=True)
         if row is None
     ]
