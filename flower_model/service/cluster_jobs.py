@@ -25,7 +25,13 @@ from flower_model.core.errors import FlowerLensError
 from flower_model.core.events import CancelToken, TrainEvent, TrainingProgress, progress_of
 from flower_model.core.settings import apply_settings, current_settings
 from flower_model.service.jobs import Job, JobBoard, JobConflict
-from flower_model.service.worker import POLL_SECONDS, STOP_GRACE_SECONDS, Outcome, Task
+from flower_model.service.worker import (
+    POLL_SECONDS,
+    STOP_GRACE_SECONDS,
+    Outcome,
+    Task,
+    outcome_of,
+)
 
 if TYPE_CHECKING:
     from flower_model.data.dataset import Dataset
@@ -67,8 +73,6 @@ def _run_on_cluster(task: Task) -> Outcome:
     """Run one job in a Ray task: its events go to the board, in order, a few at a time."""
     import ray
 
-    from flower_model.core.errors import TrainingCancelled
-    from flower_model.core.workspace import describe_failure
     from flower_model.service.runtime import start_tensorflow
 
     apply_settings(task.settings)
@@ -93,15 +97,7 @@ def _run_on_cluster(task: Task) -> Outcome:
     def on_event(event: TrainEvent) -> None:
         waiting.append(event)
 
-    try:
-        value = task.function(
-            *task.args, on_event=on_event, cancel=_AskTheBoard(board, task.number)
-        )
-        outcome = Outcome(task.number, "done", value)
-    except TrainingCancelled as exc:
-        outcome = Outcome(task.number, "cancelled", str(exc))
-    except Exception as exc:  # reported to the pages; the cluster serves the next job
-        outcome = Outcome(task.number, "failed", describe_failure(exc))
+    outcome = outcome_of(task, on_event, _AskTheBoard(board, task.number))
     ended.set()
     send()
     return outcome

@@ -123,23 +123,27 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _run_task(task: Task) -> Outcome:
-    """Run one task in the worker, sending its events, then the end mark; return its outcome."""
+def outcome_of(task: Task, on_event: Callable[[TrainEvent], None], cancel: CancelToken) -> Outcome:
+    """Run a task's function with its events and Stop; return how it ended (a failure is
+    reported, not raised: whoever runs tasks serves the next one)."""
     from flower_model.core.errors import TrainingCancelled
     from flower_model.core.workspace import describe_failure
 
+    try:
+        value = task.function(*task.args, on_event=on_event, cancel=cancel)
+        return Outcome(task.number, "done", value)
+    except TrainingCancelled as exc:
+        return Outcome(task.number, "cancelled", str(exc))
+    except Exception as exc:  # reported to the page
+        return Outcome(task.number, "failed", describe_failure(exc))
+
+
+def _run_task(task: Task) -> Outcome:
+    """Run one task in the worker, sending its events, then the end mark; return its outcome."""
     link = _link[-1]
     apply_settings(task.settings)
     cancel = _StopWhenAsked(task.number, link.cancel_number, link.parent)
-    try:
-        value = task.function(
-            *task.args, on_event=lambda e: link.events.put((task.number, e)), cancel=cancel
-        )
-        outcome = Outcome(task.number, "done", value)
-    except TrainingCancelled as exc:
-        outcome = Outcome(task.number, "cancelled", str(exc))
-    except Exception as exc:  # reported to the page; the worker serves the next task
-        outcome = Outcome(task.number, "failed", describe_failure(exc))
+    outcome = outcome_of(task, lambda e: link.events.put((task.number, e)), cancel)
     link.events.put((task.number, _END))
     return outcome
 
