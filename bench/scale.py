@@ -216,9 +216,9 @@ def measure_size(folder: Path, photos: Path, size: int, extract: int) -> dict:
     map_stage(dataset, cache, stages)
     runs_stage(run_id, stages)
     pages_stage(folder, stages)
-    from flower_model.data.dataset import scan_file
+    from flower_model.data import scans as scan_store
 
-    scans = scan_file(dataset.root).stat().st_size
+    scans = scan_store.bytes_used(scan_store.store_of(dataset.root))
     stages.note(
         "disk",
         cache_bytes=cache.bytes_used(),

@@ -82,11 +82,7 @@ def finding_ui(dataset: Dataset, finding: PhotoFinding, current: Current) -> Non
             f"filed under **{finding.given}** · looks like **{finding.suggested}** · "
             f"score {finding.score:.2f}"
         )
-        st.plotly_chart(
-            figures.probability_bars(dataset.class_names, finding.probabilities, height=210),
-            width="stretch",
-            key=f"bars-{finding.kind}-{finding.path}",
-        )
+        st.html(figures.probability_rows_html(dataset.class_names, finding.probabilities))
         note = decision_note(current, finding.path)
         if note is not None:
             st.caption(f"Decided: {note}.")

@@ -112,11 +112,7 @@ def cell_photos_ui(info: RunInfo) -> None:
         with grid[i % 4], st.container(border=True):
             with st.container(width=180):
                 session.photo_ui(root / evaluation.paths[row], evaluation.paths[row])
-            st.plotly_chart(
-                figures.probability_bars(names, evaluation.probabilities[row], height=200),
-                width="stretch",
-                key=f"cell-bars-{row}",
-            )
+            st.html(figures.probability_rows_html(names, evaluation.probabilities[row]))
     if pages > 1:
         first = (page - 1) * CELL_PHOTOS + 1
         st.caption(f"Photos {first:,}–{first + len(shown) - 1:,} of {len(rows):,}.")
@@ -208,11 +204,7 @@ def mistakes_ui(info: RunInfo) -> None:
                 f"**{mistake.true_class}** taken for **{mistake.predicted_class}** "
                 f"({mistake.probability:.0%})  \n`{mistake.path}`"
             )
-            st.plotly_chart(
-                figures.probability_bars(evaluation.class_names, mistake.probabilities, height=200),
-                width="stretch",
-                key=f"mistake-{i}",
-            )
+            st.html(figures.probability_rows_html(evaluation.class_names, mistake.probabilities))
 
 
 def compare_ui(by_id: dict[str, RunInfo]) -> None:

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flower_model.core.errors import AuditError
-from flower_model.model.scaling import standardised
+from flower_model.model.scaling import (
+    STANDARDISED_BLOCK,
+    shifted_and_scaled,
+    standardisation,
+    standardised,
+)
 
 if TYPE_CHECKING:
     from cleanlab import Datalab
@@ -20,8 +25,8 @@ NEIGHBOURS = 10
 # Up to this many photos, cleanlab finds each photo's neighbours itself: exactly, by the
 # cosine distance between all 2,048 features of every pair of photos, which grows with the
 # square of their number (100,000 photos: 4·10¹³ operations). Beyond, the neighbours are
-# searched on the features' top principal components (REDUCED_DIMENSIONS of them, by
-# scikit-learn's randomised SVD), by the same cosine distance, in faiss's approximate
+# searched on the standardised features' top principal components (REDUCED_DIMENSIONS of
+# them, a block of rows at a time), by the same cosine distance, in faiss's approximate
 # inverted-file index (each photo compared with a few groups of photos, not all), and
 # cleanlab is given the graph: what the neighbours look like to cleanlab is the same kind of
 # graph.
@@ -55,14 +60,17 @@ def find_issues(
     }
     given = np.zeros(count, dtype=int) if labels is None else np.asarray(labels)
     lab = Datalab(data={"label": given}, label_name="label", verbosity=0)
-    rows = standardised(features)
-    graph = None
+    graph = rows = None
     if count > EXACT_NEIGHBOURS_MAX and any(name in NEIGHBOUR_ISSUES for name in types):
-        graph = neighbour_graph(rows, k)
+        # The issues checked need the neighbours alone: no float32 copy of all the rows
+        # (100,000 photos: 0.8 GB).
+        graph = neighbour_graph(features, k)
+    else:
+        rows = standardised(features)
     said = io.StringIO()
     with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
         lab.find_issues(
-            features=rows if graph is None else None,  # the graph is what they would compute
+            features=rows,  # None beside the graph: the graph is what they would compute
             knn_graph=graph,
             pred_probs=pred_probs,
             issue_types=types,
@@ -74,21 +82,38 @@ def find_issues(
     return lab
 
 
-def neighbour_graph(rows: np.ndarray, k: int, seed: int = 0) -> csr_matrix:
-    """Return each row's k nearest other rows by cosine distance on the rows' top principal
-    components, as the sparse graph cleanlab takes (each row's distances ascending). The
-    rows must be centred (standardised)."""
-    from sklearn.utils.extmath import randomized_svd
-
-    dimensions = min(REDUCED_DIMENSIONS, rows.shape[1], len(rows) - 1)
-    # The rows are standardised, so already centred: their randomised SVD is their PCA,
-    # without PCA's centred copy of them (100,000 photos: 0.8 GB, measured).
-    u, s, _ = randomized_svd(rows, dimensions, n_iter=7, random_state=seed)
-    reduced = np.ascontiguousarray(u * s, dtype=np.float32)
+def neighbour_graph(features: np.ndarray, k: int) -> csr_matrix:
+    """Return each row's k nearest other rows by cosine distance on the standardised rows'
+    top principal components, as the sparse graph cleanlab takes (each row's distances
+    ascending)."""
+    reduced = principal_components(features, REDUCED_DIMENSIONS)
     reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
     similarities, indices = nearest_by_cosine(reduced, k + 1)
     # On unit vectors the cosine distance is 1 - the inner product.
     return _graph_without_self(1.0 - similarities, indices, k)
+
+
+def principal_components(features: np.ndarray, dimensions: int) -> np.ndarray:
+    """Return the standardised rows projected on their top `dimensions` principal components
+    (float32, as many as the rows allow), a block of rows at a time: the features' covariance
+    (width × width) is summed block by block and its eigenvectors taken, so that no float32
+    copy of all the rows is made (100,000 photos: 0.8 GB, which scikit-learn's PCA and
+    randomised SVD need)."""
+    count, width = np.shape(features)
+    dimensions = min(dimensions, width, count - 1)
+    mean, std = standardisation(features)
+    scale = 1.0 / std
+
+    def blocks():
+        for start in range(0, count, STANDARDISED_BLOCK):
+            yield shifted_and_scaled(features[start : start + STANDARDISED_BLOCK], mean, scale)
+
+    covariance = np.zeros((width, width))
+    for block in blocks():
+        covariance += block.T @ block
+    _, vectors = np.linalg.eigh(covariance)  # ascending eigenvalues
+    top = np.ascontiguousarray(vectors[:, ::-1][:, :dimensions], dtype=np.float32)
+    return np.concatenate([block @ top for block in blocks()])
 
 
 def nearest_by_cosine(units: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import json
 import os
 import threading
 import time
@@ -15,21 +13,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flower_model.core import workspace
 from flower_model.core.errors import DatasetError, ImageError
+from flower_model.data import scans
 from flower_model.data.images import IMAGE_SUFFIXES, inspect, read_bytes
 
 # How deep below the given folder the class folders may sit (kagglehub nests them).
 MAX_ROOT_DEPTH = 2
 # Bump when the scan's record format changes, so old cached scans are not read.
-SCAN_VERSION = 2
+SCAN_VERSION = 3
 
 Progress = Callable[[int, int], None]
 # Whether the app may read a (resolved) path.
 Allowed = Callable[[Path], bool]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One usable photo: where it is, its class, and what its content hashes to."""
 
@@ -132,11 +130,12 @@ def _subdirs(folder: Path) -> list[Path]:
 
 def _image_count(folder: Path) -> int:
     try:
-        return sum(
-            1
-            for e in _entries(folder)
-            if _visible(e) and _suffix(e.name) in IMAGE_SUFFIXES and e.is_file()
-        )
+        with os.scandir(folder) as listing:  # a count: no need to sort
+            return sum(
+                1
+                for e in listing
+                if _visible(e) and _suffix(e.name) in IMAGE_SUFFIXES and e.is_file()
+            )
     except OSError:
         return 0
 
@@ -316,54 +315,19 @@ def _listing_key(
     return digest.hexdigest()
 
 
-# A file as scanned: its path under the root, size and modification time. A file whose
-# stamp is unchanged is not read again: a rescan of 100,000 photos reads only the new ones.
-FileStamp = tuple[str, int, int]
-
-
-def _stamp(rel: str, stat: os.stat_result) -> FileStamp:
+def _stamp(rel: str, stat: os.stat_result) -> scans.FileStamp:
     return (rel, stat.st_size, stat.st_mtime_ns)
 
 
-def scan_file(root: Path) -> Path:
-    """Return the file in the workspace that keeps what the scans of a folder found."""
-    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:24]
-    return workspace.scans_dir() / f"{digest}.json"
-
-
-def _read_scans(path: Path) -> dict[FileStamp, tuple[dict | None, str | None]]:
-    """Return what the last scan of a folder found of each file, by the file's stamp."""
+def _inspect_file(root: Path, class_name: str, rel: str) -> scans.Finding:
     try:
-        value = json.loads(path.read_text())
-        if value.get("version") != SCAN_VERSION:
-            return {}
-        return {(p, size, mtime): (row, reason) for p, size, mtime, row, reason in value["files"]}
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        return {}
-
-
-def _write_scans(path: Path, rows: dict[FileStamp, tuple[dict | None, str | None]]) -> None:
-    files = [[*stamp, row, reason] for stamp, (row, reason) in rows.items()]
-    with contextlib.suppress(OSError):  # a full disk: the next scan reads the photos again
-        workspace.write_atomic(path, json.dumps({"version": SCAN_VERSION, "files": files}))
-
-
-def _inspect_file(root: Path, class_name: str, path: Path) -> tuple[dict | None, str | None]:
-    rel = path.relative_to(root).as_posix()
-    try:
-        data = read_bytes(path)
-        info = inspect(data, path.name)
+        data = read_bytes(root / rel)
+        info = inspect(data, rel.rsplit("/", 1)[-1])
     except ImageError as exc:
         reason = str(exc).split(": ", 1)[-1]
         return None, reason
-    return {
-        "path": rel,
-        "class_name": class_name,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "width": info.width,
-        "height": info.height,
-        "size_bytes": len(data),
-    }, None
+    digest = hashlib.sha256(data).hexdigest()
+    return scans.Found(class_name, digest, info.width, info.height, len(data)), None
 
 
 def content_fingerprint(class_names: tuple[str, ...], records: tuple[ImageRecord, ...]) -> str:
@@ -406,26 +370,23 @@ def scan_dataset(
         candidates, skipped, key = listed()
     if use_cache and (known := _SCANNED.get(key)) is not None:
         return known  # the folder as this process scanned it: not a file changed since
-    scans = scan_file(root)
-    before = _read_scans(scans) if use_cache else {}
-    rows: list[tuple[dict | None, str | None]] = []
+    store = scans.store_of(root)
+    known = scans.read(store) if use_cache else scans.Known({}, (), 0)
+    before = known.findings
     stamps = [_stamp(c[1], c[2]) for c in candidates]
     todo = [i for i, stamp in enumerate(stamps) if stamp not in before]
     # Pillow releases the GIL while decoding, so threads use every core.
-    inspected: dict[int, tuple[dict | None, str | None]] = {}
+    inspected: dict[int, scans.Finding] = {}
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        work = pool.map(
-            lambda i: _inspect_file(root, candidates[i][0], root / candidates[i][1]), todo
-        )
+        work = pool.map(lambda i: _inspect_file(root, candidates[i][0], candidates[i][1]), todo)
         for done, (i, row) in enumerate(zip(todo, work, strict=True), start=1):
             inspected[i] = row
             if progress is not None and (done % 50 == 0 or done == len(todo)):
                 progress(done, len(todo))
     rows = [inspected[i] if i in inspected else before[stamp] for i, stamp in enumerate(stamps)]
-    if todo or len(before) != len(stamps):
-        _write_scans(scans, dict(zip(stamps, rows, strict=True)))
-    found = [row for row, _ in rows if row is not None]
-    class_names = tuple(sorted({row["class_name"] for row in found}))
+    scans.write(store, known, dict(zip(stamps, rows, strict=True)), (stamps[i] for i in todo))
+    found = [(stamp[0], row) for stamp, (row, _) in zip(stamps, rows, strict=True) if row]
+    class_names = tuple(sorted({row.class_name for _, row in found}))
     if len(class_names) < 2:
         raise DatasetError(
             f"{root} has usable photos in {len(class_names)} class folder(s); at least two are "
@@ -434,14 +395,9 @@ def scan_dataset(
     label_of = {name: i for i, name in enumerate(class_names)}
     records = tuple(
         ImageRecord(
-            path=row["path"],
-            label=label_of[row["class_name"]],
-            sha256=row["sha256"],
-            width=row["width"],
-            height=row["height"],
-            size_bytes=row["size_bytes"],
+            path, label_of[row.class_name], row.sha256, row.width, row.height, row.size_bytes
         )
-        for row in found
+        for path, row in found
     )
     bad = [
         SkippedFile(candidate[1], reason)

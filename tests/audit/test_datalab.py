@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from flower_model.audit import datalab
-from flower_model.audit.datalab import nearest_by_cosine, neighbour_graph
+from flower_model.audit.datalab import nearest_by_cosine, neighbour_graph, principal_components
+from flower_model.model import scaling
 
 
 def clustered_units(count: int, width: int = 32, seed: int = 0) -> np.ndarray:
@@ -45,3 +46,15 @@ def test_a_near_duplicate_is_its_twins_first_neighbour_and_the_graph_leaves_self
         assert twin not in columns
         assert columns[np.argmin(distances)] == twin + 1
         assert np.all(np.diff(distances) >= -1e-6)  # ascending, as cleanlab reads them
+
+
+def test_the_principal_components_block_by_block_are_scikit_learns(monkeypatch) -> None:
+    from sklearn.decomposition import PCA
+
+    monkeypatch.setattr(datalab, "STANDARDISED_BLOCK", 128)  # several blocks
+    features = (clustered_units(1000, width=48) * 10).astype(np.float16)
+    reduced = principal_components(features, 8)
+    expected = PCA(8).fit_transform(scaling.standardised(features))
+    assert reduced.dtype == np.float32 and reduced.shape == (1000, 8)
+    signs = np.sign(np.sum(reduced * expected, axis=0))  # each component's sign is arbitrary
+    np.testing.assert_allclose(reduced * signs, expected, atol=2e-3, rtol=1e-3)

@@ -130,7 +130,7 @@ def test_a_folder_scanned_before_in_this_process_is_only_listed(
 ) -> None:
     make_dataset(tmp_path)
     first = scan_dataset(tmp_path)
-    monkeypatch.setattr(data.json, "loads", lambda text: pytest.fail("the stored scan was read"))
+    monkeypatch.setattr(data.scans, "read", lambda store: pytest.fail("the stored scan was read"))
     assert scan_dataset(tmp_path) is first
     photo = next((tmp_path / "rose").iterdir())
     photo.write_bytes(photo.read_bytes() + b"\0")  # a photo changed in place: a new scan

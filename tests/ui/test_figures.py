@@ -22,6 +22,15 @@ def test_probability_bars_are_sorted_with_the_top_class_highlighted() -> None:
     assert list(bars.text) == ["10.0%", "20.0%", "70.0%"]
 
 
+def test_card_bars_are_html_sorted_escaped_and_cut_to_the_top() -> None:
+    names = ("daisy", "<b>rose</b>", "tulip", "iris", "lily", "aster", "poppy")
+    drawn = figures.probability_rows_html(names, (0.05, 0.6, 0.1, 0.05, 0.1, 0.05, 0.05), top=3)
+    assert "<b>rose</b>" not in drawn and "&lt;b&gt;rose&lt;/b&gt;" in drawn
+    order = [drawn.index(n) for n in ("&lt;b&gt;rose", "tulip", "lily")]
+    assert order == sorted(order) and "daisy" not in drawn and "and 4 more" in drawn
+    assert "width:60.0%" in drawn and "60%" in drawn and drawn.count("#2ca02c") == 1
+
+
 def test_training_curves_have_train_and_validation_per_epoch() -> None:
     history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6]}
     fig = figures.training_curves(history, "loss")
