@@ -200,6 +200,112 @@ def not_sure_text(threshold: Threshold | None) -> str:
     return f"Below {limit}: {right}. This may not be one of these flowers."
 
 
+# The camera asked for: small frames at a modest rate, which 2 cores classify as they come.
+CAMERA = {"video": {"width": 320, "height": 240, "frameRate": {"max": 15}}, "audio": False}
+LIVE_REDRAW_SECONDS = 0.25
+VIDEO_TYPES = ["mp4", "webm", "mov", "mkv", "avi", "y4m"]
+MODES = ["Photos", "Live camera", "A video file"]
+
+
+def live_stream(info: RunInfo, explain: bool, key: str):
+    """Return this visitor's live classifier for a run (one per stream), its Grad-CAM
+    switch set as the page's."""
+    from flower_model.inference.live import LiveClassifier
+
+    stream = st.session_state.get(key)
+    if stream is None or stream.classifier is not session.classifier(info.run_id):
+        explainer = session.gradcam(info.run_id) if explain else None
+        stream = st.session_state[key] = LiveClassifier(session.classifier(info.run_id), explainer)
+    if explain and stream.explainer is None:
+        stream.explainer = session.gradcam(info.run_id)
+    stream.explain = explain
+    return stream
+
+
+def live_bars_ui(info: RunInfo, stream, shown: Shown) -> None:
+    """Redraw the latest frame's top class and bars in place while the stream plays."""
+
+    @st.fragment(run_every=LIVE_REDRAW_SECONDS)
+    def bars() -> None:
+        latest = stream.latest()
+        if latest is None:
+            st.caption("Waiting for the first frame…")
+            return
+        limit = shown.threshold.threshold if shown.threshold else CONFIDENT
+        result = Prediction("frame", info.class_names, latest.probabilities, limit)
+        if shown.temperature is not None:
+            result = result.scaled(shown.temperature, limit)
+        st.markdown(f"### {result.top_class}{'' if result.confident else '?'} · "
+                    f"{result.top_probability:.0%}")  # fmt: skip
+        if not result.confident:
+            st.caption(not_sure_text(shown.threshold))
+        st.html(figures.probability_rows_html(info.class_names, result.probabilities))
+        st.caption(
+            f"{stream.rate():.1f} frames classified per second · the bars' frame reached the "
+            f"server {latest.age() * 1000:.0f} ms ago · frame {latest.number:,}"
+        )
+
+    bars()
+
+
+def live_ui(info: RunInfo, shown: Shown, source: str) -> None:
+    """Classify what the camera sees (or a video file plays), frame by frame: the bars update
+    in place; frames the CPU cannot keep up with are dropped, never queued."""
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    try:
+        ice = session.ice_servers()
+    except FlowerLensError as exc:
+        session.show_error(exc)
+        return
+    player = None
+    if source == "A video file":
+        video = st.file_uploader("A video of flowers", type=VIDEO_TYPES, key="live-video")
+        if video is None:
+            st.info("Drop a video file: it plays here, classified frame by frame.")
+            return
+        path = session.kept_upload(video.name, video.getvalue())
+        player = live_player(path)
+    stream = live_stream(info, shown.explain, key=f"live-{source}-{info.run_id}")
+
+    def classify(frame):
+        import av
+
+        rgb = frame.to_ndarray(format="rgb24")
+        shown_frame = stream.frame(rgb)
+        if shown_frame is rgb:
+            return frame
+        return av.VideoFrame.from_ndarray(shown_frame, format="rgb24")
+
+    left, right = st.columns([3, 2])
+    with left:
+        context = webrtc_streamer(
+            key=f"live-{source}-{info.run_id}",
+            mode=WebRtcMode.SENDRECV if player is None else WebRtcMode.RECVONLY,
+            player_factory=player,
+            video_frame_callback=classify,
+            media_stream_constraints=CAMERA,
+            rtc_configuration={"iceServers": ice},
+            async_processing=True,  # the latest frame wins: none is queued behind the CPU
+        )
+    with right:
+        if context.state.playing:
+            live_bars_ui(info, stream, shown)
+        else:
+            st.caption(
+                "Click **START** (and allow the camera): the bars follow the flower in view."
+                if player is None
+                else "Click **START** to play the video, classified as it plays."
+            )
+
+
+def live_player(path):
+    """Return a factory of aiortc's player of a video file, looping (a stream each START)."""
+    from aiortc.contrib.media import MediaPlayer
+
+    return lambda: MediaPlayer(str(path), loop=True)
+
+
 def shown_ui(uploads: list[Upload]) -> list[tuple[int, Upload]]:
     """Return the uploads to draw, newest first, a page at a time: a page costs the same to
     draw after 300 photos as after one."""
@@ -220,6 +326,10 @@ if not runs:
     session.no_run_hint()
     st.stop()
 info, shown = model_ui(runs)
+mode = st.segmented_control("Classify", MODES, default=MODES[0], key="classify-mode")
+if mode and mode != MODES[0]:
+    live_ui(info, shown, mode)
+    st.stop()
 uploads = uploads_ui()
 if not uploads:
     st.info(f"The model knows: {', '.join(info.class_names)}. Drop a photo of one of them.")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from flower_model.model.head import DROPOUT_RATE
 from flower_model.runs.store import BrokenRun, RunInfo, scan_runs
 from flower_model.ui import figures, session
 
@@ -21,8 +22,19 @@ def metrics_ui(info: RunInfo) -> None:
             "This run used **no transfer learning** (random ResNet50 weights).",
             icon=":material/casino:",
         )
-    cols = st.columns(4)
+    scores = meta.cross_validation
+    cols = st.columns(5 if scores is not None else 4)
     cols[0].metric("accuracy", f"{evaluation.accuracy:.1%}")
+    if scores is not None:
+        cols[-1].metric(
+            "cross-validated",
+            f"{scores.mean:.1%}",
+            f"± {scores.spread:.1%} over {len(scores.accuracy)} folds",
+            delta_color="off",
+            help="The head's accuracy by k-fold cross-validation on the training photos (each "
+            "fold held out in turn): beside the held-out accuracy, how much one split's "
+            "figure may vary.",
+        )
     cols[1].metric("loss", f"{evaluation.loss:.3f}")
     cols[2].metric("held-out photos", evaluation.count)
     cols[3].metric("epochs", f"{meta.epochs_completed} (best {meta.best_epoch})")
@@ -30,6 +42,11 @@ def metrics_ui(info: RunInfo) -> None:
         f"Measured on the run's own validation split of `{meta.dataset.root}` "
         f"(seed {meta.split.seed}, {meta.split.val_fraction:.0%} held out): none of these photos "
         f"was trained on. Stopped by: {meta.stopped}."
+        + (
+            f" Dropout {meta.config.dropout:g}: not the seed's model (0.2)."
+            if meta.config.dropout != DROPOUT_RATE
+            else ""
+        )
     )
 
 

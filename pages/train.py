@@ -1,5 +1,8 @@
 """Train: pick the settings, click Train, watch the curves; the run goes on if you leave."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -8,10 +11,14 @@ from flower_model.data.dataset import Dataset
 from flower_model.data.decisions import decided
 from flower_model.model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
 from flower_model.model.config import MODES, TrainConfig, default_of, help_of
+from flower_model.model.head import DROPOUT_RATE
+from flower_model.model.lr_range import RangeTest
 from flower_model.model.precision import PRECISIONS
+from flower_model.model.search import FOLDS, Trial
 from flower_model.runs.store import get_run
 from flower_model.service.jobs import Job, JobConflict
-from flower_model.ui import session
+from flower_model.ui import figures, session
+from flower_model.workflows.tune import TRIALS, found_so_far, read_tuning
 
 MODE_LABELS = {
     "features": "Feature extraction (fast)",
@@ -39,75 +46,153 @@ def weights_notice_ui() -> bool:
     return False
 
 
+# The form's widgets, by TrainConfig setting: their values live in the session, so that Tune's
+# "Train with these settings" can fill them in.
+KEYS = {
+    name: f"setting-{name}"
+    for name in (
+        "weights", "mode", "epochs", "batch_size", "learning_rate", "fine_tune_learning_rate",
+        "dropout", "cross_validation", "val_fraction", "patience", "seed", "precision",
+    )
+}  # fmt: skip
+BATCH_SIZES = [8, 16, 32, 64, 128, 256]
+DROPOUTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What the settings form asked for: a training, or a search from these settings."""
+
+    action: str  # "train" or "tune"
+    config: TrainConfig
+    trials: int = TRIALS
+    minutes: float | None = None
+    search_dropout: bool = False
+
+
+def _with_defaults(imagenet_available: bool) -> None:
+    for name, key in KEYS.items():
+        st.session_state.setdefault(key, default_of(name))
+    if not imagenet_available and st.session_state[KEYS["weights"]] == "imagenet":
+        st.session_state[KEYS["weights"]] = "none"
+
+
 def rate_slider(column: DeltaGenerator, label: str, name: str) -> float:
-    """Draw a learning-rate slider for one TrainConfig setting; return the rate chosen."""
+    """Draw a learning-rate slider for one TrainConfig setting; return the rate chosen (a
+    rate Tune found is offered beside the usual ones)."""
+    chosen = float(st.session_state[KEYS[name]])
     return column.select_slider(
         label,
-        LEARNING_RATES,
-        value=default_of(name),
-        format_func=lambda v: f"{v:g}",
+        sorted({*LEARNING_RATES, chosen}),
+        format_func=lambda v: f"{v:.2g}",
         help=help_of(name),
+        key=KEYS[name],
     )
 
 
-def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
-    """Draw the settings form; return the config when Train was clicked, else None.
+def fill_settings(config: TrainConfig, folds: int) -> None:
+    """Put a search's best settings in the form (a button's callback, before the form is
+    drawn again), with cross-validation on so that the run records its score."""
+    st.session_state[KEYS["learning_rate"]] = float(f"{config.learning_rate:.2g}")
+    st.session_state[KEYS["batch_size"]] = config.batch_size
+    st.session_state[KEYS["epochs"]] = config.epochs
+    st.session_state[KEYS["dropout"]] = config.dropout
+    st.session_state[KEYS["patience"]] = config.patience
+    st.session_state[KEYS["cross_validation"]] = folds
+    st.toast("The search's best settings are in the form: click **Train**.", icon=":material/tune:")
+
+
+def settings_ui(imagenet_available: bool, busy: bool) -> Submitted | None:
+    """Draw the settings form; return what was asked for when Train or Tune was clicked.
 
     Every default and help text is TrainConfig's own. While a job runs on the dataset, the
     settings fold away, so that its progress and curves are in view without scrolling.
     """
+    _with_defaults(imagenet_available)
     frame = st.expander("Settings", icon=":material/tune:") if busy else st.container()
     with frame, st.form("settings", border=True):
         left, middle, right = st.columns(3)
         weights = left.radio(
             "ResNet50 weights",
             ["imagenet", "none"],
-            index=0 if imagenet_available else 1,
             format_func=lambda w: (
                 "ImageNet (transfer learning)" if w == "imagenet" else NO_TRANSFER_LABEL
             ),
             help=help_of("weights"),
+            key=KEYS["weights"],
         )
-        mode = left.radio("Mode", MODES, format_func=MODE_LABELS.__getitem__, help=help_of("mode"))
-        epochs = middle.number_input("Epochs", 1, 500, default_of("epochs"), help=help_of("epochs"))
+        mode = left.radio(
+            "Mode", MODES, format_func=MODE_LABELS.__getitem__, help=help_of("mode"),
+            key=KEYS["mode"],
+        )  # fmt: skip
+        dropout = left.select_slider(
+            "Dropout (the seed's model: 0.2)",
+            sorted({*DROPOUTS, float(st.session_state[KEYS["dropout"]])}),
+            help=help_of("dropout"),
+            key=KEYS["dropout"],
+        )
+        epochs = middle.number_input("Epochs", 1, 500, help=help_of("epochs"), key=KEYS["epochs"])
         batch_size = middle.select_slider(
-            "Batch size",
-            [8, 16, 32, 64, 128],
-            value=default_of("batch_size"),
-            help=help_of("batch_size"),
+            "Batch size", BATCH_SIZES, help=help_of("batch_size"), key=KEYS["batch_size"]
         )
         learning_rate = rate_slider(middle, "Learning rate", "learning_rate")
         fine_tune_learning_rate = rate_slider(
             middle, "Fine-tuning learning rate", "fine_tune_learning_rate"
         )
         val_fraction = right.slider(
-            "Validation share",
-            0.1,
-            0.5,
-            default_of("val_fraction"),
-            0.05,
-            help=help_of("val_fraction"),
-        )
+            "Validation share", 0.1, 0.5, step=0.05, help=help_of("val_fraction"),
+            key=KEYS["val_fraction"],
+        )  # fmt: skip
         patience = right.number_input(
-            "Early stopping patience", 0, 100, default_of("patience"), help=help_of("patience")
+            "Early stopping patience", 0, 100, help=help_of("patience"), key=KEYS["patience"]
         )
-        seed = right.number_input("Seed", 0, 2**31 - 1, default_of("seed"), help=help_of("seed"))
+        seed = right.number_input("Seed", 0, 2**31 - 1, help=help_of("seed"), key=KEYS["seed"])
         precision = right.selectbox(
-            "ResNet50 arithmetic",
-            PRECISIONS,
-            index=PRECISIONS.index(default_of("precision")),
-            help=help_of("precision"),
+            "ResNet50 arithmetic", PRECISIONS, help=help_of("precision"), key=KEYS["precision"]
         )
-        submitted = st.form_submit_button(
+        folds = right.select_slider(
+            "Cross-validation folds",
+            [0, 2, 3, 4, 5, 10],
+            format_func=lambda k: f"{k}" if k else "none",
+            help=help_of("cross_validation"),
+            key=KEYS["cross_validation"],
+        )
+        train_clicked = st.form_submit_button(
             "Train", icon=":material/play_arrow:", type="primary", disabled=busy, width="stretch"
         )
-    if not submitted:
+        with st.expander(
+            "Tune: search these settings by cross-validation", icon=":material/search:"
+        ):
+            st.caption(
+                "Optuna tries learning rates, batch sizes and epochs (the settings above are "
+                f"the first trial); each is scored by its {FOLDS}-fold cross-validated "
+                "held-out loss (accuracy beside) on the cached features of the photos a run "
+                "would train on (its held-out photos are never seen), and a hopeless trial is "
+                "cut short at the epoch it falls behind. A learning-rate range test runs "
+                "first. Stop keeps the trials done."
+            )
+            a, b, c = st.columns(3)
+            trials = a.number_input("Trials", 1, 500, TRIALS, key="tune-trials")
+            minutes = b.number_input(
+                "At most, minutes (0: no limit)", 0.0, 600.0, 0.0, 1.0, key="tune-minutes"
+            )
+            search_dropout = c.toggle(
+                "Search the dropout rate too",
+                key="tune-dropout",
+                help="The seed's model has Dropout 0.2; a run with another rate leaves it.",
+            )
+            tune_clicked = st.form_submit_button(
+                "Tune", icon=":material/search:", disabled=busy, width="stretch"
+            )
+    if not (train_clicked or tune_clicked):
         return None
-    return TrainConfig(
+    config = TrainConfig(
         epochs=int(epochs),
         batch_size=int(batch_size),
         learning_rate=float(learning_rate),
         fine_tune_learning_rate=float(fine_tune_learning_rate),
+        dropout=float(dropout),
+        cross_validation=int(folds),
         val_fraction=float(val_fraction),
         seed=int(seed),
         patience=int(patience),
@@ -115,6 +200,116 @@ def settings_ui(imagenet_available: bool, busy: bool) -> TrainConfig | None:
         weights=weights,
         precision=precision,
     )
+    if train_clicked:
+        return Submitted("train", config)
+    return Submitted("tune", config, int(trials), float(minutes) or None, bool(search_dropout))
+
+
+def trials_table(trials: Sequence[Trial]) -> list[dict]:
+    """Return a search's trials as the rows of a table, newest first."""
+    return [
+        {
+            "trial": t.number + 1,
+            "learning rate": f"{t.learning_rate:.2e}",
+            "batch": t.batch_size,
+            "epochs (at most)": t.epochs,
+            "dropout": t.dropout,
+            "loss": t.loss,
+            "accuracy": t.accuracy,
+            "± (folds)": t.spread,
+            "ended": t.ended,
+            "seconds": round(t.seconds, 1),
+        }
+        for t in reversed(trials)
+    ]
+
+
+def search_ui(
+    tested: RangeTest | None, trials: Sequence[Trial], dropout: bool, key: str
+) -> Trial | None:
+    """Draw a search as it stands: the best trial so far, a chart of the score against each
+    setting, the range test, and the trials' table; return the best trial."""
+    complete = [t for t in trials if t.state == "complete" and t.loss is not None]
+    best = min(complete, key=lambda t: (t.loss, -(t.accuracy or 0.0)), default=None)
+    first = trials[0] if trials else None
+    a, b, c = st.columns(3)
+    a.metric("trials", len(trials), f"{sum(t.state == 'pruned' for t in trials)} cut short",
+             delta_color="off")  # fmt: skip
+    if best is not None:
+        b.metric(
+            "best, cross-validated",
+            f"{best.accuracy:.1%}",
+            f"± {best.spread:.1%} · loss {best.loss:.3g} (trial {best.number + 1})",
+            delta_color="off",
+            help="The trial of lowest held-out loss over the folds (the search's ranking: it "
+            "tells apart settings that reach the same accuracy), and its accuracy.",
+        )
+    if first is not None:
+        c.metric(
+            "the settings given (trial 1)",
+            f"{first.accuracy:.1%}" if first.accuracy is not None else "—",
+            f"loss {first.loss:.3g} · {first.ended}" if first.loss is not None else first.ended,
+            delta_color="off",
+        )
+    left, right = st.columns([2, 1])
+    if trials:
+        left.plotly_chart(
+            figures.trial_scores(trials, best.number if best else None, dropout),
+            width="stretch",
+            key=f"{key}-scores",
+        )
+    if tested is not None:
+        right.plotly_chart(
+            figures.range_test_curve(tested.rates, tested.losses, tested.suggested),
+            width="stretch",
+            key=f"{key}-range",
+        )
+    if trials:
+        st.dataframe(
+            trials_table(trials),
+            hide_index=True,
+            column_config={
+                "loss": st.column_config.NumberColumn(format="%.4f"),
+                "accuracy": st.column_config.NumberColumn(format="percent"),
+                "± (folds)": st.column_config.NumberColumn(format="percent"),
+            },
+            height=min(36 * (len(trials) + 1) + 2, 400),
+        )
+    return best
+
+
+def tune_live_ui(job: Job) -> None:
+    """Draw a running search's findings from its events (redrawn with its progress)."""
+    tested, trials = found_so_far(list(job.events))
+    search_ui(tested, trials, any(t.dropout != trials[0].dropout for t in trials), job.job_id)
+
+
+def tuning_ui(dataset: Dataset) -> None:
+    """Draw the latest search kept for the dataset (with the form's weights), and offer to
+    train with its best settings."""
+    tuning = read_tuning(dataset, st.session_state[KEYS["weights"]])
+    if tuning is None:
+        return
+    found = tuning.search
+    with st.container(border=True):
+        st.subheader("Tune: the latest search")
+        st.caption(
+            f"{len(found.trials)} trials ({found.stopped}) in {found.seconds:.0f} s, "
+            f"{found.folds}-fold cross-validation on {found.photos:,} training photos, "
+            f"{tuning.created}."
+        )
+        best = search_ui(tuning.range_test, found.trials, tuning.space.dropout, "kept-search")
+        chosen = tuning.best_config
+        if best is not None and chosen is not None:
+            leaves = " (leaves the seed's Dropout 0.2)" if chosen.dropout != DROPOUT_RATE else ""
+            st.button(
+                f"Train with these settings: learning rate {chosen.learning_rate:.2g}, batch "
+                f"{chosen.batch_size}, at most {chosen.epochs} epochs{leaves}",
+                icon=":material/input:",
+                on_click=fill_settings,
+                args=(chosen, found.folds),
+                key="fill-from-search",
+            )
 
 
 def outcome_ui(job: Job) -> None:
@@ -124,7 +319,10 @@ def outcome_ui(job: Job) -> None:
         st.info(f"Stopped: {job.error}")
         return
     if job.status != "done":
-        st.error(f"Training failed: {job.error}", icon=":material/error:")
+        what = "The search" if job.kind == "tune" else "Training"
+        st.error(f"{what} failed: {job.error}", icon=":material/error:")
+        return
+    if job.kind != "training":
         return
     try:
         info = get_run(job.run_id)
@@ -132,9 +330,16 @@ def outcome_ui(job: Job) -> None:
         session.show_error(exc)
         return
     meta = info.metadata
+    scores = meta.cross_validation
+    cross = (
+        f", {scores.mean:.1%} ± {scores.spread:.1%} by {len(scores.accuracy)}-fold "
+        "cross-validation on the training photos"
+        if scores is not None
+        else ""
+    )
     st.success(
         f"Saved run **{info.run_id}** — validation accuracy **{info.accuracy:.1%}** on "
-        f"{meta.evaluation.count} held-out photos after {meta.epochs_completed} epochs "
+        f"{meta.evaluation.count} held-out photos{cross}, after {meta.epochs_completed} epochs "
         f"({meta.stopped}), weights {info.weights_label}, learning rate "
         f"{meta.config.learning_rate:g}."
     )
@@ -172,10 +377,16 @@ def decisions_ui(dataset: Dataset) -> Dataset:
     return applied if use else dataset
 
 
-def start_ui(dataset: Dataset, config: TrainConfig, trained_on: Dataset) -> Job | None:
-    """Start a training job; show why it cannot start, if it cannot."""
+def start_ui(dataset: Dataset, asked: Submitted, trained_on: Dataset) -> Job | None:
+    """Start a training or a search; show why it cannot start, if it cannot."""
+    board = session.job_board()
     try:
-        return session.job_board().start_training(dataset, config, trained_on=trained_on)
+        if asked.action == "tune":
+            seconds = asked.minutes * 60 if asked.minutes else None
+            return board.start_tune(
+                trained_on, asked.config, asked.trials, seconds, asked.search_dropout
+            )
+        return board.start_training(dataset, asked.config, trained_on=trained_on)
     except (JobConflict, WeightsError, DatasetError) as exc:
         session.show_error(exc)
         return None
@@ -195,8 +406,8 @@ board = session.job_board()
 running = board.running_on(dataset.fingerprint)
 trained_on = decisions_ui(dataset)
 # A features job leaves the settings open: a training clicked now waits for it.
-config = settings_ui(weights_notice_ui(), busy=running is not None and running.kind != "features")
-if config is not None and start_ui(dataset, config, trained_on) is not None:
+asked = settings_ui(weights_notice_ui(), busy=running is not None and running.kind != "features")
+if asked is not None and start_ui(dataset, asked, trained_on) is not None:
     st.rerun()  # drawn again with the job running: the settings folded away
 
 job = running or board.latest(dataset.fingerprint)
@@ -204,14 +415,20 @@ if job is None:
     st.info("Pick the settings and click **Train**. The curves appear here as it learns.")
     session.notice_new_job(dataset.fingerprint)
 elif job.running:
-    if config is None:
-        doing = {"features": "Features are being computed", "audit": "An audit is running"}
+    if asked is None:
+        doing = {
+            "features": "Features are being computed",
+            "audit": "An audit is running",
+            "tune": "The settings are being searched",
+        }
         st.info(
             f"{doing.get(job.kind, 'A run is training')} on this dataset (it goes on if you "
             "leave this page).",
             icon=":material/hourglass_top:",
         )
-    session.watch_job(job)
+    session.watch_job(job, tune_live_ui if job.kind == "tune" else None)
 else:
     outcome_ui(job)
     session.notice_new_job(dataset.fingerprint, after=job)
+if job is None or not job.running:
+    tuning_ui(trained_on)

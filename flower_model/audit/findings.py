@@ -155,7 +155,7 @@ def out_of_sample_probabilities(
             if progress is not None and event.kind == "epoch":
                 progress(what, fold * config.epochs + event.epoch, folds * config.epochs)
 
-        head = build_head(num_classes, config.seed)
+        head = build_head(num_classes, config.seed, config.dropout)
         try:
             part = (Selection(features, train), labels[train])  # read a block at a time
             fit_head(head, part, None, config, on_event, cancel)

@@ -1,5 +1,6 @@
-"""What each verb of the command line does: download, info, audit, train, evaluate, predict,
-runs, export, extract. Each prints for people (and JSON with --json) and returns the exit code."""
+"""What each verb of the command line does: download, info, audit, train, tune, evaluate,
+predict, runs, export, extract. Each prints for people (and JSON with --json) and returns the
+exit code."""
 
 from __future__ import annotations
 
@@ -161,6 +162,98 @@ def cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(info.run_id)
+    return 0
+
+
+def _trial_line(trial, total: int) -> str:
+    """Return one trial as a table row for people."""
+    settings = (
+        f"lr {trial.learning_rate:9.2e}  batch {trial.batch_size:>3}  epochs {trial.epochs:>2}  "
+        f"dropout {trial.dropout:.1f}"
+    )
+    loss = f"loss {trial.loss:7.4f}" if trial.loss is not None else "loss    —   "
+    if trial.state == "complete":
+        score = f"{loss}  accuracy {trial.accuracy:6.1%} ± {trial.spread:4.1%}"
+    else:
+        score = f"{loss}  ({trial.ended})"
+    return f"trial {trial.number + 1:>3}/{total}  {settings}  {score}"
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from dataclasses import fields, replace
+
+    from flower_model.core.events import CancelToken, TrainEvent
+    from flower_model.model.search import Space, Trial
+    from flower_model.workflows.tune import tune, tuning_file
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if args.trials < 1:
+        raise FlowerLensError(f"--trials must be at least 1, not {args.trials}")
+    if args.minutes is not None and not args.minutes > 0:
+        raise FlowerLensError(f"--minutes must be a positive number, not {args.minutes}")
+    dataset = scan_with_progress(_data_dir(args))
+    if not args.ignore_decisions:
+        dataset = _decided(dataset)
+    cancel = CancelToken()
+    # Ctrl-C ends the search after the current batch and keeps the trials done.
+    signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    bars: dict[str, Progress] = {}
+
+    def on_event(event: TrainEvent) -> None:
+        if event.kind == "extract":
+            bars.setdefault("extract", Progress("features", event.total)).update(event.done)
+        elif event.kind == "phase":
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            print(event.message, file=sys.stderr)
+        elif event.kind == "range" and event.detail:
+            suggested = event.detail["suggested"]
+            said = f"{suggested:.1e}" if suggested else "none (the loss never fell)"
+            print(f"learning-rate range test: steepest fall at {said}", file=sys.stderr)
+        elif event.kind == "trial" and event.detail:
+            print(_trial_line(Trial.from_json(event.detail), args.trials), file=sys.stderr)
+
+    remove_stale_temporaries()
+    start_tensorflow(quiet=not args.debug)
+    seconds = args.minutes * 60 if args.minutes is not None else None
+    found = tune(
+        dataset, config, args.trials, seconds, Space(args.search_dropout), on_event, cancel
+    )
+    search, best = found.search, found.search.best
+    pruned = sum(t.state == "pruned" for t in search.trials)
+    print(
+        f"{len(search.trials)} trials in {search.seconds:.0f} s ({search.stopped}; {pruned} "
+        f"pruned), {search.folds}-fold cross-validation on {search.photos:,} training photos",
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(found.to_json(), indent=1, allow_nan=False))
+        return 0
+    if best is None or best.accuracy is None:
+        print("no trial completed: no settings to suggest", file=sys.stderr)
+        return 1
+    first = search.trials[0]
+    if first.number == best.number:
+        against = "; the settings given (trial 1) were the best found"
+    elif first.state == "complete":
+        against = f"; the settings given, trial 1: loss {first.loss:.4f}, {first.accuracy:.1%}"
+    else:
+        against = f"; the settings given, trial 1: {first.ended}"
+    print(
+        f"best: trial {best.number + 1}, cross-validated loss {best.loss:.4f}, accuracy "
+        f"{best.accuracy:.1%} ± {best.spread:.1%}{against}",
+        file=sys.stderr,
+    )
+    chosen = replace(best.config(found.base), cross_validation=search.folds)
+    flags = (
+        f"--lr {chosen.learning_rate:.2e} --batch-size {chosen.batch_size} "
+        f"--epochs {chosen.epochs} --patience {chosen.patience}"
+        + (f" --dropout {chosen.dropout:g}" if chosen.dropout != config.dropout else "")
+        + f" --cross-validation {chosen.cross_validation}"
+    )
+    print(f"kept in {tuning_file(dataset, config.weights)}", file=sys.stderr)
+    print(f"train with: python -m flower_model train --data {dataset.root} {flags}")
     return 0
 
 

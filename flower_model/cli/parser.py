@@ -17,11 +17,13 @@ from flower_model.cli.commands import (
     cmd_predict,
     cmd_runs,
     cmd_train,
+    cmd_tune,
 )
 from flower_model.core.cluster import CLUSTER_ENV
 from flower_model.core.workspace import DATA_ENV
 from flower_model.export.formats import FORMATS as EXPORT_FORMATS
 from flower_model.model.config import setting_options
+from flower_model.model.search import FOLDS as TUNE_FOLDS
 
 
 def add_config_arguments(
@@ -128,6 +130,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, only=("weights", "seed", "precision"))
     cluster_arg(p)
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "tune",
+        help="search the training settings by cross-validation; prints how to train with them",
+        description="Search the head's learning rate, batch size and epochs (and, if asked, "
+        f"its dropout rate) with Optuna: each trial is scored by its {TUNE_FOLDS}-fold "
+        "cross-validated held-out loss (accuracy beside) on the cached features of the photos "
+        "a run would train on (its held-out photos are never seen); a hopeless trial is cut "
+        "short at the epoch it falls behind. A "
+        "learning-rate range test runs first. The first trial is the settings given. Ctrl-C "
+        "stops after the current batch and keeps the trials done.",
+    )
+    data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")
+    p.add_argument("--trials", type=int, default=30, metavar="N", help="trials to run (default 30)")
+    p.add_argument("--minutes", type=float, metavar="M", help="stop the search after M minutes")
+    p.add_argument(
+        "--search-dropout",
+        action="store_true",
+        help="search the dropout rate too (the seed's model has 0.2: another leaves it)",
+    )
+    add_config_arguments(p)
+    p.add_argument(
+        "--ignore-decisions",
+        action="store_true",
+        help="search on the folder as it is, without the photos left out or relabelled",
+    )
+    p.add_argument("--json", action="store_true", help="print the search as JSON")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("train", help="train a run; prints its id")
     data_arg(p, f"dataset folder, one sub-folder per class (default ${DATA_ENV})")

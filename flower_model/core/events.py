@@ -18,7 +18,8 @@ class TrainEvent:
     """One thing that happened while training; fields that do not apply are None.
 
     kinds: start, phase, extract (done/total), step (a message with done/total: an export's
-    progress), batch, epoch, end, cancelled, error.
+    progress), batch, epoch, end, cancelled, error; a search's: range (the learning-rate
+    range test), trial (done/total), its findings as plain JSON in `detail`.
     """
 
     kind: str
@@ -37,6 +38,7 @@ class TrainEvent:
     val_accuracy: float | None = None
     elapsed: float | None = None  # seconds since the fit started
     eta: float | None = None  # seconds left, estimated
+    detail: dict | None = None  # plain JSON values (a search's trial, its range test)
 
     def to_json(self) -> dict:
         """Return the event without its empty fields."""
@@ -93,7 +95,7 @@ def progress_of(
         elif event.kind == "extract" and event.total:
             phase = f"extracting features {event.done:,}/{event.total:,}"
             fraction = event.done / event.total
-        elif event.kind == "step" and event.total:
+        elif event.kind in ("step", "trial") and event.total:
             phase, fraction = event.message or phase, (event.done or 0) / event.total
         elif event.kind == "batch":
             epochs = event.epochs

@@ -55,6 +55,16 @@ def audits_dir() -> Path:
     return home_dir() / "audits"
 
 
+def videos_dir() -> Path:
+    """Return where the videos visitors play on Classify's live view are kept (a few)."""
+    return home_dir() / "videos"
+
+
+def searches_dir() -> Path:
+    """Return where each dataset's latest search of its training settings (Tune) is kept."""
+    return home_dir() / "searches"
+
+
 # A temporary file of write_atomic untouched this long was left by a process that died.
 STALE_TEMPORARY_SECONDS = 3600.0
 

@@ -217,8 +217,8 @@ def decode(
             if target is not None:
                 image = _preshrink(image, target)
             image = _to_rgb(ImageOps.exif_transpose(image))
-            if size is not None and image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            if size is not None:
+                image = model_sized(image, size)
             elif max_side is not None and max(image.size) > max_side:
                 image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
             image.load()
@@ -227,6 +227,14 @@ def decode(
         except (*_DECODE_FAILURES, Image.DecompressionBombError) as exc:
             raise _decode_error(name, exc) from exc
         return image
+
+
+def model_sized(image: Image.Image, size: int) -> Image.Image:
+    """Return an upright RGB image at the model's input size, size×size: the last step of
+    every photo's way to the model (a decoded file's, or a camera frame's)."""
+    if image.size != (size, size):
+        return image.resize((size, size), Image.Resampling.BILINEAR)
+    return image
 
 
 def load_rgb(source: ImageSource, size: int | None = None, name: str | None = None) -> np.ndarray:

@@ -37,8 +37,11 @@ class Networks:
         return self.classifier.get_layer(RESNET_NAME)
 
 
-def head_layers(num_classes: int, seed: int = 42) -> list[keras.layers.Layer]:
-    """Return the seed's head: Dense 256/128/64 ReLU, each followed by Dropout 0.2, then softmax.
+def head_layers(
+    num_classes: int, seed: int = 42, dropout: float = DROPOUT_RATE
+) -> list[keras.layers.Layer]:
+    """Return the seed's head: Dense 256/128/64 ReLU, each followed by Dropout 0.2, then softmax
+    (another dropout rate leaves the seed's model: Tune may suggest one).
 
     Every initialiser and dropout draws from its own seed, not from Keras' process-wide
     generator, so the same seed gives the same head in any thread of a server.
@@ -53,7 +56,7 @@ def head_layers(num_classes: int, seed: int = 42) -> list[keras.layers.Layer]:
                 units, activation="relu", kernel_initializer=init, name=f"dense_{units}"
             )
         )
-        layers.append(keras.layers.Dropout(DROPOUT_RATE, seed=seed + i, name=f"dropout_{units}"))
+        layers.append(keras.layers.Dropout(dropout, seed=seed + i, name=f"dropout_{units}"))
     init = keras.initializers.GlorotUniform(seed=seed + len(HIDDEN_UNITS))
     layers.append(
         keras.layers.Dense(
@@ -77,9 +80,9 @@ def _head_on(layers: list[keras.layers.Layer]) -> keras.Model:
     return keras.Model(features, _stack(features, layers), name="flower_head")
 
 
-def build_head(num_classes: int, seed: int = 42) -> keras.Model:
+def build_head(num_classes: int, seed: int = 42, dropout: float = DROPOUT_RATE) -> keras.Model:
     """Return the seed's head alone: 2048-d features -> class probabilities."""
-    return _head_on(head_layers(num_classes, seed))
+    return _head_on(head_layers(num_classes, seed, dropout))
 
 
 def build_networks(resnet: keras.Model, num_classes: int, seed: int = 42) -> Networks:

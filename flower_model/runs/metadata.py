@@ -19,6 +19,7 @@ from flower_model.metrics.calibration import Calibration
 from flower_model.metrics.evaluate import Evaluation
 from flower_model.model.backbone import WeightsChoice
 from flower_model.model.config import TrainConfig
+from flower_model.model.search import Scores
 
 
 def _known(cls: type, value: dict) -> dict:
@@ -127,6 +128,8 @@ class RunMetadata:
     # Whether model.keras holds the head alone (features -> probabilities): the frozen
     # ResNet50 is rebuilt from `weights` when the run is loaded, instead of stored per run.
     head_only: bool = False
+    # The head's k-fold cross-validated accuracy on the training photos, when asked for.
+    cross_validation: Scores | None = None
 
     @property
     def accuracy(self) -> float:
@@ -148,6 +151,9 @@ class RunMetadata:
         value["split"] = self.split.to_json()
         value["evaluation"] = self.evaluation.to_json()
         value["calibration"] = self.calibration.to_json() if self.calibration else None
+        value["cross_validation"] = (
+            self.cross_validation.to_json() if self.cross_validation else None
+        )
         return value
 
     @classmethod
@@ -184,6 +190,11 @@ class RunMetadata:
                     else None
                 ),
                 head_only=bool(value.get("head_only", False)),
+                cross_validation=(
+                    Scores.from_json(value["cross_validation"])
+                    if value.get("cross_validation")
+                    else None
+                ),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not the metadata of a Flower Lens run ({exc!r})") from exc

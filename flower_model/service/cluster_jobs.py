@@ -205,12 +205,13 @@ class BoardActor:
         self._starting = threading.Lock()  # one start at a time: each with its caller's settings
 
     def start(self, what: str, settings: dict[str, str], *args: Any) -> tuple[str, Any]:
-        """Start a job (`what`: training, audit, features, background, export) with the
+        """Start a job (`what`: training, audit, tune, features, background, export) with the
         replica's settings; return ("job", its view), ("none", None) or ("error", (class
         name, message))."""
         starts = {
             "training": self.board.start_training,
             "audit": self.board.start_audit,
+            "tune": self.board.start_tune,
             "features": self.board.start_features,
             "background": self.board.features_in_background,
             "export": self.board.start_export,
@@ -361,6 +362,16 @@ class ClusterJobBoard:
 
     def start_audit(self, dataset: Dataset, weights: str = "imagenet") -> ClusterJob:
         return self._start("audit", dataset, weights)
+
+    def start_tune(
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        trials: int,
+        seconds: float | None = None,
+        dropout: bool = False,
+    ) -> ClusterJob:
+        return self._start("tune", dataset, config, trials, seconds, dropout)
 
     def start_features(self, dataset: Dataset, weights: str = "imagenet") -> ClusterJob:
         return self._start("features", dataset, weights)

@@ -132,6 +132,23 @@ def audit_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
     on_event(TrainEvent("end", message=message + f"outlier(s), {len(audit.duplicates)} group(s)"))
 
 
+def tune_task(
+    dataset: Dataset,
+    config: TrainConfig,
+    trials: int,
+    seconds: float | None,
+    dropout: bool,
+    on_event,
+    cancel,
+) -> None:
+    """Search a dataset's training settings in the worker; the search is kept in the
+    workspace for the page (a Stop keeps the trials done)."""
+    from flower_model.model.search import Space
+    from flower_model.workflows.tune import tune
+
+    tune(dataset, config, trials, seconds, Space(dropout=dropout), on_event, cancel)
+
+
 # An export job's progress is reported in thousandths.
 STEP_TOTAL = 1000
 
@@ -347,6 +364,29 @@ class JobBoard:
             "audit",
             resolve_weights(weights),
             lambda n: Task(n, audit_task, (dataset, weights)),
+            follows=("features",),
+        )
+
+    def start_tune(
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        trials: int,
+        seconds: float | None = None,
+        dropout: bool = False,
+    ) -> Job:
+        """Start searching a dataset's training settings in the worker (or line it up, after
+        a features job on it); refuse at once what a training would refuse."""
+        from flower_model.data.dataset import split_dataset
+
+        weights = resolve_config(config).weights
+        split_dataset(dataset, config.val_fraction, config.seed)
+        return self._launch(
+            dataset.root,
+            dataset.fingerprint,
+            "tune",
+            weights,
+            lambda n: Task(n, tune_task, (dataset, config, trials, seconds, dropout)),
             follows=("features",),
         )
 

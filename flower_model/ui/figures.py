@@ -321,3 +321,97 @@ def embedding_scatter(
     )
     fig.update_traces(marker={"size": 7, "opacity": 0.8})
     return _tidy(fig, height=520)
+
+
+# A search's trials by how they ended.
+TRIAL_COLOURS = {"complete": "#1f77b4", "pruned": "#bbbbbb", "diverged": "#d62728"}
+TRIAL_SETTINGS = (
+    ("learning_rate", "learning rate", "log"),
+    ("batch_size", "batch size", "log"),
+    ("epochs", "epochs (at most)", "linear"),
+    ("dropout", "dropout", "linear"),
+)
+
+
+def trial_scores(trials: Sequence, best: int | None, dropout: bool = False) -> go.Figure:
+    """Return each trial's cross-validated held-out loss (what the search ranks by; a trial
+    cut short: its last) against each setting searched, one panel a setting, trials coloured
+    by how they ended and the best one ringed."""
+    from plotly.subplots import make_subplots
+
+    settings = [s for s in TRIAL_SETTINGS if dropout or s[0] != "dropout"]
+    fig = make_subplots(
+        rows=1, cols=len(settings), shared_yaxes=True, horizontal_spacing=0.03,
+        subplot_titles=[title for _, title, _ in settings],
+    )  # fmt: skip
+    for col, (name, _, scale) in enumerate(settings, start=1):
+        for state, colour in TRIAL_COLOURS.items():
+            shown = [t for t in trials if t.state == state and t.loss is not None]
+            fig.add_trace(
+                go.Scatter(
+                    x=[getattr(t, name) for t in shown],
+                    y=[t.loss for t in shown],
+                    mode="markers",
+                    name=state,
+                    legendgroup=state,
+                    showlegend=col == 1 and bool(shown),
+                    marker={"color": colour, "size": 8},
+                    text=[f"trial {t.number + 1}, {t.ended}" for t in shown],
+                    hovertemplate="%{text}: loss %{y:.3g}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        chosen = [t for t in trials if t.number == best]
+        fig.add_trace(
+            go.Scatter(
+                x=[getattr(t, name) for t in chosen],
+                y=[t.loss for t in chosen],
+                mode="markers",
+                name="best",
+                showlegend=col == 1 and bool(chosen),
+                marker={
+                    "color": "rgba(0,0,0,0)",
+                    "size": 16,
+                    "line": {"color": "#2ca02c", "width": 3},
+                },
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(type=scale, row=1, col=col)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="held-out loss (lower is better)", row=1, col=1)
+    fig.update_layout(legend={"orientation": "h", "y": -0.25})
+    return _tidy(fig, height=320)
+
+
+def range_test_curve(
+    rates: Sequence[float], losses: Sequence[float], suggested: float | None
+) -> go.Figure:
+    """Return the learning-rate range test: the smoothed loss against the rate (log scale),
+    with the suggested rate marked."""
+    fig = go.Figure(
+        go.Scatter(
+            x=list(rates), y=list(losses), mode="lines", name="loss", line={"color": "#1f77b4"}
+        )
+    )
+    if suggested is not None and len(losses):
+        # A trace, not add_vline: a shape's annotation lands elsewhere on a log axis.
+        fig.add_trace(
+            go.Scatter(
+                x=[suggested, suggested],
+                y=[min(losses), max(losses)],
+                mode="lines",
+                name=f"steepest fall: {suggested:.1e}",
+                line={"color": "#2ca02c", "dash": "dash"},
+            )
+        )
+    fig.update_layout(
+        title="Learning-rate range test",
+        xaxis={"type": "log", "title": "learning rate", "exponentformat": "power"},
+        yaxis={"title": "loss (smoothed)"},
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1, "yanchor": "bottom"},
+    )
+    return _tidy(fig, height=320)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -281,6 +282,7 @@ STOP_HELP = {
     "training": "Stops after the current batch; the best completed epoch is kept.",
     "features": "Stops after the current batch; the features computed so far stay cached.",
     "audit": "Stops after the current batch; features stay cached, no audit is kept.",
+    "tune": "Stops after the current batch; the trials done are kept.",
     "export": "Stops at the next step (a conversion under way is ended within 30 s); "
     "nothing half-written is kept.",
 }
@@ -336,7 +338,7 @@ def job_panel(job: Job) -> TrainingProgress:
     return progress
 
 
-def watch_job(job: Job) -> None:
+def watch_job(job: Job, draw: Callable[[Job], None] | None = None) -> None:
     """Redraw a running job until it ends, then rerun the page once: its progress line and a
     training's curves every CURVES_SECONDS (PROGRESS_SECONDS for a job without curves), in
     one fragment, so that each redraw is one run on the server and one update in a browser.
@@ -348,6 +350,8 @@ def watch_job(job: Job) -> None:
     @st.fragment(run_every=seconds)
     def live() -> None:
         eta = job_panel(job).eta
+        if draw is not None:
+            draw(job)
         if job.running and eta is not None and eta < seconds:
             job.wait(eta + END_WAIT_MARGIN)  # a wait, not a check: it costs no CPU
         if not job.running:
@@ -383,3 +387,51 @@ def notice_new_job(fingerprint: str, after: Job | None = None) -> None:
             st.rerun()
 
     check()
+
+
+# The live view's WebRTC connection: STUN/TURN servers as JSON, for a server reached across
+# networks (docs/hosting.md); none by default, which localhost and one network need.
+ICE_SERVERS_ENV = "FLOWER_LENS_ICE_SERVERS"
+VIDEOS_KEPT = 8
+
+
+def ice_servers() -> list[dict]:
+    """Return the ICE servers of $FLOWER_LENS_ICE_SERVERS (a JSON list of RTCIceServer
+    objects), or none; raise FlowerLensError in one line when it is not such a list."""
+    import json
+
+    from flower_model.core.errors import FlowerLensError
+
+    text = os.environ.get(ICE_SERVERS_ENV, "").strip()
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise FlowerLensError(f"${ICE_SERVERS_ENV} is not JSON: {exc}") from exc
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and "urls" in item for item in value
+    ):
+        raise FlowerLensError(
+            f"${ICE_SERVERS_ENV} must be a JSON list of objects with 'urls', such as "
+            '[{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "c"}]'
+        )
+    return value
+
+
+def kept_upload(name: str, data: bytes) -> Path:
+    """Return a file in the workspace holding an uploaded video (named by its content), kept
+    among the VIDEOS_KEPT most recent: a player reads a file, not bytes."""
+    import hashlib
+
+    folder = workspace.videos_dir()
+    suffix = Path(name).suffix.lower()[:8]
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+    if not path.exists():
+        workspace.write_atomic(path, data)
+    path.touch()
+    videos = [p for p in folder.iterdir() if not p.name.startswith(".")]  # not a write's temp
+    kept = sorted(videos, key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in kept[VIDEOS_KEPT:]:
+        old.unlink(missing_ok=True)
+    return path

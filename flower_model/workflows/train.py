@@ -10,13 +10,13 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flower_model.core.errors import TrainingCancelled
+from flower_model.core.errors import TrainingCancelled, TrainingError
 from flower_model.core.events import (
     FINE_TUNING_PHASE,
     HISTORY_KEYS,
@@ -24,8 +24,8 @@ from flower_model.core.events import (
     OnEvent,
     TrainEvent,
 )
-from flower_model.data.dataset import Dataset, ImageRecord, Split, records_for, split_dataset
-from flower_model.features.extraction import DatasetFeatures, dataset_features
+from flower_model.data.dataset import Dataset, ImageRecord, Split, split_dataset
+from flower_model.features.extraction import DatasetFeatures
 from flower_model.features.pipeline import image_dataset
 from flower_model.metrics.calibration import calibrate
 from flower_model.metrics.evaluate import evaluate_predictions
@@ -39,8 +39,10 @@ from flower_model.model.config import ResolvedConfig, TrainConfig, resolve_confi
 from flower_model.model.fitting import STOPPED_BY_USER, Features, Fit, fit_head, fit_model
 from flower_model.model.head import Networks, build_head, classifier_around
 from flower_model.model.scaling import Selection
+from flower_model.model.search import Scores
 from flower_model.runs.metadata import DatasetInfo, RunMetadata, WeightsInfo, versions
 from flower_model.runs.store import RunInfo, RunWriter
+from flower_model.workflows.prepare import Photos, extract, leak_free_split, training_part
 
 if TYPE_CHECKING:
     import keras
@@ -77,26 +79,6 @@ def _discarded_on_failure(writer: RunWriter, report: _Reporter) -> Iterator[None
         raise
 
 
-@dataclass(frozen=True)
-class _Photos:
-    """A dataset's photos as a run splits them: training first, then held out."""
-
-    dataset: Dataset
-    train: tuple[ImageRecord, ...]
-    val: tuple[ImageRecord, ...]
-
-    @classmethod
-    def split(cls, dataset: Dataset, split: Split) -> _Photos:
-        return cls(dataset, records_for(dataset, split.train), records_for(dataset, split.val))
-
-    def paths(self, records: Sequence[ImageRecord]) -> list[Path]:
-        return [self.dataset.path_of(r) for r in records]
-
-    @staticmethod
-    def labels(records: Sequence[ImageRecord]) -> np.ndarray:
-        return np.array([r.label for r in records], dtype=np.int64)
-
-
 def train(
     dataset: Dataset,
     config: TrainConfig | None = None,
@@ -118,11 +100,12 @@ def train(
         resolved = resolve_config(config)
         split_dataset(dataset, config.val_fraction, config.seed)  # refuse a class too small now
 
-        computed = _extract(dataset, resolved, report, cancel)
-        split = _leak_free_split(dataset, computed, config, report)
-        photos = _Photos.split(dataset, split)
-        head = build_head(len(dataset.class_names), seed=config.seed)
+        computed = extract(dataset, resolved, report, cancel)
+        split = leak_free_split(dataset, computed, config, report)
+        photos = Photos.split(dataset, split)
+        head = build_head(len(dataset.class_names), config.seed, config.dropout)
         fit, val_probabilities = _train_on_features(photos, computed, head, config, report, cancel)
+        cross_validated = _cross_validate(photos, computed, split, config, report, cancel)
         model = head  # saved alone: ResNet50 is rebuilt from its weights when the run is loaded
         if config.mode == "finetune" and fit.stopped != STOPPED_BY_USER:
             report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
@@ -143,6 +126,7 @@ def train(
             fit,
             val_probabilities,
             head_only=model is head,
+            cross_validated=cross_validated,
         )
         report("phase", message="saving the run")
         info = writer.finish(model, metadata)
@@ -153,13 +137,14 @@ def train(
 def _measured(
     run_id: str,
     started: float,
-    photos: _Photos,
+    photos: Photos,
     split: Split,
     resolved: ResolvedConfig,
     computed: DatasetFeatures,
     fit: Fit,
     val_probabilities: np.ndarray,
     head_only: bool,
+    cross_validated: Scores | None = None,
 ) -> RunMetadata:
     """Return the run's metadata: what was trained on which photos, how, and how well it
     does on the held-out photos (its metrics and calibration)."""
@@ -186,61 +171,43 @@ def _measured(
         fine_tuned_after=fit.fine_tuned_after,
         calibration=calibrate(labels, val_probabilities),
         head_only=head_only,
+        cross_validation=cross_validated,
     )
 
 
-def _extract(
-    dataset: Dataset, resolved: ResolvedConfig, report: _Reporter, cancel: CancelToken
-) -> DatasetFeatures:
-    """Return every photo's features, extracting each photo once (the cache keeps them;
-    ResNet50 is not even built when it holds them all)."""
-    config = resolved.config
-    computed = dataset_features(
-        dataset,
-        resolved.weights,
-        config.seed,
-        config.precision,
-        progress=lambda done, total: report("extract", done=done, total=total),
-        cancelled=cancel.is_set,
-        batch_size=max(config.batch_size, 32),
-        on_phase=lambda message: report("phase", message=message),
-        dtype=np.float16,  # as cached: half the memory (fit_head reads float32 blocks)
-    )
-    stats = computed.stats
+def _cross_validate(
+    photos: Photos,
+    computed: DatasetFeatures,
+    split: Split,
+    config: TrainConfig,
+    report: _Reporter,
+    cancel: CancelToken,
+) -> Scores | None:
+    """Return the head's scores by k-fold cross-validation on the training photos (the
+    folds and settings a search scores a trial with), or None when not asked for, stopped,
+    or a fold diverged."""
+    from flower_model.model.search import cross_validate, fold_groups, stratified_folds
+
+    if not config.cross_validation:
+        return None
+    part = training_part(photos, computed, split)
+    groups = fold_groups(len(part.labels), part.groups)
+    folds = stratified_folds(part.labels, groups, config.cross_validation, config.seed)
     report(
         "phase",
-        message=f"features: {stats.cached} from cache, {stats.computed} computed",
-        done=stats.cached,
-        total=stats.total,
+        message=f"cross-validating the head: {len(folds)} folds of the "
+        f"{len(part.labels):,} training photos",
     )
-    return computed
-
-
-def _leak_free_split(
-    dataset: Dataset, computed: DatasetFeatures, config: TrainConfig, report: _Reporter
-) -> Split:
-    """Return the run's split with every picture and its duplicates (the same bytes, or
-    near-duplicates by their features) on one side, so no picture is trained on and held out."""
-    from flower_model.audit.near_duplicates import near_duplicate_sets
-    from flower_model.data.groups import duplicate_groups
-
-    report("phase", message="keeping duplicates on one side of the split")
-    records = dataset.records
-    groups = duplicate_groups(
-        [r.path for r in records],
-        [r.sha256 for r in records],
-        [dataset.class_names[r.label] for r in records],
-        near_duplicate_sets(
-            computed.features, known_as=(computed.cache_key, [r.sha256 for r in records])
-        ),
-    )
-    return split_dataset(
-        dataset, config.val_fraction, config.seed, groups=[g.paths for g in groups]
-    )
+    classes = len(photos.dataset.class_names)
+    try:
+        return cross_validate(part.features, part.labels, classes, config, folds, None, cancel)
+    except (TrainingCancelled, TrainingError) as exc:
+        report("phase", message=f"cross-validation left out: {exc}")
+        return None
 
 
 def _train_on_features(
-    photos: _Photos,
+    photos: Photos,
     computed: DatasetFeatures,
     head: keras.Model,
     config: TrainConfig,
@@ -267,7 +234,7 @@ def _train_on_features(
 
 
 def _fine_tune(
-    photos: _Photos,
+    photos: Photos,
     networks: Networks,
     head_fit: Fit,
     head_probabilities: np.ndarray,

@@ -405,6 +405,33 @@ def test_train_click_draws_curves_and_saves_a_run(with_cached_sample) -> None:
     assert runs[0].metadata.epochs_completed == 3
 
 
+def test_tune_searches_fills_the_form_and_the_run_records_its_score(with_cached_sample) -> None:
+    from flower_model.runs.store import list_runs
+
+    app = open_page("pages/train.py")
+    next(n for n in app.number_input if n.label == "Trials").set_value(3)
+    next(n for n in app.number_input if n.label == "Epochs").set_value(4)
+    next(b for b in app.button if b.label == "Tune").click()
+    app.run()
+    wait_until(app, lambda a: any(h.value == "Tune: the latest search" for h in a.subheader))
+    (table,) = app.dataframe
+    assert len(table.value) == 3 and sorted(table.value["trial"]) == [1, 2, 3]
+    assert {"learning rate", "batch", "accuracy", "ended"} <= set(table.value.columns)
+    assert {title(c) for c in charts(app)} >= {"Learning-rate range test"}
+    fill = next(b for b in app.button if b.label.startswith("Train with these settings"))
+    fill.click().run()
+    assert app.session_state["setting-cross_validation"] == 3
+    rate = app.session_state["setting-learning_rate"]
+    assert f"learning rate {rate:.2g}" in fill.label
+    next(b for b in app.button if b.label == "Train").click()
+    app.run()
+    wait_until(app, lambda a: any("Saved run" in s.value for s in a.success))
+    assert "3-fold cross-validation on the training photos" in app.success[0].value
+    (run,) = list_runs()
+    assert run.metadata.config.learning_rate == rate
+    assert len(run.metadata.cross_validation.accuracy) == 3
+
+
 def test_classify_shows_one_bar_per_class(trained, sample) -> None:
     app = open_page("pages/classify.py")
     app.file_uploader[0].upload("rose.jpg", photo_bytes(sample), "image/jpeg")

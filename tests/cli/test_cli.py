@@ -17,7 +17,18 @@ import pytest
 
 from tests.conftest import REPO, built_once, run_cli
 
-COMMANDS = ("download", "info", "audit", "train", "evaluate", "predict", "runs", "export")
+COMMANDS = (
+    "download",
+    "info",
+    "audit",
+    "extract",
+    "train",
+    "tune",
+    "evaluate",
+    "predict",
+    "runs",
+    "export",
+)
 NOISE = ("absl", "cuda", "oneDNN", "I0000", "W0000", "E0000", "Traceback", "Warning")
 
 
@@ -118,6 +129,32 @@ def test_bad_settings_are_refused_before_any_work(sample_dir: Path, tmp_path: Pa
         assert (
             len(result.stderr.strip().splitlines()) == 1 and "checking photos" not in result.stderr
         )
+
+
+def test_tune_prints_each_trial_and_how_to_train_with_the_best(
+    sample, stand_in_home: Path, capfd, monkeypatch
+) -> None:
+    from flower_model.model import search
+
+    monkeypatch.setattr(search, "EPOCHS", (2, 4))
+    args = ("tune", "--data", str(sample.root), "--weights", "none", "--trials", "3")
+    result = run_cli(capfd, *args, "--epochs", "3", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    err = result.stderr
+    assert "learning-rate range test: steepest fall at" in err
+    assert [line.split()[1] for line in err.splitlines() if line.startswith("trial ")] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
+    assert "trial   1/3  lr  1.00e-03  batch  16  epochs  3" in err  # the settings given first
+    assert "3-fold cross-validation on" in err and "cross-validated" in err
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(f"train with: python -m flower_model train --data {sample.root} --lr ")
+    assert line.endswith("--cross-validation 3")
+    for bad in (("--trials", "0"), ("--minutes", "-1")):
+        refused = run_cli(capfd, *args, *bad)
+        assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
