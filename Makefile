@@ -58,6 +58,7 @@ bench: $(STAMP) browser
 	$(PY) -m bench.hosting --out bench/hosting.json
 	$(PY) -m bench.cluster
 	$(PY) -m bench.tune
+	$(PY) -m bench.live
 	$(PY) -m bench.readme
 
 # Every stage at 4,000, 20,000 and 100,000 photos (the photos, about 1.6 GB, are generated once

@@ -213,9 +213,13 @@ def live_stream(info: RunInfo, explain: bool, key: str):
     from flower_model.inference.live import LiveClassifier
 
     stream = st.session_state.get(key)
-    if stream is None or stream.classifier is not session.classifier(info.run_id):
+    classifier = session.classifier(info.run_id)
+    if stream is None or stream.classifier is not classifier:
         explainer = session.gradcam(info.run_id) if explain else None
-        stream = st.session_state[key] = LiveClassifier(session.classifier(info.run_id), explainer)
+        stream = LiveClassifier(classifier, explainer, classifier.fast_precision)
+        with st.spinner("Preparing the model for the live view…"):
+            stream.warm_up()
+        st.session_state[key] = stream
     if explain and stream.explainer is None:
         stream.explainer = session.gradcam(info.run_id)
     stream.explain = explain
@@ -242,7 +246,8 @@ def live_bars_ui(info: RunInfo, stream, shown: Shown) -> None:
         st.html(figures.probability_rows_html(info.class_names, result.probabilities))
         st.caption(
             f"{stream.rate():.1f} frames classified per second · the bars' frame reached the "
-            f"server {latest.age() * 1000:.0f} ms ago · frame {latest.number:,}"
+            f"server {latest.age() * 1000:.0f} ms ago · frame {latest.number:,} · "
+            f"{stream.precision}"
         )
 
     bars()
@@ -266,7 +271,7 @@ def live_ui(info: RunInfo, shown: Shown, source: str) -> None:
             return
         path = session.kept_upload(video.name, video.getvalue())
         player = live_player(path)
-    stream = live_stream(info, shown.explain, key=f"live-{source}-{info.run_id}")
+    stream = live_stream(info, shown.explain, key=f"live-classifier-{source}-{info.run_id}")
 
     def classify(frame):
         import av

@@ -30,6 +30,7 @@ RATE_WINDOW_SECONDS = 2.0
 # Grad-CAM costs about three classifications: it is redone at most this often, and the
 # overlay of the last one is kept on the frames between.
 EXPLAIN_EVERY_SECONDS = 1.0
+WARM_UP_FRAMES = 10
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,12 @@ class LiveClassifier:
     """Classifies the frames of one stream; thread-safe: frames come from the stream's
     thread, results are read from the page's."""
 
-    def __init__(self, classifier: Classifier, explainer: GradCam | None = None) -> None:
+    def __init__(
+        self, classifier: Classifier, explainer: GradCam | None = None, precision: str = "float32"
+    ) -> None:
         self.classifier = classifier
         self.explainer = explainer
+        self.precision = precision
         self.explain = False  # the page's switch, read per frame
         self._lock = threading.Lock()
         self._latest: FrameResult | None = None
@@ -71,7 +75,7 @@ class LiveClassifier:
         """Classify one frame; return the frame to show (overlaid with Grad-CAM when asked)."""
         arrived = time.monotonic() if arrived is None else arrived
         image = frame_input(rgb)
-        row = self.classifier.probabilities(image[np.newaxis])[0]
+        row = self.classifier.probabilities(image[np.newaxis], self.precision)[0]
         done = time.monotonic()
         with self._lock:
             number = self._latest.number + 1 if self._latest is not None else 1
@@ -92,6 +96,14 @@ class LiveClassifier:
         size = (rgb.shape[1], rgb.shape[0])
         heat = Image.fromarray(self._heat.astype(np.float32), mode="F").resize(size)
         return overlay(rgb, np.asarray(heat))
+
+    def warm_up(self, frames: int = WARM_UP_FRAMES) -> None:
+        """Classify a few blank frames, uncounted: the first calls of a model in a process
+        prepare its arithmetic (measured: the first ten frames took two to three times as
+        long as the next)."""
+        blank = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        for _ in range(frames):
+            self.classifier.probabilities(blank[np.newaxis], self.precision)
 
     def latest(self) -> FrameResult | None:
         """Return the latest classified frame, if any."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,8 +100,24 @@ class Classifier:
         self.threshold = found.threshold if found is not None else CONFIDENT
         # Photos go through a copy with BatchNorm folded into the convolutions: the saved
         # model's probabilities (tested to 1e-5), sooner (fold.py); Grad-CAM uses `networks`.
-        serving = classifier_around(fold_batch_norm(networks.resnet), networks.head).classifier
-        self._probabilities = photo_function(lambda images: serving(images, training=False))
+        # Built per arithmetic on first use: float32 for photos, bfloat16 for a live stream on
+        # a device that computes it natively (as the run's held-out photos were measured).
+        self._servings: dict[str, Callable] = {}
+        self._building = threading.Lock()
+        self._serving("float32")
+
+    def _serving(self, precision: str) -> Callable:
+        with self._building:
+            if precision not in self._servings:
+                import tensorflow as tf
+
+                networks = self.networks
+                folded = fold_batch_norm(networks.resnet, dtype=precision)
+                serving = classifier_around(folded, networks.head).classifier
+                self._servings[precision] = photo_function(
+                    lambda images: tf.cast(serving(images, training=False), tf.float32)
+                )
+            return self._servings[precision]
 
     @classmethod
     def load(cls, run_id: str = "latest") -> Classifier:
@@ -108,9 +125,19 @@ class Classifier:
         info = get_run(run_id)
         return cls(networks_of(load_model(info)), info.class_names, info)
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Return class probabilities for a uint8 batch of 224×224 RGB images."""
-        return self._probabilities(images).numpy()
+    def probabilities(self, images: np.ndarray, precision: str = "float32") -> np.ndarray:
+        """Return class probabilities for a uint8 batch of 224×224 RGB images, computed in
+        float32 (the saved model's arithmetic) or bfloat16."""
+        return self._serving(precision)(images).numpy()
+
+    @property
+    def fast_precision(self) -> str:
+        """Return the quicker arithmetic that is true to this run: bfloat16 where the device
+        computes it natively and the run's held-out photos were measured in it, else float32."""
+        from flower_model.model.precision import device_has_bf16
+
+        measured = self.run.metadata.measured_precision if self.run is not None else "float32"
+        return "bfloat16" if measured == "bfloat16" and device_has_bf16() else "float32"
 
     def classify_one(self, source: Source) -> Prediction:
         """Return the prediction for one photo; raise ImageError if it cannot be read."""

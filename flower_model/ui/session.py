@@ -110,6 +110,8 @@ def settle_server() -> None:
     (twice per server). Before its page runs, no page module or photo of this run is alive.
     """
     settle_imports(PAGE_MODULES)
+    if "keras" in sys.modules:
+        runtime.keep_keras_session()
     if "tensorflow" in sys.modules:
         settle_imports(MODEL_MODULES)
 
@@ -129,6 +131,7 @@ def classifier(run_id: str):
     """Return a run's classifier, loaded and compiled once per server process."""
     from flower_model.inference.predict import Classifier
 
+    runtime.keep_keras_session()  # at once: this run's end would clear it otherwise
     return Classifier.load(run_id)
 
 

@@ -138,10 +138,41 @@ def server_process(url: str):
 
 
 @contextmanager
-def chromium() -> Iterator:
-    """Launch the system Chromium headless through Playwright; close it afterwards."""
+def chromium(camera: Path | None = None) -> Iterator:
+    """Launch the system Chromium headless through Playwright; close it afterwards. With a
+    `camera` (a .y4m video, `write_y4m`), the browser's camera plays it, granted unasked."""
     api = require_browser()
+    args = list(CHROMIUM_ARGS)
+    if camera is not None:
+        args += [
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={camera}",
+        ]
     with api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         yield browser
         browser.close()
+
+
+def write_y4m(
+    path: Path, photos: list[Path], seconds_each: float, fps: int = 15, size=(320, 240)
+) -> Path:
+    """Write a raw video (YUV4MPEG2, 4:2:0) of each photo held still for `seconds_each`, in
+    turn: what Chromium's fake camera plays (looping) for a test of the live view."""
+    from PIL import Image
+
+    width, height = size
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for photo in photos:
+            rgb = Image.open(photo).convert("RGB").resize(size)
+            y, u, v = rgb.convert("YCbCr").split()
+            planes = (
+                y.tobytes()
+                + u.resize((width // 2, height // 2)).tobytes()
+                + v.resize((width // 2, height // 2)).tobytes()
+            )
+            for _ in range(round(seconds_each * fps)):
+                out.write(b"FRAME\n" + planes)
+    return path

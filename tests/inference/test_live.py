@@ -19,7 +19,7 @@ class Counting:
     def __init__(self) -> None:
         self.calls = 0
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
+    def probabilities(self, images: np.ndarray, precision: str = "float32") -> np.ndarray:
         self.calls += 1
         means = images.reshape(len(images), -1, 3).mean(axis=1)
         return np.eye(3)[means.argmax(axis=1)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import weakref
 
+from flower_model.service import runtime
 from flower_model.service.runtime import settle_objects
 
 
@@ -52,3 +53,16 @@ def test_tensorflows_python_warnings_are_off_unless_asked_for() -> None:
         for how in ("quiet", "debug")
     }
     assert levels == {"quiet": "ERROR", "debug": "WARNING"}
+
+
+def test_a_server_keeps_its_keras_session_through_streamlits_clearing(monkeypatch) -> None:
+    """Streamlit clears Keras' session after every script run; in the server it is kept:
+    Keras' state (here, its layer-name counter) survives the call Streamlit makes."""
+    import keras
+
+    monkeypatch.setattr(keras.backend, "clear_session", keras.backend.clear_session)
+    runtime.keep_keras_session()
+    before = keras.layers.Dense(2).name
+    keras.backend.clear_session()  # what Streamlit's script runner calls after each run
+    after = keras.layers.Dense(2).name
+    assert after != "dense" and after != before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import sys
 import types
 
@@ -45,3 +46,28 @@ def test_tensorflows_objects_are_frozen_only_once_a_page_has_loaded_it(
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     session.settle_server()
     assert settled == [session.PAGE_MODULES, session.PAGE_MODULES, session.MODEL_MODULES]
+
+
+def test_ice_servers_come_from_the_setting_or_are_none(monkeypatch) -> None:
+    from flower_model.core.errors import FlowerLensError
+
+    monkeypatch.delenv(session.ICE_SERVERS_ENV, raising=False)
+    assert session.ice_servers() == []
+    servers = [{"urls": "turn:turn.example.org:3478", "username": "u", "credential": "c"}]
+    monkeypatch.setenv(session.ICE_SERVERS_ENV, json.dumps(servers))
+    assert session.ice_servers() == servers
+    for bad in ("{not json", '{"urls": "stun:x"}', '[{"url": "stun:x"}]'):
+        monkeypatch.setenv(session.ICE_SERVERS_ENV, bad)
+        with pytest.raises(FlowerLensError) as caught:
+            session.ice_servers()
+        assert "\n" not in str(caught.value) and session.ICE_SERVERS_ENV in str(caught.value)
+
+
+def test_uploaded_videos_are_kept_by_content_and_only_the_latest_few(fresh_home) -> None:
+    first = session.kept_upload("a.mp4", b"video a")
+    assert (
+        session.kept_upload("again.mp4", b"video a") == first and first.read_bytes() == b"video a"
+    )
+    for i in range(session.VIDEOS_KEPT + 3):
+        session.kept_upload(f"{i}.webm", f"video {i}".encode())
+    assert len(list(first.parent.iterdir())) == session.VIDEOS_KEPT
