@@ -21,6 +21,9 @@ from flower_model.model.config import TrainConfig
 from flower_model.service.jobs import JobBoard, JobConflict
 from flower_model.service.worker import Worker
 
+# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
+pytestmark = pytest.mark.xdist_group("jobs")
+
 RELEASE_ENV = "FLOWER_LENS_TEST_RELEASE"
 
 
