@@ -45,7 +45,7 @@ run: $(STAMP)
 # The whole suite, as CI runs it: the layers first, then every test (browser ones included).
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The edit-test loop: lint, then the tests that need no browser, server or ResNet50.
 check: lint

@@ -131,7 +131,7 @@ def settings_ui(imagenet_available: bool, busy: bool) -> Submitted | None:
             help=help_of("dropout"),
             key=KEYS["dropout"],
         )
-        epochs = middle.number_input("Epochs", 1, 500, help=help_of("epochs"), key=KEYS["epochs"])
+        epochs = middle.number_input("Epochs", 1, 5000, help=help_of("epochs"), key=KEYS["epochs"])
         batch_size = middle.select_slider(
             "Batch size", BATCH_SIZES, help=help_of("batch_size"), key=KEYS["batch_size"]
         )

@@ -107,6 +107,9 @@ def train(
         fit, val_probabilities = _train_on_features(photos, computed, head, config, report, cancel)
         cross_validated = _cross_validate(photos, computed, split, config, report, cancel)
         model = head  # saved alone: ResNet50 is rebuilt from its weights when the run is loaded
+        if config.mode == "finetune" and fit.stopped != STOPPED_BY_USER and cancel.is_set():
+            # Stopped after the head's last epoch: no fine-tuning starts.
+            fit = replace(fit, stopped=STOPPED_BY_USER)
         if config.mode == "finetune" and fit.stopped != STOPPED_BY_USER:
             report("phase", message=f"loading ResNet50 (weights {resolved.weights.label})")
             networks = classifier_around(build_resnet50(resolved.weights, config.seed), head)
@@ -245,6 +248,8 @@ def _fine_tune(
     """Unfreeze ResNet50's last stage and fit it with the trained head on augmented photos;
     return both fits as one and the held-out photos' probabilities. Stopped before a
     fine-tuning epoch completed, the head's fit stands, as it was."""
+    if cancel.is_set():  # asked while ResNet50 was being built: the head's fit stands
+        return replace(head_fit, stopped=STOPPED_BY_USER), head_probabilities
     unfreeze_last_stage(networks.resnet)
     before = networks.classifier.get_weights()
 
