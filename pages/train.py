@@ -14,7 +14,7 @@ from flower_model.model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.model.head import DROPOUT_RATE
 from flower_model.model.lr_range import RangeTest
 from flower_model.model.precision import PRECISIONS
-from flower_model.model.search import FOLDS, Trial
+from flower_model.model.search import FOLDS, Trial, best_trial
 from flower_model.runs.store import get_run
 from flower_model.service.jobs import Job, JobConflict
 from flower_model.ui import figures, session
@@ -229,8 +229,7 @@ def search_ui(
 ) -> Trial | None:
     """Draw a search as it stands: the best trial so far, a chart of the score against each
     setting, the range test, and the trials' table; return the best trial."""
-    complete = [t for t in trials if t.state == "complete" and t.loss is not None]
-    best = min(complete, key=lambda t: (t.loss, -(t.accuracy or 0.0)), default=None)
+    best = best_trial(trials)
     first = trials[0] if trials else None
     a, b, c = st.columns(3)
     a.metric("trials", len(trials), f"{sum(t.state == 'pruned' for t in trials)} cut short",

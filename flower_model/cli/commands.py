@@ -105,16 +105,26 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """Return the training settings the command line was given (every TrainConfig field)."""
     from dataclasses import fields
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def _dataset_to_train(args: argparse.Namespace):
+    """Return the dataset of --data, scanned, with its recorded decisions unless ignored."""
+    dataset = scan_with_progress(_data_dir(args))
+    return dataset if args.ignore_decisions else _decided(dataset)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
 
     from flower_model.core.events import CancelToken, TrainEvent
     from flower_model.workflows.train import train
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    dataset = scan_with_progress(_data_dir(args))
-    if not args.ignore_decisions:
-        dataset = _decided(dataset)
+    config = _config(args)
+    dataset = _dataset_to_train(args)
     cancel = CancelToken()
     # The first Ctrl-C stops after the current batch and keeps the best completed epoch.
     signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
@@ -180,20 +190,18 @@ def _trial_line(trial, total: int) -> str:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
     from flower_model.core.events import CancelToken, TrainEvent
     from flower_model.model.search import Space, Trial
     from flower_model.workflows.tune import tune, tuning_file
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    config = _config(args)
     if args.trials < 1:
         raise FlowerLensError(f"--trials must be at least 1, not {args.trials}")
     if args.minutes is not None and not args.minutes > 0:
         raise FlowerLensError(f"--minutes must be a positive number, not {args.minutes}")
-    dataset = scan_with_progress(_data_dir(args))
-    if not args.ignore_decisions:
-        dataset = _decided(dataset)
+    dataset = _dataset_to_train(args)
     cancel = CancelToken()
     # Ctrl-C ends the search after the current batch and keeps the trials done.
     signal.signal(signal.SIGINT, lambda *_: cancel.cancel())

@@ -118,6 +118,13 @@ class Search:
     stopped: str  # "all trials", "time limit", "stopped by the user"
 
 
+def best_trial(trials: Sequence[Trial]) -> Trial | None:
+    """Return the complete trial of lowest cross-validated loss (the higher accuracy first
+    among equal losses), or None while no trial is complete."""
+    complete = [t for t in trials if t.state == "complete" and t.loss is not None]
+    return min(complete, key=lambda t: (t.loss, -(t.accuracy or 0.0)), default=None)
+
+
 def fold_groups(count: int, groups: Sequence[Sequence[int]]) -> np.ndarray:
     """Return each row's group id: the rows of a duplicate group share one, every other row
     has its own."""
@@ -342,8 +349,7 @@ def search(
         catch=(),
     )
     elapsed = time.perf_counter() - started
-    complete = [t for t in done if t.state == "complete"]
-    best = min(complete, key=lambda t: (t.loss, -(t.accuracy or 0.0))) if complete else None
+    best = best_trial(done)
     if cancel.is_set():
         stopped = "stopped by the user"
     elif len(done) < trials:
