@@ -65,6 +65,7 @@ bench: $(STAMP) browser
 # into bench/work/scale and kept; the run's minutes are in its table), then bench/README.md.
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale
+	$(PY) -m bench.walkthrough --data bench/work/scale/datasets/20000 --home bench/work/scale/home
 	$(PY) -m bench.readme
 
 # ruff (style, and public APIs only: pyproject.toml), then the layers and no import circles.

@@ -316,13 +316,14 @@ def runs_stage(run_id: str, stages: Stages) -> None:
     stages.stop(runs=len(runs))
 
 
+# Each page with the session key of its tabs and the tabs timed (only the open one is drawn).
 PAGES = {
-    "pages/home.py": (),
-    "pages/explore.py": ("Photos", "Classes and sizes", "Feature map"),
-    "pages/data_issues.py": (),
-    "pages/train.py": (),
-    "pages/evaluate.py": (),
-    "pages/classify.py": (),
+    "pages/home.py": ("", ()),
+    "pages/explore.py": ("explore-view", ("Photos", "Classes and sizes", "Feature map")),
+    "pages/data_issues.py": ("", ()),
+    "pages/train.py": ("", ()),
+    "pages/evaluate.py": ("evaluate-view", ("This run", "Export", "Compare runs")),
+    "pages/classify.py": ("", ()),
 }
 PAGE_RUNS = 3  # page runs timed after the first, the median kept
 
@@ -338,7 +339,7 @@ def pages_stage(folder: Path, stages: Stages) -> None:
     os.environ["FLOWER_LENS_DATA_ROOTS"] = str(folder.parent.parent)
     os.environ["FLOWER_LENS_BACKGROUND_FEATURES"] = "0"
     app_file = str(HERE.parent / "app.py")
-    for page, tabs in PAGES.items():
+    for page, (tab_key, tabs) in PAGES.items():
         for tab in tabs or (None,):
             app = AppTest.from_file(app_file, default_timeout=900)
             app.run()
@@ -348,7 +349,7 @@ def pages_stage(folder: Path, stages: Stages) -> None:
             if page != "pages/home.py":
                 app.switch_page(page)
             if tab is not None:
-                app.session_state["explore-view"] = tab
+                app.session_state[tab_key] = tab
             app.run()
             first = time.perf_counter()
             seconds = []

@@ -331,6 +331,7 @@ if not runs:
     session.no_run_hint()
     st.stop()
 info, shown = model_ui(runs)
+session.prepare_classifier(info.run_id)  # loaded while the visitor picks a photo
 mode = st.segmented_control("Classify", MODES, default=MODES[0], key="classify-mode")
 if mode and mode != MODES[0]:
     live_ui(info, shown, mode)

@@ -12,6 +12,8 @@ from flower_model.ui import figures, session
 
 # Photos of a confusion-matrix cell drawn at most.
 CELL_PHOTOS = 12
+# The session key of the open tab.
+VIEW_KEY = "evaluate-view"
 
 
 def metrics_ui(info: RunInfo) -> None:
@@ -324,6 +326,17 @@ def export_ui(info: RunInfo) -> None:
             st.info(str(exc))
 
 
+def this_run_ui(info: RunInfo) -> None:
+    """The "This run" tab: metrics, per class, the confusion cell's photos, curves,
+    calibration and the mistakes."""
+    metrics_ui(info)
+    per_class_ui(info)
+    cell_photos_ui(info)
+    curves_ui(info)
+    calibration_ui(info)
+    mistakes_ui(info)
+
+
 def broken_ui(broken: list[BrokenRun]) -> None:
     """List the run folders that cannot be used, with the reason (they are never picked)."""
     if broken:
@@ -341,15 +354,15 @@ if not runs:
     st.stop()
 by_id = {r.run_id: r for r in runs}
 info = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].describe())]
-single, export, compare = st.tabs(["This run", "Export", "Compare runs"])
-with single:
-    metrics_ui(info)
-    per_class_ui(info)
-    cell_photos_ui(info)
-    curves_ui(info)
-    calibration_ui(info)
-    mistakes_ui(info)
-with export:
-    export_ui(info)
-with compare:
-    compare_ui(by_id)
+# Only the open tab is drawn (a plain st.tabs draws every tab's charts on every rerun).
+views = {
+    "This run": lambda: this_run_ui(info),
+    "Export": lambda: export_ui(info),
+    "Compare runs": lambda: compare_ui(by_id),
+}
+for tab, view in zip(
+    st.tabs(list(views), key=VIEW_KEY, on_change="rerun"), views.values(), strict=True
+):
+    if tab.open:
+        with tab:
+            view()

@@ -22,8 +22,10 @@ from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_previe
 from flower_model.data.roots import DataRoots
 from flower_model.service import runtime
 from flower_model.service.jobs import Job, JobBoard
+from flower_model.service.shelf import Shelf
 
 if TYPE_CHECKING:
+    from flower_model.inference.predict import Classifier
     from flower_model.service.cluster_jobs import ClusterJobBoard
 
 DATASET_KEY = "dataset_path"
@@ -126,13 +128,41 @@ def settle_imports(modules: tuple[str, ...]) -> tuple[str, ...]:
     return modules
 
 
-@st.cache_resource(max_entries=3, show_spinner="Loading the model (once per server)…")
-def classifier(run_id: str):
-    """Return a run's classifier, loaded and compiled once per server process."""
-    from flower_model.inference.predict import Classifier
+# Classifiers a server keeps loaded (each holds a ResNet50: about 0.2 GB).
+CLASSIFIERS_KEPT = 3
 
-    runtime.keep_keras_session()  # at once: this run's end would clear it otherwise
-    return Classifier.load(run_id)
+
+@st.cache_resource(show_spinner=False)
+def classifiers() -> Shelf[Classifier]:
+    """Return this server's shelf of loaded classifiers, by run id."""
+    return Shelf(_load_classifier, size=CLASSIFIERS_KEPT)
+
+
+def _load_classifier(run_id: str) -> Classifier:
+    from flower_model.inference.predict import Classifier
+    from flower_model.model.backbone import INPUT_SHAPE
+
+    # First, before a model is built: a script run ending meanwhile would clear Keras' session.
+    runtime.keep_keras_session()
+    loaded = Classifier.load(run_id)
+    loaded.probabilities(np.zeros((1, *INPUT_SHAPE), np.uint8))  # its first call prepares it
+    return loaded
+
+
+def prepare_classifier(run_id: str) -> None:
+    """Start loading a run's classifier in the background if the server has not loaded it, so
+    that it is ready when the visitor's first photo comes; return at once."""
+    classifiers().prepare(run_id)
+
+
+def classifier(run_id: str) -> Classifier:
+    """Return a run's classifier, loaded and compiled once per server process; raise the
+    load's error (a run that cannot be read) if it fails."""
+    shelf = classifiers()
+    if shelf.ready(run_id):
+        return shelf.get(run_id)
+    with st.spinner("Loading the model (once per server)…"):
+        return shelf.get(run_id)
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)

@@ -42,9 +42,10 @@ def open_page(page: str) -> AppTest:
     return app
 
 
-def open_tab(app: AppTest, label: str) -> AppTest:
-    """Open one of Explore's tabs, as a click on it does: only the open tab is drawn."""
-    app.session_state["explore-view"] = label
+def open_tab(app: AppTest, label: str, key: str = "explore-view") -> AppTest:
+    """Open one of a page's tabs (Explore's by default), as a click on it does: only the
+    open tab is drawn."""
+    app.session_state[key] = label
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
@@ -456,6 +457,19 @@ def test_classify_shows_one_bar_per_class(trained, sample) -> None:
         assert sum(values(scaled["data"][0]["x"])) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_classify_loads_the_model_before_a_photo_is_dropped(trained) -> None:
+    from flower_model.ui import session
+
+    session.classifiers.clear()  # a server that never loaded it
+    app = open_page("pages/classify.py")
+    assert not app.get("image")  # no photo dropped
+    shelf = session.classifiers()
+    deadline = time.monotonic() + 300
+    while not shelf.ready(trained.run_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shelf.ready(trained.run_id)
+
+
 def test_classify_bad_upload_is_named_and_others_still_show(trained, sample) -> None:
     app = open_page("pages/classify.py")
     app.file_uploader[0].upload("broken.jpg", b"\xff\xd8 not really a jpeg", "image/jpeg")
@@ -543,14 +557,16 @@ def test_evaluate_shows_metrics_and_compares_runs(trained, sample) -> None:
     assert metrics["held-out photos"] == str(len(latest.split.val))
     titles = [title(c) for c in charts(app)]
     assert "Confusion matrix · click a cell to see its photos" in titles and "Loss" in titles
-    assert "val loss" in titles  # the compare tab, two runs picked by default
     assert "no transfer learning" in texts(app)
+    assert "val loss" not in titles  # a closed tab is not drawn
     # Calibration: the run's own numbers, its reliability diagram and coverage curve.
     calibration = latest.calibration
     assert metrics["calibration error (ECE)"] == f"{calibration.ece:.1%}"
     temperature = calibration.temperature
     assert metrics["temperature"] == (f"{temperature:.2f}" if temperature is not None else "—")
     assert "Reliability" in titles and "Accuracy of the photos answered" in titles
+    open_tab(app, "Compare runs", key="evaluate-view")
+    assert "val loss" in [title(c) for c in charts(app)]  # two runs picked by default
 
 
 @pytest.mark.resnet
@@ -564,7 +580,7 @@ def test_evaluate_exports_a_run_for_download(warm_home, sample, sample_dir, monk
     # A run on ResNet50's own features (warm_home): the export is checked against them.
     monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
     trained = train(sample, TrainConfig(epochs=2, batch_size=8, weights="none", patience=0))
-    app = open_page("pages/evaluate.py")
+    app = open_tab(open_page("pages/evaluate.py"), "Export", key="evaluate-view")
     table = next(m.value for m in app.markdown if m.value.startswith("| Format |"))
     rows = table.splitlines()[2:]
     assert [row.split(" | ")[0] for row in rows][:2] == ["| Keras", "| TensorFlow SavedModel"]
