@@ -7,6 +7,7 @@ the process's stderr is pointed at /dev/null while TensorFlow loads and finds it
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -86,6 +87,19 @@ def settle_objects(collect: bool = True) -> None:
 
 def _session_kept(*args: object, **kwargs: object) -> None:
     """Keras' clear_session, in a server that keeps its models: nothing to clear."""
+
+
+def load_before_tensorflow() -> None:
+    """Load the native libraries that crash the process when they load after TensorFlow's.
+
+    libsrtp (pylibsrtp, which the live camera's WebRTC stack imports) loaded after TensorFlow
+    ends the process with a segmentation fault (found: a server that had classified a photo
+    died when a visitor opened the live camera; `import tensorflow; import pylibsrtp` alone
+    does it, and the other order works). Loading it first costs 15 ms; where it is not
+    installed, there is nothing to do.
+    """
+    with contextlib.suppress(ImportError):
+        import pylibsrtp  # noqa: F401
 
 
 def keep_keras_session() -> None:

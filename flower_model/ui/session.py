@@ -111,6 +111,7 @@ def settle_server() -> None:
     session's state is never collected if it ends in a reference cycle, once per freeze
     (twice per server). Before its page runs, no page module or photo of this run is alive.
     """
+    runtime.load_before_tensorflow()  # before any page, or a model loading in the background
     settle_imports(PAGE_MODULES)
     if "keras" in sys.modules:
         runtime.keep_keras_session()

@@ -66,3 +66,20 @@ def test_a_server_keeps_its_keras_session_through_streamlits_clearing(monkeypatc
     keras.backend.clear_session()  # what Streamlit's script runner calls after each run
     after = keras.layers.Dense(2).name
     assert after != "dense" and after != before
+
+
+def test_the_live_cameras_libraries_load_after_tensorflow_in_a_server() -> None:
+    # A server loads TensorFlow (a model to classify with) and then, for a visitor opening
+    # the live camera, the WebRTC stack: libsrtp loaded after TensorFlow crashed the process.
+    code = (
+        "from flower_model.service import runtime\n"
+        "runtime.load_before_tensorflow()\n"
+        "import tensorflow\n"
+        "import streamlit_webrtc\n"
+        "print('both loaded')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "both loaded"
