@@ -224,7 +224,7 @@ def decisions_ui(dataset: Dataset, decisions: Decisions) -> None:
 
 def audit_ui(dataset: Dataset) -> None:
     """Draw the dataset's audit: start one, watch it, or show what it found and act on it."""
-    if session.dataset_job_ui(dataset.fingerprint, "audit", "The audit failed"):
+    if session.dataset_job_ui(dataset.fingerprint, "audit", "The audit failed", dataset):
         return
     audits = kept_audits(dataset.fingerprint)
     if not audits:

@@ -319,6 +319,8 @@ def export_ui(info: RunInfo) -> None:
         return
     if job is not None and job.status == "failed":
         st.error(job.error or "the export failed", icon=":material/error:")
+    if job is not None and job.status == "interrupted":
+        session.interrupted_ui(job)  # the button below asks for it again
     if st.button("Prepare the export", icon=":material/package_2:", key="export-prepare"):
         try:
             session.watch_job(board.start_export(info, name))

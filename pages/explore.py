@@ -316,6 +316,8 @@ def background_features_ui(dataset: Dataset) -> None:
     last = board.latest(dataset.fingerprint, "features")
     if last is not None and last.status == "failed":
         st.error(f"Computing the features failed: {last.error}", icon=":material/error:")
+    if last is not None and last.status == "interrupted":
+        session.interrupted_ui(last, lambda: board.start_again(last, dataset))
 
 
 def feature_map_ui(dataset: Dataset) -> None:

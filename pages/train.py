@@ -311,8 +311,13 @@ def tuning_ui(dataset: Dataset) -> None:
             )
 
 
-def outcome_ui(job: Job) -> None:
-    """Draw how an ended job ended: the saved run with links, why it stopped, or the error."""
+def outcome_ui(job: Job, dataset: Dataset, trained_on: Dataset) -> None:
+    """Draw how an ended job ended: the saved run with links, why it stopped, the error, or
+    that it was interrupted (with a button to start it again)."""
+    if job.status == "interrupted":
+        board = session.job_board()
+        session.interrupted_ui(job, lambda: board.start_again(job, dataset, trained_on))
+        return
     session.job_panel(job)
     if job.status == "cancelled":
         st.info(f"Stopped: {job.error}")
@@ -427,7 +432,7 @@ elif job.running:
         )
     session.watch_job(job, tune_live_ui if job.kind == "tune" else None)
 else:
-    outcome_ui(job)
+    outcome_ui(job, dataset, trained_on)
     session.notice_new_job(dataset.fingerprint, after=job)
 if job is None or not job.running:
     tuning_ui(trained_on)

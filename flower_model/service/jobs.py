@@ -1,9 +1,11 @@
 """Training, feature, audit and export jobs, shared by every browser session of one server process.
 
 A job outlives the page that started it: switching page or reloading the tab only changes
-who is watching. Jobs run one at a time in the worker process (worker.py), in the order they
-were asked for; the others wait in line and show their place. One job at a time may be
-running or waiting on a given dataset.
+who is watching. The board keeps a journal of its unfinished jobs in the workspace: after a
+restart, or when the worker process dies, a job is shown as interrupted, and can be asked for
+again with the same settings. Jobs run one at a time in the worker process (worker.py), in the
+order they were asked for; the others wait in line and show their place. One job at a time may
+be running or waiting on a given dataset.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flower_model.core.events import CancelToken, TrainEvent, TrainingProgress, 
 from flower_model.core.locks import holding
 from flower_model.model.backbone import WeightsChoice, resolve_weights
 from flower_model.model.config import resolve_config
+from flower_model.service.journal import Asked, Journal, left_behind
 from flower_model.service.worker import Outcome, Task, Worker
 
 if TYPE_CHECKING:
@@ -48,15 +51,16 @@ class Job:
     data_root: Path
     fingerprint: str
     weights: WeightsChoice  # what the job's ResNet50 starts from
-    task: Task
+    task: Task | None  # None: a job interrupted before this server started
     started: float = field(default_factory=time.time)
     events: list[TrainEvent] = field(default_factory=list)
-    status: str = "waiting"  # waiting, running, done, cancelled, failed
+    status: str = "waiting"  # waiting, running, done, cancelled, failed, interrupted
     run_id: str | None = None
     error: str | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
     ended: threading.Event = field(default_factory=threading.Event)
     on_stop: Callable[[Job], None] | None = None
+    asked: Asked | None = None  # how it was asked for: what asking again needs
 
     @property
     def running(self) -> bool:
@@ -193,10 +197,14 @@ def export_fingerprint(run_id: str, fmt: str) -> str:
     return f"export:{run_id}:{fmt}"
 
 
+# What an interrupted job says happened to it.
+RESTARTED = "interrupted by a server restart: nothing half-done was kept"
+
+
 class JobBoard:
     """The jobs of this server: start, find and list them, run them in order (thread-safe)."""
 
-    def __init__(self, worker: Worker | None = None) -> None:
+    def __init__(self, worker: Worker | None = None, journal: Journal | None = None) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._line: deque[Job] = deque()
@@ -205,6 +213,24 @@ class JobBoard:
         self._worker.start()
         self._current: Job | None = None
         self._numbers = 0
+        self._journal = journal or Journal()
+        for asked in left_behind(self._journal.folder):
+            self._numbers += 1
+            job = Job(
+                job_id=f"job-{self._numbers}",
+                number=self._numbers,
+                kind=asked.kind,
+                data_root=Path(asked.data_root),
+                fingerprint=asked.fingerprint,
+                weights=WeightsChoice(str(asked.settings.get("weights", "none"))),
+                task=None,
+                started=asked.asked_at,
+                status="interrupted",
+                error=RESTARTED,
+                asked=asked,
+            )
+            job.ended.set()
+            self._jobs[job.job_id] = job
         threading.Thread(target=self._dispatch, name="flower-lens-jobs", daemon=True).start()
 
     def jobs(self) -> list[Job]:
@@ -237,10 +263,12 @@ class JobBoard:
         kind: str,
         weights: WeightsChoice,
         task_of,
+        settings: dict,
         follows: tuple[str, ...] = (),
     ) -> Job:
         """Line a job up; refuse it while another runs or waits on the same data, unless
-        that one is of a kind it `follows` (jobs run in order: it then finds its work done)."""
+        that one is of a kind it `follows` (jobs run in order: it then finds its work done).
+        `settings` (JSON values) are what asking for it again needs, noted in the journal."""
         with self._lock:
             for job in self._jobs.values():
                 if job.running and job.fingerprint == fingerprint and job.kind not in follows:
@@ -262,6 +290,8 @@ class JobBoard:
                 task=task_of(number),
                 on_stop=self._stop,
             )
+            job.asked = Asked(kind, str(root), fingerprint, job.started, settings)
+            self._journal.add(job.job_id, job.asked)
             self._jobs[job.job_id] = job
             self._line.append(job)
             self._announce_places()
@@ -300,6 +330,7 @@ class JobBoard:
             if job in self._line:
                 self._line.remove(job)
                 job.finish(Outcome(job.number, "cancelled", "stopped before it started"))
+                self._journal.remove(job.job_id)
                 self._announce_places()
 
     def _dispatch(self) -> None:
@@ -312,18 +343,21 @@ class JobBoard:
                 job.status = "running"
                 self._announce_places()
             try:
+                assert job.task is not None  # only interrupted jobs have none, never lined up
                 outcome = self._worker.run(job.task, job.events.append, job.cancel.is_set)
             except Exception as exc:  # the worker could not even be started
                 outcome = Outcome(job.number, "failed", f"the worker failed: {exc}")
             with self._lock:
                 self._current = None
                 job.finish(outcome)
+                self._journal.remove(job.job_id)
                 self._forget_old_jobs()
 
     def close(self) -> None:
         """Let the worker process finish its job and exit (for tests and tools; a server's
         worker exits by itself when the server is gone)."""
         self._worker.close()
+        self._journal.close()
 
     def start_training(
         self,
@@ -353,6 +387,7 @@ class JobBoard:
             "training",
             weights,
             lambda n: Task(n, training_task, (train_fn, photos, config)),
+            {"config": config.to_json(), "weights": weights.kind},
             follows=("features",),
         )
 
@@ -364,6 +399,7 @@ class JobBoard:
             "audit",
             resolve_weights(weights),
             lambda n: Task(n, audit_task, (dataset, weights)),
+            {"weights": weights},
             follows=("features",),
         )
 
@@ -387,6 +423,13 @@ class JobBoard:
             "tune",
             weights,
             lambda n: Task(n, tune_task, (dataset, config, trials, seconds, dropout)),
+            {
+                "config": config.to_json(),
+                "weights": weights.kind,
+                "trials": trials,
+                "seconds": seconds,
+                "dropout": dropout,
+            },
             follows=("features",),
         )
 
@@ -398,6 +441,7 @@ class JobBoard:
             "features",
             resolve_weights(weights),
             lambda n: Task(n, features_task, (dataset, weights)),
+            {"weights": weights},
         )
 
     def features_in_background(self, dataset: Dataset, weights: str) -> Job | None:
@@ -427,4 +471,42 @@ class JobBoard:
             "export",
             WeightsChoice(weights.kind),
             lambda n: Task(n, export_task, (run.run_id, fmt)),
+            {"weights": weights.kind, "run_id": run.run_id, "format": fmt},
         )
+
+    def start_again(
+        self,
+        job: Job,
+        dataset: Dataset | None,
+        trained_on: Dataset | None = None,
+        train_fn: TrainFn | None = None,
+    ) -> Job:
+        """Ask again for an interrupted job, with the settings it was asked with, on the
+        dataset as it is now (`trained_on`: a training's photos as decided now); an export
+        needs no dataset. Refused as its kind's start is (a job running on the dataset)."""
+        from flower_model.model.config import TrainConfig
+
+        asked = job.asked
+        if asked is None:
+            raise FlowerLensError(f"job {job.number} has no settings kept to start it again")
+        settings = asked.settings
+        if asked.kind == "export":
+            from flower_model.runs.store import get_run
+
+            return self.start_export(get_run(settings["run_id"]), settings["format"])
+        if dataset is None:
+            raise FlowerLensError("choose the dataset the job was on to start it again")
+        if asked.kind == "training":
+            config = TrainConfig.from_json(settings["config"])
+            return self.start_training(dataset, config, train_fn, trained_on)
+        if asked.kind == "tune":
+            return self.start_tune(
+                trained_on or dataset,
+                TrainConfig.from_json(settings["config"]),
+                int(settings["trials"]),
+                settings.get("seconds"),
+                bool(settings.get("dropout")),
+            )
+        if asked.kind == "audit":
+            return self.start_audit(dataset, settings["weights"])
+        return self.start_features(dataset, settings["weights"])

@@ -60,7 +60,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a task ended: done (with the run id, if any), cancelled or failed (with why)."""
+    """How a task ended: done (with the run id, if any), cancelled, failed or interrupted
+    (its process died), with why."""
 
     number: int
     status: str
@@ -236,7 +237,7 @@ class Worker:
             self._discard_pool()
             return Outcome(
                 task.number,
-                "failed",
+                "interrupted",
                 f"the worker process stopped unexpectedly (exit code {exc.exitcode}); "
                 "the next job starts a new one",
             )

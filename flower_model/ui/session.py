@@ -394,9 +394,12 @@ def watch_job(job: Job, draw: Callable[[Job], None] | None = None) -> None:
     live()
 
 
-def dataset_job_ui(fingerprint: str, kind: str, failed: str) -> bool:
-    """Watch a job of a kind running on a dataset, or show how the last one failed; return
-    whether one is running (the caller then draws nothing else)."""
+def dataset_job_ui(
+    fingerprint: str, kind: str, failed: str, dataset: Dataset | None = None
+) -> bool:
+    """Watch a job of a kind running on a dataset, or show how the last one failed or was
+    interrupted (with `dataset`, offering to start it again); return whether one is running
+    (the caller then draws nothing else)."""
     board = job_board()
     job = board.running_on(fingerprint)
     if job is not None and job.kind == kind:
@@ -405,7 +408,43 @@ def dataset_job_ui(fingerprint: str, kind: str, failed: str) -> bool:
     last = board.latest(fingerprint, kind)
     if last is not None and last.status == "failed":
         st.error(f"{failed}: {last.error}", icon=":material/error:")
+    if last is not None and last.status == "interrupted":
+        interrupted_ui(last, (lambda: board.start_again(last, dataset)) if dataset else None)
     return False
+
+
+# What each kind of job is called in a sentence.
+JOB_NAMES = {
+    "training": "A training",
+    "tune": "A search of the settings",
+    "features": "Computing the features",
+    "audit": "An audit",
+    "export": "An export",
+}
+
+
+def interrupted_ui(job: Job, start_again: Callable[[], Job] | None = None) -> None:
+    """Say that a job was interrupted (the server restarted, or its worker died) and nothing
+    half-done was kept; offer to start it again with the same settings."""
+    import time
+
+    asked = time.strftime("%H:%M", time.localtime(job.started))
+    why = job.error or "interrupted"
+    if not why.startswith("interrupted"):
+        why = f"interrupted: {why}"
+    st.warning(
+        f"{JOB_NAMES.get(job.kind, 'A job')}, asked for at {asked}, was {why}.",
+        icon=":material/restart_alt:",
+    )
+    if start_again is not None and st.button(
+        "Start it again with the same settings", icon=":material/replay:", key=f"again-{job.job_id}"
+    ):
+        try:
+            start_again()
+        except FlowerLensError as exc:
+            show_error(exc)
+            return
+        st.rerun()
 
 
 def notice_new_job(fingerprint: str, after: Job | None = None) -> None:

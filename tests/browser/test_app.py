@@ -406,6 +406,49 @@ def test_train_click_draws_curves_and_saves_a_run(with_cached_sample) -> None:
     assert runs[0].metadata.epochs_completed == 3
 
 
+# A server that took a training and was killed before it ended (its worker never ran it).
+KILLED_SERVER = """
+import os, sys, threading
+from pathlib import Path
+from flower_model.data.dataset import scan_dataset
+from flower_model.model.config import TrainConfig
+from flower_model.service.jobs import JobBoard
+
+class Stuck:
+    def start(self): pass
+    def run(self, task, on_event, cancelled): threading.Event().wait()
+
+board = JobBoard(Stuck())
+config = TrainConfig(epochs=5000, batch_size=8, weights="none", patience=0, seed=11)
+board.start_training(scan_dataset(Path(sys.argv[1])), config)
+os._exit(9)
+"""
+
+
+def test_a_training_cut_by_a_server_restart_is_said_and_starts_again(with_cached_sample) -> None:
+    from flower_model.data.dataset import scan_dataset
+    from flower_model.ui import session
+
+    session.job_board().close()  # no board in this process until the page starts one
+    session.job_board.clear()
+    command = [sys.executable, "-c", KILLED_SERVER, str(with_cached_sample)]
+    assert subprocess.run(command, cwd=REPO, timeout=300).returncode == 9
+    app = open_page("pages/train.py")  # the next server's first page run
+    (said,) = [w.value for w in app.warning if "interrupted by a server restart" in w.value]
+    assert said.startswith("A training, asked for at")
+    next(b for b in app.button if b.label == "Start it again with the same settings").click()
+    app.run()
+    assert not app.exception
+    job = session.job_board().running_on(scan_dataset(with_cached_sample).fingerprint)
+    try:
+        assert job is not None and job.kind == "training"
+        assert job.asked.settings["config"]["seed"] == 11  # the settings it was asked with
+    finally:
+        if job is not None:
+            job.stop()
+            assert job.wait(300)
+
+
 def test_tune_searches_fills_the_form_and_the_run_records_its_score(with_cached_sample) -> None:
     from flower_model.runs.store import list_runs
 

@@ -7,8 +7,11 @@ loop traced): their jobs train nothing, or find every feature cached.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,9 @@ from flower_model.core.events import FINE_TUNING_PHASE, TrainEvent, progress_of
 from flower_model.data.dataset import Dataset
 from flower_model.model.config import TrainConfig
 from flower_model.service.jobs import JobBoard, JobConflict
+from flower_model.service.journal import Asked, Journal, left_behind
 from flower_model.service.worker import Worker
+from tests.conftest import REPO
 
 # Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
 pytestmark = pytest.mark.xdist_group("jobs")
@@ -183,13 +188,52 @@ def test_the_board_keeps_only_the_latest_ended_jobs(
     assert [job.job_id for job in board.jobs()] == [started[-1].job_id, started[-2].job_id]
 
 
-def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(board, sample) -> None:
+def test_a_worker_that_dies_interrupts_its_job_and_the_next_job_gets_a_new_one(
+    board, sample
+) -> None:
     board.release.touch()
     killed = board.start_training(sample, TrainConfig(seed=9), train_fn=fake_train)
     assert killed.wait(60)
-    assert killed.status == "failed" and "worker process stopped unexpectedly" in killed.error
+    assert killed.status == "interrupted" and "worker process stopped unexpectedly" in killed.error
+    assert killed.asked.settings["config"]["seed"] == 9  # what starting it again needs
     after = board.start_training(sample, TrainConfig(), train_fn=fake_train)
     assert after.wait(60) and after.status == "done"
+
+
+def test_a_job_left_unfinished_by_a_server_is_shown_interrupted_and_starts_again(
+    board, sample, tmp_path: Path
+) -> None:
+    # A server killed while it trained: its journal stays, its lock is freed with its process.
+    asked = Asked(
+        "training",
+        str(sample.root),
+        sample.fingerprint,
+        time.time() - 60,
+        {"config": TrainConfig(seed=3, epochs=7).to_json(), "weights": "none"},
+    )
+    code = (
+        "import os, sys, json, pathlib\n"
+        "from flower_model.service.journal import Asked, Journal\n"
+        "journal = Journal(pathlib.Path(sys.argv[1]))\n"
+        "journal.add('job-4', Asked.from_json(json.loads(sys.argv[2])))\n"
+        "os._exit(9)\n"
+    )
+    folder = tmp_path / "journal"
+    command = [sys.executable, "-c", code, str(folder), json.dumps(asked.to_json())]
+    assert subprocess.run(command, cwd=REPO, timeout=60).returncode == 9
+    restarted = JobBoard(Worker(warm_up=None), Journal(folder))
+    try:
+        job = restarted.latest(sample.fingerprint)
+        assert job is not None and job.status == "interrupted" and not job.running
+        assert "server restart" in job.error and job.asked == asked
+        again = restarted.start_again(job, sample, train_fn=fake_train)
+        assert again.asked.settings["config"] == asked.settings["config"]
+        board.release.touch()  # the worker of this board inherits the release file's name
+        assert again.wait(60) and again.status == "done"
+        assert restarted.latest(sample.fingerprint) is again
+    finally:
+        restarted.close()
+    assert left_behind(folder) == []  # found once, and a clean end leaves no journal
 
 
 def test_progress_follows_the_events() -> None:
