@@ -44,7 +44,7 @@ def near_duplicate_sets(
     lab = find_issues(features, {"near_duplicate": {"threshold": NEAR_DUPLICATE_THRESHOLD}})
     sets = [list(map(int, s)) for s in lab.get_info("near_duplicate")["near_duplicate_sets"]]
     if kept is not None:
-        workspace.write_atomic(kept, json.dumps(sets))
+        workspace.write_cache(kept, json.dumps(sets), "the near-duplicates found")
     return sets
 
 

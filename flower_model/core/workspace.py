@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 HOME_ENV = "FLOWER_LENS_HOME"
 # The dataset folder the CLI and the app use when none is chosen.
@@ -110,6 +114,51 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class _Unwritten:
+    """The last cache this process could not write, until one is written again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.why: str | None = None
+
+    def failed(self, what: str, exc: OSError) -> None:
+        why = describe_failure(exc)
+        with self._lock:
+            first = self.why is None
+            self.why = why
+        if first:  # once until the disk has room again, not at every page run
+            log.warning("Flower Lens: %s not saved, and caches are skipped until one is: %s",
+                        what, why)  # fmt: skip
+
+    def written(self) -> None:
+        with self._lock:
+            self.why = None
+
+
+_UNWRITTEN = _Unwritten()
+
+
+def write_cache(path: Path, data: bytes | str, what: str) -> bool:
+    """Write a cache file atomically (`write_atomic`); return whether it was written.
+
+    A cache that cannot be written (a full disk, a read-only workspace) costs only the time
+    of computing it again: the failure is logged once for the host, the pages say it in one
+    line (`unwritten_caches`), and nothing else changes.
+    """
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        _UNWRITTEN.failed(what, exc)
+        return False
+    _UNWRITTEN.written()
+    return True
+
+
+def unwritten_caches() -> str | None:
+    """Return why this process's caches are not being saved now, or None if they are."""
+    return _UNWRITTEN.why
 
 
 def recalled(file_name: str, key: str) -> object | None:

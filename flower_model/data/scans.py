@@ -123,14 +123,16 @@ def write(store: Path, known: Known, live: Mapping[FileStamp, Finding], new: Ite
     new = list(new)
     stale = known.rows - (len(live) - len(new))
     small = len(new) + stale <= APPEND_SHARE * max(len(live), 1)
+    what = "a folder's scan"
+    if known.segments and small and len(known.segments) < MAX_SEGMENTS:
+        if new:
+            workspace.write_cache(store / _segment_name(), _encode((s, live[s]) for s in new), what)
+        return
+    if not new and stale == 0 and len(known.segments) == 1:
+        return
+    if not workspace.write_cache(store / _segment_name(), _encode(live.items()), what):
+        return
     with contextlib.suppress(OSError):
-        if known.segments and small and len(known.segments) < MAX_SEGMENTS:
-            if new:
-                workspace.write_atomic(store / _segment_name(), _encode((s, live[s]) for s in new))
-            return
-        if not new and stale == 0 and len(known.segments) == 1:
-            return
-        workspace.write_atomic(store / _segment_name(), _encode(live.items()))
         for segment in known.segments:  # others' segments written since are kept
             segment.unlink(missing_ok=True)
         store.with_suffix(".json").unlink(missing_ok=True)  # the one file of version 2

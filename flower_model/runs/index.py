@@ -9,7 +9,6 @@ know (a run saved by an older version, or copied in by hand), is read once and i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -126,5 +125,4 @@ def write_index(root: Path, entries: dict[str, Entry]) -> None:
             for run_id, entry in sorted(entries.items())
         },
     }
-    with contextlib.suppress(OSError):
-        workspace.write_atomic(root / INDEX_FILE, json.dumps(value))
+    workspace.write_cache(root / INDEX_FILE, json.dumps(value), "the runs' index")

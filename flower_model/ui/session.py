@@ -275,6 +275,17 @@ def photos_ui(label: str, key: str, help: str | None = None) -> list[tuple[str, 
     return photos
 
 
+def unwritten_caches_ui(slot) -> None:
+    """Say in one line, in `slot`, when this server's caches cannot be written (a full disk):
+    the pages keep working, computing again what they would have kept."""
+    why = workspace.unwritten_caches()
+    if why is not None:
+        slot.warning(
+            f"Caches are not being saved: {why}. The pages keep working, a little slower.",
+            icon=":material/hard_drive:",
+        )
+
+
 def show_error(exc: Exception) -> None:
     """Show a user-caused error as one line."""
     st.error(str(exc), icon=":material/error:")

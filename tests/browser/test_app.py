@@ -7,11 +7,13 @@ session (conftest.py); what needs ResNet50 itself is marked resnet.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -638,6 +640,52 @@ def test_evaluate_exports_a_run_for_download(warm_home, sample, sample_dir, monk
     assert "Model card" in [e.label for e in app.expander]
     table = next(m.value for m in app.markdown if m.value.startswith("| Format |"))
     assert "MB .zip, ready" in table.splitlines()[2]
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A workspace on a full disk: a 256 KB tmpfs filled up, where this machine may mount
+    one; elsewhere, a workspace whose every write fails as a full disk's does. The sample,
+    never scanned there, is the app's dataset."""
+    import errno
+
+    from flower_model.core import workspace
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]
+    try:
+        mounted = subprocess.run(mount, capture_output=True, check=False).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
+    if mounted:
+        with contextlib.suppress(OSError), (disk / "filler").open("wb", buffering=0) as filler:
+            while True:
+                filler.write(bytes(4096))
+    else:
+
+        def full(path, data) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        monkeypatch.setattr(workspace, "write_atomic", full)
+    monkeypatch.setenv("FLOWER_LENS_HOME", str(disk / "home"))
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
+    try:
+        yield disk
+    finally:
+        workspace.write_cache(Path(tmp_path / "room"), "", "a test's")  # the notice cleared
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_on_every_page(full_disk: Path) -> None:
+    notice = "Caches are not being saved: the disk holding the workspace"
+    for page in PAGES:
+        app = open_page(page)  # no exception: open_page checks
+        said = [w.value for w in app.warning if w.value.startswith(notice)]
+        assert len(said) == 1 and "\n" not in said[0], page
+    app = open_page("pages/explore.py")
+    assert {m.label: m.value for m in app.metric}["photos"] != "0"  # the dataset, read anyway
 
 
 def test_home_and_explore_do_not_import_tensorflow(with_sample) -> None:

@@ -140,3 +140,24 @@ def test_facts_remembered_by_several_processes_at_once_are_all_kept(fresh_home: 
 def test_the_default_workspace_is_beside_the_package_in_the_checkout() -> None:
     # .gitignore keeps workspace/ out of git: the default must be that folder.
     assert workspace.DEFAULT_HOME == REPO / "workspace"
+
+
+def test_a_cache_that_cannot_be_written_is_logged_once_and_said_until_one_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = workspace.write_atomic
+
+    def full(path: Path, data: bytes | str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(workspace, "write_atomic", full)
+    with caplog.at_level("WARNING", logger="flower_model.core.workspace"):
+        assert not workspace.write_cache(tmp_path / "a", "x", "a folder's scan")
+        assert not workspace.write_cache(tmp_path / "b", "x", "the runs' index")
+    assert "is full" in (workspace.unwritten_caches() or "")
+    assert [r.getMessage().split(" not saved")[0] for r in caplog.records] == [
+        "Flower Lens: a folder's scan"  # once, not at every page run
+    ]
+    monkeypatch.setattr(workspace, "write_atomic", real)
+    assert workspace.write_cache(tmp_path / "c", "x", "a folder's scan")
+    assert workspace.unwritten_caches() is None and (tmp_path / "c").read_text() == "x"
