@@ -58,7 +58,7 @@ def acting(action, *args) -> None:
     """Run a decision's action from a button; keep an error for the page to show in one line
     (a photo may have gone since the page was drawn)."""
     try:
-        action(*args)
+        action(*args, owner=session.visitor())  # a visitor's decisions are their own
     except (FlowerLensError, OSError) as exc:
         st.session_state["decision-error"] = describe_failure(exc)
 
@@ -245,7 +245,7 @@ def audit_ui(dataset: Dataset) -> None:
     if "decision-error" in st.session_state:
         st.error(st.session_state.pop("decision-error"), icon=":material/error:")
     try:
-        decisions = load_decisions(dataset.root)
+        decisions = load_decisions(dataset.root, session.visitor())
     except DatasetError as exc:
         session.show_error(exc)
         return

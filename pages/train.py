@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from flower_model.core.errors import DatasetError, RunError, WeightsError
 from flower_model.data.dataset import Dataset
-from flower_model.data.decisions import decided
+from flower_model.data.decisions import decided, load_decisions
 from flower_model.model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
 from flower_model.model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.model.head import DROPOUT_RATE
@@ -360,13 +360,26 @@ def outcome_ui(job: Job, dataset: Dataset, trained_on: Dataset) -> None:
 
 
 def decisions_ui(dataset: Dataset) -> Dataset:
-    """Say which photos the decisions about the folder leave out or relabel; return the
-    dataset to train on: as decided, or as the folder is."""
+    """Say which photos your decisions about the folder leave out or relabel (and, if you
+    choose, the folder's published ones); return the dataset to train on."""
+    owner = session.visitor()
     try:
-        applied = decided(dataset)
+        published = load_decisions(dataset.root).items
+        mine = decided(dataset, owner)
+        applied = decided(dataset, owner, published=True) if published else mine
     except DatasetError as exc:
         session.show_error(exc)
         return dataset
+    if published:
+        with_published = st.toggle(
+            f"Also use the folder's published decisions ({len(published)}, made with the "
+            "command line's `audit --apply`)",
+            value=False,
+            key="train-with-published",
+            help="Yours replace them photo by photo. Other visitors' decisions are never used.",
+        )
+        if not with_published:
+            applied = mine
     if applied is dataset:
         return dataset
     use = st.toggle(
@@ -374,9 +387,9 @@ def decisions_ui(dataset: Dataset) -> Dataset:
         f"out, {len(applied.relabelled)} counted under another class",
         value=True,
         key="train-with-decisions",
-        help="Made on Explore › Data issues (by any visitor of this server) or with "
-        "`audit --apply`; the photo folder is not touched, and the run records which photos "
-        "it used with which classes.",
+        help="Yours, made on Explore › Data issues (no other visitor sees, uses or undoes "
+        "them), and the folder's published ones if you chose them above; the photo folder "
+        "is not touched, and the run records which photos it used with which classes.",
     )
     return applied if use else dataset
 

@@ -1,6 +1,12 @@
 """What a person decided about a dataset's photos: which to leave out and which belong to
-another class. Kept in the workspace, one file per dataset folder (the photo folder is never
-touched), and applied to a scanned dataset before training."""
+another class. Kept in the workspace, one file per dataset folder and person (the photo folder
+is never touched), and applied to a scanned dataset before training.
+
+Decisions belong to whoever made them (`owner`: an account, or a browser session): a training
+uses its own person's, never silently someone else's, and nobody undoes another's. The
+folder's own decisions (owner "": the command line's, the host's) are *published*: a visitor
+may choose to train with them too.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ class Decisions:
 
     root: str
     items: tuple[Decision, ...] = ()
+    owner: str = ""  # who made them; "": the folder's own (the command line's, the host's)
 
     def of(self, path: str) -> Decision | None:
         """Return the decision about a photo, if any."""
@@ -44,27 +51,30 @@ class Decisions:
 
     def to_json(self) -> dict:
         """Return the decisions as plain JSON values."""
-        return {"root": self.root, "items": [asdict(d) for d in self.items]}
+        return {"root": self.root, "owner": self.owner, "items": [asdict(d) for d in self.items]}
 
     @classmethod
     def from_json(cls, value: dict) -> Decisions:
         """Rebuild decisions read from their file."""
-        return cls(str(value["root"]), tuple(Decision(**item) for item in value["items"]))
+        items = tuple(Decision(**item) for item in value["items"])
+        return cls(str(value["root"]), items, str(value.get("owner") or ""))
 
 
-def decisions_file(root: Path) -> Path:
-    """Return the file holding the decisions about a dataset folder."""
-    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+def decisions_file(root: Path, owner: str = "") -> Path:
+    """Return the file holding one person's decisions about a dataset folder (the folder's
+    own: owner "")."""
+    name = str(Path(root).resolve()) + (f"\0{owner}" if owner else "")
+    key = hashlib.sha256(name.encode()).hexdigest()[:16]
     return workspace.decisions_dir() / f"{key}.json"
 
 
-def load_decisions(root: Path) -> Decisions:
-    """Return the decisions about a dataset folder (none yet: an empty list)."""
-    path = decisions_file(root)
+def load_decisions(root: Path, owner: str = "") -> Decisions:
+    """Return one person's decisions about a dataset folder (none yet: an empty list)."""
+    path = decisions_file(root, owner)
     try:
         return Decisions.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
-        return Decisions(str(Path(root).resolve()))
+        return Decisions(str(Path(root).resolve()), owner=owner)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(
             f"the decisions about {root} cannot be read from {path} ({exc}); "
@@ -73,7 +83,7 @@ def load_decisions(root: Path) -> Decisions:
 
 
 def _save(decisions: Decisions) -> None:
-    path = decisions_file(Path(decisions.root))
+    path = decisions_file(Path(decisions.root), decisions.owner)
     workspace.write_atomic(path, json.dumps(decisions.to_json(), indent=1))
 
 
@@ -106,13 +116,14 @@ def _checked(dataset: Dataset, wanted: Wanted) -> Decision:
     return Decision(wanted.path, record.sha256, wanted.action, label, wanted.reason)
 
 
-def decide_all(dataset: Dataset, wanted: Sequence[Wanted]) -> Decisions:
-    """Record decisions about photos of a scanned dataset, each replacing any earlier one
-    about its photo; return every decision about the folder. One bad decision records none."""
+def decide_all(dataset: Dataset, wanted: Sequence[Wanted], owner: str = "") -> Decisions:
+    """Record `owner`'s decisions about photos of a scanned dataset, each replacing any
+    earlier one of theirs about its photo; return all their decisions about the folder. One
+    bad decision records none."""
     new = [_checked(dataset, item) for item in wanted]
     paths = {d.path for d in new}
     with _WRITING:
-        current = load_decisions(dataset.root)
+        current = load_decisions(dataset.root, owner)
         kept = tuple(d for d in current.items if d.path not in paths)
         decisions = replace(current, items=(*kept, *new))
         _save(decisions)
@@ -120,24 +131,31 @@ def decide_all(dataset: Dataset, wanted: Sequence[Wanted]) -> Decisions:
 
 
 def decide(
-    dataset: Dataset, path: str, action: str, label: str | None = None, reason: str = ""
+    dataset: Dataset,
+    path: str,
+    action: str,
+    label: str | None = None,
+    reason: str = "",
+    owner: str = "",
 ) -> Decisions:
     """Record a decision about one photo (see decide_all)."""
-    return decide_all(dataset, [Wanted(path, action, label, reason)])
+    return decide_all(dataset, [Wanted(path, action, label, reason)], owner)
 
 
-def undo_all(dataset: Dataset) -> Decisions:
-    """Forget every decision about the folder; return the (empty) decisions."""
+def undo_all(dataset: Dataset, owner: str = "") -> Decisions:
+    """Forget every decision of `owner`'s about the folder (no one else's); return the
+    (empty) decisions."""
     with _WRITING:
-        decisions = Decisions(str(dataset.root.resolve()))
+        decisions = Decisions(str(dataset.root.resolve()), owner=owner)
         _save(decisions)
     return decisions
 
 
-def undo(dataset: Dataset, *paths: str) -> Decisions:
-    """Forget the decisions about these photos; return every decision left about the folder."""
+def undo(dataset: Dataset, *paths: str, owner: str = "") -> Decisions:
+    """Forget `owner`'s decisions about these photos; return all theirs left about the
+    folder."""
     with _WRITING:
-        current = load_decisions(dataset.root)
+        current = load_decisions(dataset.root, owner)
         decisions = replace(current, items=tuple(d for d in current.items if d.path not in paths))
         _save(decisions)
     return decisions
@@ -195,9 +213,15 @@ def forget_under(folder: Path) -> int:
     return gone
 
 
-def decided(dataset: Dataset) -> Dataset:
-    """Return a scanned dataset with the decisions stored about its folder applied."""
-    return apply_decisions(dataset, load_decisions(dataset.root))
+def decided(dataset: Dataset, owner: str = "", published: bool = False) -> Dataset:
+    """Return a scanned dataset with `owner`'s decisions about its folder applied; with
+    `published`, the folder's own decisions too, `owner`'s replacing them photo by photo."""
+    mine = load_decisions(dataset.root, owner)
+    if published and owner:
+        paths = {d.path for d in mine.items}
+        folder = [d for d in load_decisions(dataset.root).items if d.path not in paths]
+        mine = replace(mine, items=(*folder, *mine.items))
+    return apply_decisions(dataset, mine)
 
 
 def as_recorded(dataset: Dataset, excluded: tuple[str, ...], relabelled: dict[str, str]) -> Dataset:

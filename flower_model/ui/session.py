@@ -275,6 +275,22 @@ def photos_ui(label: str, key: str, help: str | None = None) -> list[tuple[str, 
     return photos
 
 
+# The session key of a visitor's identity when they are not signed in.
+VISITOR_KEY = "visitor"
+
+
+def visitor() -> str:
+    """Return who is using this page: their account where the host set up sign-in and they
+    signed in (`st.user`), else this browser session: what a visitor owns (decisions) is then
+    theirs for as long as the session lasts."""
+    import secrets
+
+    user = st.user
+    if user.get("is_logged_in"):
+        return f"account:{user.get('email') or user.get('sub')}"
+    return st.session_state.setdefault(VISITOR_KEY, f"session:{secrets.token_hex(8)}")
+
+
 def unwritten_caches_ui(slot) -> None:
     """Say in one line, in `slot`, when this server's caches cannot be written (a full disk):
     the pages keep working, computing again what they would have kept."""

@@ -239,36 +239,54 @@ def test_explore_audits_and_a_decision_reaches_training_and_is_undone(
     fresh_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flower_model.data.dataset import scan_dataset
-    from flower_model.data.decisions import load_decisions
+    from flower_model.data.decisions import decide, load_decisions
     from flower_model.data.synthetic import write_dirty_photos
 
     write_dirty_photos(tmp_path / "dirty", per_class=20, seed=4)
     monkeypatch.setenv("FLOWER_LENS_DATA", str(tmp_path / "dirty"))
     sample = scan_dataset(tmp_path / "dirty")
     stand_in_features(sample)  # the audit finds them cached: no ResNet50 in the worker
-    app = open_page("pages/data_issues.py")
-    next(b for b in app.button if b.label.startswith("Audit this dataset")).click()
-    app.run()
-    wait_until(app, lambda a: any(m.label == "label issues" for m in a.metric))
-    metrics = {m.label: int(m.value) for m in app.metric if m.label != "photos"}
+    ana = open_page("pages/data_issues.py")  # one visitor (a browser session)
+    next(b for b in ana.button if b.label.startswith("Audit this dataset")).click()
+    ana.run()
+    wait_until(ana, lambda a: any(m.label == "label issues" for m in a.metric))
+    metrics = {m.label: int(m.value) for m in ana.metric if m.label != "photos"}
     assert metrics["decided"] == 0 and metrics["label issues"] > 0
-    assert "not meaningful" in texts(app)  # random weights here, and the tab says so
-    next(b for b in app.button if b.label == "Leave out").click()
-    app.run()
-    decided = load_decisions(sample.root).items
-    assert [d.action for d in decided] == ["exclude"]
-    assert "Decided: left out." in texts(app)
+    assert "not meaningful" in texts(ana)  # random weights here, and the tab says so
+    next(b for b in ana.button if b.label == "Leave out").click()
+    ana.run()
+    owner = ana.session_state["visitor"]
+    assert [d.action for d in load_decisions(sample.root, owner).items] == ["exclude"]
+    assert load_decisions(sample.root).items == ()  # hers, not the folder's
+    assert "Decided: left out." in texts(ana)
 
-    train = open_page("pages/train.py")
-    toggle = next(t for t in train.toggle if t.label.startswith("Train with the decisions"))
+    ana.switch_page("pages/train.py")
+    ana.run()
+    toggle = next(t for t in ana.toggle if t.label.startswith("Train with the decisions"))
     assert "1 photo(s) left out" in toggle.label and toggle.value
 
-    app = open_page("pages/data_issues.py")
-    next(b for b in app.button if b.label == "Undo").click()
-    app.run()
-    assert load_decisions(sample.root).items == ()
-    train = open_page("pages/train.py")
-    assert not [t for t in train.toggle if t.label.startswith("Train with the decisions")]
+    # Another visitor: none of her decisions on his Train page, none to undo on his.
+    ben = open_page("pages/train.py")
+    assert not [t for t in ben.toggle if t.label.startswith("Train with the decisions")]
+    ben.switch_page("pages/data_issues.py")
+    ben.run()
+    assert {m.label: m.value for m in ben.metric}["decided"] == "0"
+    assert not [b for b in ben.button if b.label == "Undo all"]
+    # The folder's published decisions (the command line's) are his only if he chooses.
+    decide(sample, sample.records[0].path, "exclude", reason="the host's")
+    ben.switch_page("pages/train.py")
+    ben.run()
+    assert not [t for t in ben.toggle if t.label.startswith("Train with the decisions")]
+    ben.toggle(key="train-with-published").set_value(True).run()
+    toggle = next(t for t in ben.toggle if t.label.startswith("Train with the decisions"))
+    assert "1 photo(s) left out" in toggle.label
+
+    ana.switch_page("pages/data_issues.py")
+    ana.run()
+    next(b for b in ana.button if b.label == "Undo").click()
+    ana.run()
+    assert load_decisions(sample.root, owner).items == ()
+    assert len(load_decisions(sample.root).items) == 1  # the folder's are not hers to undo
 
 
 def small_dataset(folder: Path, per_class: int = 3) -> Path:

@@ -16,6 +16,7 @@ from flower_model.data.decisions import (
     decisions_file,
     load_decisions,
     undo,
+    undo_all,
 )
 from flower_model.data.synthetic import write_photos
 
@@ -125,3 +126,29 @@ def test_deleting_an_upload_forgets_the_decisions_about_it(fresh_home: Path) -> 
     uploads.delete_dataset(folder)
     assert not decisions_file(dataset.root).exists() and decisions_file(kept.root).exists()
     assert forget_under(other) == 1 and not decisions_file(kept.root).exists()
+
+
+def test_each_persons_decisions_are_theirs_alone(folder: Path) -> None:
+    dataset = scan_dataset(folder)
+    first, second = (r.path for r in dataset.records[:2])
+    decide(dataset, first, "exclude", owner="account:ana@example.org")
+    decide(dataset, second, "exclude", owner="session:ben")
+    assert [d.path for d in load_decisions(folder, "account:ana@example.org").items] == [first]
+    assert decided(dataset, "session:ben").excluded == (second,)
+    assert decided(dataset).excluded == ()  # the folder's own: none
+    undo_all(dataset, owner="session:ben")  # his undo touches his alone
+    assert decided(dataset, "account:ana@example.org").excluded == (first,)
+    assert decided(dataset, "session:ben") is dataset
+
+
+def test_the_folders_published_decisions_are_used_only_when_chosen(folder: Path) -> None:
+    dataset = scan_dataset(folder)
+    first, second = (r.path for r in dataset.records[:2])
+    filed = dataset.class_names[dataset.records[0].label]
+    other = next(n for n in dataset.class_names if n != filed)
+    decide(dataset, first, "exclude")  # the command line's: the folder's own
+    decide(dataset, second, "exclude")
+    decide(dataset, first, "relabel", other, owner="session:ben")  # his replaces it
+    assert decided(dataset, "session:ben").excluded == ()
+    both = decided(dataset, "session:ben", published=True)
+    assert both.excluded == (second,) and both.relabelled == ((first, other),)
