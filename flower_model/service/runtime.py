@@ -96,8 +96,10 @@ def load_before_tensorflow() -> None:
     ends the process with a segmentation fault (found: a server that had classified a photo
     died when a visitor opened the live camera; `import tensorflow; import pylibsrtp` alone
     does it, and the other order works). Loading it first costs 15 ms; where it is not
-    installed, there is nothing to do.
+    installed, or TensorFlow is loaded already (a test process: too late), nothing is done.
     """
+    if "tensorflow" in sys.modules:
+        return
     with contextlib.suppress(ImportError):
         import pylibsrtp  # noqa: F401
 

@@ -661,10 +661,10 @@ def test_evaluate_exports_a_run_for_download(warm_home, sample, sample_dir, monk
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A workspace on a full disk: a 256 KB tmpfs filled up, where this machine may mount
-    one; elsewhere, a workspace whose every write fails as a full disk's does. The sample,
-    never scanned there, is the app's dataset."""
+    one; elsewhere, a workspace whose every write fails as a full disk's does. A dataset
+    never scanned before is the app's dataset."""
     import errno
 
     from flower_model.core import workspace
@@ -687,7 +687,7 @@ def full_disk(tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch)
 
         monkeypatch.setattr(workspace, "write_atomic", full)
     monkeypatch.setenv("FLOWER_LENS_HOME", str(disk / "home"))
-    monkeypatch.setenv("FLOWER_LENS_DATA", str(sample_dir))
+    monkeypatch.setenv("FLOWER_LENS_DATA", str(small_dataset(tmp_path / "never-scanned")))
     try:
         yield disk
     finally:

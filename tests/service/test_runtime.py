@@ -83,3 +83,20 @@ def test_the_live_cameras_libraries_load_after_tensorflow_in_a_server() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == "both loaded"
+
+
+def test_a_process_with_tensorflow_loaded_first_is_left_as_it_is() -> None:
+    # A test process (AppTest) has TensorFlow loaded before the app's first page run: libsrtp
+    # loaded then would crash it, so nothing is loaded.
+    code = (
+        "import tensorflow\n"
+        "from flower_model.service import runtime\n"
+        "runtime.load_before_tensorflow()\n"
+        "import sys\n"
+        "print('pylibsrtp' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "False"
