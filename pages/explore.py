@@ -1,13 +1,14 @@
 """Explore: choose the photos, look at them, and see how ResNet50 places them on a map."""
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from flower_model.core.errors import FlowerLensError
-from flower_model.data import uploads
+from flower_model.data import owners, uploads
 from flower_model.data.dataset import Dataset, find_class_root
 from flower_model.data.download import DEFAULT_HANDLE, download_dataset
 from flower_model.data.images import MAX_FILE_BYTES
@@ -143,10 +144,9 @@ def limits_caption() -> None:
 def upload_ui() -> Path | None:
     """Draw the uploaded datasets: start one, add photos to it, delete it; return the one the
     visitor should now look at."""
-    mine: set[str] = st.session_state.setdefault("my_datasets", set())
-    # Only this visitor's own datasets can be added to or deleted (everyone's are listed under
-    # "A folder on this server", to look at and train on).
-    existing = [f for f in uploads.uploaded_datasets() if f.name in mine]
+    me = session.visitor()
+    # Only this visitor's own datasets can be added to, shared or deleted; others' are theirs.
+    existing = owners.owned_by(me, uploads.uploaded_datasets())
     left, right = st.columns([3, 2])
     picked = left.selectbox(
         "Uploaded dataset",
@@ -157,28 +157,40 @@ def upload_ui() -> Path | None:
     name = None
     if picked is None:
         name = right.text_input("Its name", placeholder="my flowers", key="new_dataset_name")
-    elif right.button("Delete this dataset", icon=":material/delete:"):
-        uploads.delete_dataset(picked)
-        session.forget_dataset_choices()
-        st.rerun()
+    else:
+        if right.button("Delete this dataset", icon=":material/delete:"):
+            uploads.delete_dataset(picked, owner=me)
+            session.forget_dataset_choices()
+            st.rerun()
+        share_ui(picked)
     class_name, photos, zip_bytes = photos_to_add_ui()
     if not st.button("Add", type="primary", disabled=not (photos or zip_bytes)):
         return None
 
     def fill(folder: Path) -> UploadReport:
         if zip_bytes is not None:
-            return uploads.add_zip(folder, zip_bytes)
-        return uploads.add_photos(folder, class_name or "", photos)
+            return uploads.add_zip(folder, zip_bytes, owner=me)
+        return uploads.add_photos(folder, class_name or "", photos, owner=me)
 
-    report = uploads.create_dataset_with(name or "", fill) if picked is None else fill(picked)
+    report = (
+        uploads.create_dataset_with(name or "", fill, owner=me) if picked is None else fill(picked)
+    )
     if not report.total_added:
         report_ui(report)
         return None
-    folder = report.dataset
-    mine.add(folder.name)
     st.session_state["upload_report"] = report
     session.forget_dataset_choices()
-    return folder
+    return report.dataset
+
+
+def share_ui(folder: Path) -> None:
+    """Show the link that opens one of this visitor's uploads for someone else: it carries
+    the dataset's secret token (the dataset is private without it)."""
+    query = urlencode({"data": str(folder), "share": owners.ownership_of(folder).token})
+    page = (st.context.url or "").split("?")[0]  # None outside a browser (a test)
+    link = f"{page}?{query}"
+    st.caption("Private to you. Anyone with this link can open it, to look and to train:")
+    st.code(link, language=None)
 
 
 def source_ui(current: Path | None) -> Path | None:

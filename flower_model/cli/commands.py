@@ -5,6 +5,7 @@ exit code."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -504,4 +505,51 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     print("\n".join(lines), file=sys.stderr)
     print(result.path)
+    return 0
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Return the bytes of the files under a folder (0 if it does not exist)."""
+    total = 0
+    for path in folder.rglob("*") if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total
+
+
+def cmd_workspace(args: argparse.Namespace) -> int:
+    """List the uploads by owner, size and last use, and the workspace's folders; prune or
+    delete uploads (the host's tool: it may delete any visitor's)."""
+    from flower_model.core import workspace
+    from flower_model.data import owners, uploads
+
+    if args.delete:
+        matches = [f for f in uploads.uploaded_datasets() if f.name == args.delete]
+        if not matches:
+            raise FlowerLensError(f"no uploaded dataset is named {args.delete} (see `workspace`)")
+        uploads.delete_dataset(matches[0])
+        print(f"deleted the uploaded dataset {args.delete}")
+    if args.prune_days is not None:
+        gone = uploads.expire_uploads(days=args.prune_days)
+        print(f"deleted {len(gone)} upload(s) unused for {args.prune_days:g} days")
+        for folder in gone:
+            print(f"  {folder.name}")
+    now = time.time()
+    listed = [
+        (folder, owners.ownership_of(folder).owner or "(the host)")
+        for folder in uploads.uploaded_datasets()
+    ]
+    if args.owner:
+        listed = [(folder, owner) for folder, owner in listed if owner == args.owner]
+    print(f"{'uploaded dataset':<32}{'owner':<34}{'MB':>8}{'last used':>12}")
+    for folder, owner in sorted(listed, key=lambda item: (item[1], item[0].name)):
+        days = (now - uploads.last_used(folder)) / 86400
+        size = _folder_bytes(folder) / 2**20
+        print(f"{folder.name:<32}{owner:<34}{size:>8.1f}{days:>8.1f} days")
+    if not listed:
+        print("(none)")
+    print(f"\nworkspace {workspace.home_dir()}:")
+    for name in ("datasets", "runs", "features", "scans", "exports", "audits", "journal"):
+        print(f"  {name:<10}{_folder_bytes(workspace.home_dir() / name) / 2**20:>10.1f} MB")
     return 0

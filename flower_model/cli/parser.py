@@ -18,6 +18,7 @@ from flower_model.cli.commands import (
     cmd_runs,
     cmd_train,
     cmd_tune,
+    cmd_workspace,
 )
 from flower_model.core.cluster import CLUSTER_ENV
 from flower_model.core.workspace import DATA_ENV
@@ -203,4 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list saved runs, newest first")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "workspace",
+        help="for the host: the uploaded datasets by owner, size and last use, and what the "
+        "workspace's folders take; prune or delete uploads",
+    )
+    p.add_argument("--owner", help="list only this owner's uploads (as listed)")
+    p.add_argument(
+        "--prune-days",
+        type=float,
+        metavar="DAYS",
+        help="delete the uploads nobody opened or added to for DAYS days",
+    )
+    p.add_argument("--delete", metavar="DATASET", help="delete one uploaded dataset (its name)")
+    p.set_defaults(func=cmd_workspace)
     return parser

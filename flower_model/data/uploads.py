@@ -3,7 +3,9 @@
 Each dataset is a folder `datasets/<id>/<class>/<hash><suffix>` of the original bytes, named
 by content so that the same photo is stored once and no visitor-given name ever becomes a
 path. Photos come one class at a time, or as a `.zip` of class folders; what cannot be used is
-listed with the reason. Limits on size and file count keep one visitor from filling the disk.
+listed with the reason. Limits on size and file count, per dataset, per visitor and in all,
+keep one visitor from filling the disk; uploads untouched for the host's number of days expire.
+Each dataset is its uploader's (owners.py): private, shared by link, changed and deleted by them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import stat
+import time
 import uuid
 import zipfile
 from collections import Counter
@@ -23,6 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from flower_model.core import workspace
 from flower_model.core.errors import DatasetError, ImageError
+from flower_model.data import owners
 from flower_model.data.dataset import SkippedFile
 from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, inspect
 
@@ -32,9 +36,17 @@ MAX_DATASET_BYTES = 500 * 2**20
 MAX_DATASET_FILES = 5000
 # All uploaded datasets together, so that many datasets cannot fill the disk either.
 MAX_ALL_UPLOADS_BYTES = 4 * 2**30
+# Per visitor (an account, or a browser session), so that one cannot deny uploads to all.
+MAX_OWNER_BYTES = 1024 * 2**20
+MAX_OWNER_DATASETS = 10
+# An upload nobody opened or added to for this many days is deleted.
+UPLOAD_DAYS = 30
 PHOTOS_ENV = "FLOWER_LENS_UPLOAD_PHOTOS"  # photos per dataset
 DATASET_MB_ENV = "FLOWER_LENS_UPLOAD_DATASET_MB"  # megabytes per dataset
 TOTAL_GB_ENV = "FLOWER_LENS_UPLOAD_TOTAL_GB"  # gigabytes of every uploaded dataset together
+OWNER_MB_ENV = "FLOWER_LENS_UPLOAD_OWNER_MB"  # megabytes of one visitor's datasets together
+OWNER_DATASETS_ENV = "FLOWER_LENS_UPLOAD_OWNER_DATASETS"  # datasets one visitor may keep
+DAYS_ENV = "FLOWER_LENS_UPLOAD_DAYS"  # days an untouched upload is kept
 # A zip member that inflates more than this is refused as a zip bomb (photos barely compress:
 # a JPEG's ratio is about 1, a PNG's rarely above 10).
 MAX_COMPRESSION_RATIO = 100
@@ -62,11 +74,15 @@ class UploadReport:
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """How much the visitors may upload: photos and bytes per dataset, bytes in all."""
+    """How much the visitors may upload: photos and bytes per dataset, bytes and datasets per
+    visitor, bytes in all; and for how many days an untouched upload is kept."""
 
     photos: int
     dataset_bytes: int
     all_bytes: int
+    owner_bytes: int = MAX_OWNER_BYTES
+    owner_datasets: int = MAX_OWNER_DATASETS
+    days: float = UPLOAD_DAYS
 
 
 def _setting(name: str, default: int, unit: int) -> int:
@@ -89,6 +105,9 @@ def upload_limits() -> UploadLimits:
         photos=_setting(PHOTOS_ENV, MAX_DATASET_FILES, 1),
         dataset_bytes=_setting(DATASET_MB_ENV, MAX_DATASET_BYTES, 2**20),
         all_bytes=_setting(TOTAL_GB_ENV, MAX_ALL_UPLOADS_BYTES, 2**30),
+        owner_bytes=_setting(OWNER_MB_ENV, MAX_OWNER_BYTES, 2**20),
+        owner_datasets=_setting(OWNER_DATASETS_ENV, MAX_OWNER_DATASETS, 1),
+        days=_setting(DAYS_ENV, UPLOAD_DAYS, 1),
     )
 
 
@@ -112,18 +131,33 @@ def uploaded_datasets() -> tuple[Path, ...]:
     return tuple(sorted(found, key=lambda p: p.stat().st_mtime))
 
 
-def create_dataset(name: str) -> Path:
-    """Return the folder of a new, empty uploaded dataset named after `name`."""
+def create_dataset(name: str, owner: str = "") -> Path:
+    """Return the folder of a new, empty uploaded dataset named after `name`, owned by
+    `owner` ("": the host's, open to all); refuse a visitor's dataset beyond their limit.
+    Uploads untouched for the host's number of days are deleted first."""
     slug = re.sub(r"[^\w-]+", "-", check_name(name, "dataset")).strip("-").lower()
+    limits = upload_limits()
+    expire_uploads(limits.days)
+    if owner:
+        kept = owners.owned_by(owner, uploaded_datasets())
+        if len(kept) >= limits.owner_datasets:
+            raise DatasetError(
+                f"you already keep {len(kept)} uploaded datasets, this server's limit per "
+                "visitor: delete one of them to upload another"
+            )
     folder = workspace.datasets_dir() / f"{slug}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
+    if owner:
+        owners.claim(folder, owner)
     return folder
 
 
-def create_dataset_with(name: str, fill: Callable[[Path], UploadReport]) -> UploadReport:
-    """Return what `fill` added to a new dataset named after `name`; if it fails or adds
-    nothing, no empty dataset is left behind."""
-    folder = create_dataset(name)
+def create_dataset_with(
+    name: str, fill: Callable[[Path], UploadReport], owner: str = ""
+) -> UploadReport:
+    """Return what `fill` added to a new dataset named after `name` (owned by `owner`); if it
+    fails or adds nothing, no empty dataset is left behind."""
+    folder = create_dataset(name, owner)
     try:
         report = fill(folder)
     except BaseException:
@@ -143,13 +177,42 @@ def uploaded_dataset(folder: Path) -> Path:
     return folder
 
 
-def delete_dataset(folder: Path) -> None:
-    """Delete an uploaded dataset, every photo in it and the decisions about it."""
+def delete_dataset(folder: Path, owner: str | None = None) -> None:
+    """Delete an uploaded dataset, every photo in it and the decisions about it; with an
+    `owner` (a visitor), only if it is theirs (None: the host, who may delete any)."""
     from flower_model.data.decisions import forget_under
 
     folder = uploaded_dataset(folder)
+    owners.check_owner(folder, owner)
     shutil.rmtree(folder)
     forget_under(folder)
+    owners.forget(folder)
+
+
+def last_used(folder: Path) -> float:
+    """Return when an uploaded dataset was last opened or added to (a time.time())."""
+    stamps = [folder.stat().st_mtime]
+    stamps += [p.stat().st_mtime for p in folder.iterdir() if p.is_dir()]
+    record = owners.ownership_file(folder)
+    if record.exists():
+        stamps.append(record.stat().st_mtime)
+    return max(stamps)
+
+
+def expire_uploads(days: float | None = None, now: float | None = None) -> list[Path]:
+    """Delete the uploaded datasets nobody opened or added to for `days` (the host's setting
+    by default); return them."""
+    days = upload_limits().days if days is None else days
+    cutoff = (time.time() if now is None else now) - days * 86400
+    gone = []
+    for folder in uploaded_datasets():
+        try:
+            if last_used(folder) < cutoff:
+                delete_dataset(folder)
+                gone.append(folder)
+        except OSError:  # deleted meanwhile by another process
+            continue
+    return gone
 
 
 def _usage(folder: Path) -> tuple[int, int]:
@@ -158,14 +221,20 @@ def _usage(folder: Path) -> tuple[int, int]:
     return sum(sizes), len(sizes)
 
 
-def add_photos(folder: Path, class_name: str, photos: Iterable[Photo]) -> UploadReport:
-    """Add photos to one class of an uploaded dataset; return what was added and refused."""
+def add_photos(
+    folder: Path, class_name: str, photos: Iterable[Photo], owner: str | None = None
+) -> UploadReport:
+    """Add photos to one class of an uploaded dataset (`owner`'s, when a visitor adds);
+    return what was added and refused."""
     folder = uploaded_dataset(folder)
+    owners.check_owner(folder, owner)
     class_name = check_name(class_name, "class")
     return _store(folder, ((class_name, name, data) for name, data in photos))
 
 
-def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadReport:
+def add_zip(
+    folder: Path, data: bytes, zip_name: str = "upload.zip", owner: str | None = None
+) -> UploadReport:
     """Add the photos of a `.zip` laid out `<class>/<photo>` (at any depth: a photo's class is
     the folder it sits in) to an uploaded dataset; return what was added and refused.
 
@@ -173,6 +242,7 @@ def add_zip(folder: Path, data: bytes, zip_name: str = "upload.zip") -> UploadRe
     refused; the zip as a whole is refused if it would inflate beyond the dataset's limit.
     """
     folder = uploaded_dataset(folder)
+    owners.check_owner(folder, owner)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -240,6 +310,9 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
     limits = upload_limits()
     used_bytes, used_files = _usage(folder)
     all_bytes = _usage(workspace.datasets_dir())[0]
+    owner = owners.ownership_of(folder).owner
+    theirs = owners.owned_by(owner, uploaded_datasets()) if owner else []
+    owner_bytes = sum(_usage(f)[0] for f in theirs)
     added: Counter[str] = Counter()
     refused: list[SkippedFile] = []
     for class_name, name, data in photos:
@@ -250,6 +323,11 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
             reason = f"the dataset already holds its limit of {limits.photos:,} photos"
         elif used_bytes + len(data) > limits.dataset_bytes:
             reason = f"the dataset would exceed its limit of {limits.dataset_bytes / 2**20:,.0f} MB"
+        elif owner and owner_bytes + len(data) > limits.owner_bytes:
+            reason = (
+                f"your uploaded datasets would exceed this server's limit of "
+                f"{limits.owner_bytes / 2**20:,.0f} MB per visitor"
+            )
         elif all_bytes + len(data) > limits.all_bytes:
             reason = (
                 f"the server's uploaded datasets would exceed their limit of "
@@ -276,4 +354,5 @@ def _store(folder: Path, photos: Iterable[tuple[str, str, bytes]]) -> UploadRepo
         added[class_name] += 1
         used_bytes, used_files = used_bytes + len(data), used_files + 1
         all_bytes += len(data)
+        owner_bytes += len(data)
     return UploadReport(folder, dict(sorted(added.items())), tuple(refused))

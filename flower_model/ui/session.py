@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -16,7 +17,7 @@ from flower_model.core import workspace
 from flower_model.core.cluster import cluster_address
 from flower_model.core.errors import FlowerLensError, ImageError
 from flower_model.core.events import TrainingProgress
-from flower_model.data import roots
+from flower_model.data import owners, roots
 from flower_model.data.dataset import Dataset, find_class_root, scan_dataset
 from flower_model.data.images import IMAGE_SUFFIXES, MAX_FILE_BYTES, load_preview, read_bytes
 from flower_model.data.roots import DataRoots
@@ -57,6 +58,9 @@ MODEL_MODULES = (
 NAVIGATION_CHECKED = "navigation_checked"
 # The query parameter that carries a visitor's dataset in the page's link.
 DATASET_PARAM = "data"
+# A share link's token of an uploaded dataset, and the session's tokens given so far.
+SHARE_PARAM = "share"
+SHARES_KEY = "share-tokens"
 
 
 def through_app_navigation() -> None:
@@ -85,10 +89,13 @@ def job_board() -> JobBoard | ClusterJobBoard:
 
     Made once per server, which is when what killed trainings left behind is removed.
     """
+    from flower_model.data.uploads import expire_uploads
     from flower_model.runs.store import remove_abandoned
 
     remove_abandoned()
     workspace.remove_stale_temporaries()
+    with contextlib.suppress(FlowerLensError, OSError):  # a bad setting is said on upload
+        expire_uploads()
     if cluster_address() is not None:
         from flower_model.service.cluster_jobs import ClusterJobBoard
 
@@ -185,8 +192,19 @@ def _datasets_under(data_roots: DataRoots) -> tuple[Path, ...]:
 
 
 def dataset_choices() -> tuple[Path, ...]:
-    """Return the dataset folders under the data roots (looked for at most once a minute)."""
-    return _datasets_under(data_roots())
+    """Return the dataset folders under the data roots this visitor may open (looked for at
+    most once a minute): another visitor's upload only with its share link."""
+    me, shares = visitor(), shared_with_me()
+    return tuple(f for f in _datasets_under(data_roots()) if owners.may_open(f, me, shares))
+
+
+def shared_with_me() -> set[str]:
+    """Return the share tokens this visitor was given (a link's `?share=`), for this session."""
+    tokens: set[str] = st.session_state.setdefault(SHARES_KEY, set())
+    given = st.query_params.get(SHARE_PARAM)
+    if given:
+        tokens.add(given)
+    return tokens
 
 
 def forget_dataset_choices() -> None:
@@ -242,6 +260,9 @@ def photo_ui(path: Path, caption: str | None = None, side: int = THUMBNAIL_SIDE)
     it is under the data roots; a file that cannot be shown gets one line instead."""
     if not data_roots().allows(path):
         st.caption(f"{path.name}: outside the folders this server shares, not shown")
+        return
+    if not owners.may_open(path, visitor(), shared_with_me()):  # a run on someone's upload
+        st.caption(f"{path.name}: in another visitor's private upload, not shown")
         return
     try:
         stat = path.stat()
@@ -324,6 +345,9 @@ def scan_with_progress(path: Path) -> Dataset:
     photos are checked the first time."""
     allowed = data_roots()
     root = allowed.check(find_class_root(allowed.check(path)))
+    owners.check_may_open(root, visitor(), shared_with_me())
+    if owners.is_upload(root):
+        owners.touch(root)  # opened: it does not expire
     bar = None
 
     def progress(done: int, total: int) -> None:

@@ -384,13 +384,21 @@ def test_a_visitor_uploads_a_zip_then_photos_of_a_class_then_deletes_it(
     app.run()
     next(b for b in app.button if b.label == "Add").click().run()
     assert {m.label: m.value for m in app.metric}["classes"] == "3"
-    # Its maker may add to it and delete it; another visitor may only look at it and train.
+    # It is hers: another visitor neither sees it nor opens it without her share link.
+    link = next(c.value for c in app.code if "share=" in c.value)
     other = open_page("pages/explore.py")
     other.radio[0].set_value("Upload photos").run()
     assert stored not in other.selectbox(key="uploaded_dataset").options
     other.radio[0].set_value("A folder on this server").run()
     chooser = next(s for s in other.selectbox if s.label == "Dataset folder")
-    assert any(Path(o).name == stored.name for o in chooser.options)  # labels, not paths
+    assert not any(Path(o).name == stored.name for o in chooser.options)
+    other.query_params["data"] = str(stored)
+    other.run()
+    assert "opens only with the share link its owner gives you" in texts(other)
+    assert "photos" not in {m.label for m in other.metric}
+    other.query_params["share"] = link.split("share=")[1]
+    other.run()
+    assert {m.label: m.value for m in other.metric}["classes"] == "3"  # shared: he may look
     app.radio[0].set_value("Upload photos").run()
     app.selectbox(key="uploaded_dataset").select(stored).run()
     next(b for b in app.button if b.label == "Delete this dataset").click().run()

@@ -28,6 +28,7 @@ COMMANDS = (
     "predict",
     "runs",
     "export",
+    "workspace",
 )
 NOISE = ("absl", "cuda", "oneDNN", "I0000", "W0000", "E0000", "Traceback", "Warning")
 
@@ -301,3 +302,33 @@ def test_audit_finds_applies_and_training_honours_the_decisions(
     assert forget.returncode == 0 and "forgot every decision" in forget.stderr
     again = command("train", "--data", str(data), "--weights", "none", "--epochs", "1")
     assert "decisions:" not in again.stderr
+
+
+def test_workspace_lists_uploads_by_owner_and_prunes_or_deletes_them(
+    tmp_path: Path, capfd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from flower_model.data import owners
+    from flower_model.data.uploads import add_photos, create_dataset
+    from tests.data.test_uploads import jpeg
+
+    monkeypatch.setenv("FLOWER_LENS_HOME", str(tmp_path))
+    hers = create_dataset("garden", owner="account:ana@example.org")
+    add_photos(hers, "rose", [("a.jpg", jpeg((200, 0, 0)))])
+    his = create_dataset("field", owner="session:ben")
+    add_photos(his, "oak", [("a.jpg", jpeg((0, 200, 0)))])
+    listed = run_cli(capfd, "workspace", "--owner", "account:ana@example.org", home=tmp_path)
+    assert listed.returncode == 0
+    assert hers.name in listed.stdout and his.name not in listed.stdout
+    old = time.time() - 40 * 86400
+    for path in (his, his / "oak", owners.ownership_file(his)):
+        os.utime(path, (old, old))
+    pruned = run_cli(capfd, "workspace", "--prune-days", "30", home=tmp_path)
+    assert f"deleted 1 upload(s) unused for 30 days\n  {his.name}" in pruned.stdout
+    assert not his.exists() and hers.is_dir()
+    deleted = run_cli(capfd, "workspace", "--delete", hers.name, home=tmp_path)
+    assert deleted.returncode == 0 and not hers.exists()
+    missing = run_cli(capfd, "workspace", "--delete", "nothing", home=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: no uploaded dataset is named nothing (see `workspace`)"
