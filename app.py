@@ -17,6 +17,7 @@ navigation = st.navigation(
     ]
 )
 session.settle_server()  # the imports frozen once, before the page runs: see there
+session.account_ui()
 # A line above the page while the workspace cannot be written: said before the page runs (a
 # page that stops early draws nothing after), and after it, if this run found it.
 notice = st.empty()

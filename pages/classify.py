@@ -118,7 +118,11 @@ def threshold_ui(info: RunInfo, calibrated: bool) -> Threshold | None:
 
 def model_ui(runs: list[RunInfo]) -> tuple[RunInfo, Shown]:
     """Draw the model picker and the switches; return the run and how to show results."""
-    labels = {r.run_id: r.describe() + (" · latest" if r is runs[0] else "") for r in runs}
+    labels = {
+        r.run_id: f"{r.describe()} · by {session.trained_by(r.owner)}"
+        + (" · latest" if r is runs[0] else "")
+        for r in runs
+    }
     left, right = st.columns([3, 1])
     run_id = left.selectbox("Model", list(labels), format_func=labels.__getitem__)
     explain = right.toggle("Show where it looked (Grad-CAM)")

@@ -355,7 +355,13 @@ if not runs:
     session.no_run_hint()
     st.stop()
 by_id = {r.run_id: r for r in runs}
-info = by_id[st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].describe())]
+info = by_id[
+    st.selectbox(
+        "Run",
+        list(by_id),
+        format_func=lambda i: f"{by_id[i].describe()} · by {session.trained_by(by_id[i].owner)}",
+    )
+]
 # Only the open tab is drawn (a plain st.tabs draws every tab's charts on every rerun).
 views = {
     "This run": lambda: this_run_ui(info),

@@ -403,7 +403,9 @@ def start_ui(dataset: Dataset, asked: Submitted, trained_on: Dataset) -> Job | N
             return board.start_tune(
                 trained_on, asked.config, asked.trials, seconds, asked.search_dropout
             )
-        return board.start_training(dataset, asked.config, trained_on=trained_on)
+        return board.start_training(
+            dataset, asked.config, trained_on=trained_on, owner=session.visitor()
+        )
     except (JobConflict, WeightsError, DatasetError) as exc:
         session.show_error(exc)
         return None

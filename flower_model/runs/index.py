@@ -42,6 +42,7 @@ class RunSummary:
     photos: int
     seconds: float
     head_only: bool
+    owner: str = ""  # who trained it ("": the command line, or the host)
 
     @classmethod
     def of(cls, metadata: RunMetadata) -> RunSummary:
@@ -61,6 +62,7 @@ class RunSummary:
             photos=metadata.dataset.images,
             seconds=metadata.seconds,
             head_only=metadata.head_only,
+            owner=metadata.owner,
         )
 
     @classmethod

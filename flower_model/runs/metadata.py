@@ -130,6 +130,9 @@ class RunMetadata:
     head_only: bool = False
     # The head's k-fold cross-validated accuracy on the training photos, when asked for.
     cross_validation: Scores | None = None
+    # Who trained it on a shared server (an account, or a browser session); "": the command
+    # line, or the server's host.
+    owner: str = ""
 
     @property
     def accuracy(self) -> float:
@@ -195,6 +198,7 @@ class RunMetadata:
                     if value.get("cross_validation")
                     else None
                 ),
+                owner=str(value.get("owner") or ""),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not the metadata of a Flower Lens run ({exc!r})") from exc

@@ -80,6 +80,11 @@ class RunInfo:
         return self.summary.accuracy
 
     @property
+    def owner(self) -> str:
+        """Return who trained the run ("": the command line, or the host)."""
+        return self.summary.owner
+
+    @property
     def weights_label(self) -> str:
         """Return 'ImageNet' or the no-transfer-learning label."""
         return self.summary.weights_label

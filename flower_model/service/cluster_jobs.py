@@ -357,8 +357,9 @@ class ClusterJobBoard:
         config: TrainConfig,
         train_fn: Callable | None = None,
         trained_on: Dataset | None = None,
+        owner: str = "",
     ) -> ClusterJob:
-        return self._start("training", dataset, config, train_fn, trained_on)
+        return self._start("training", dataset, config, train_fn, trained_on, owner)
 
     def start_audit(self, dataset: Dataset, weights: str = "imagenet") -> ClusterJob:
         return self._start("audit", dataset, weights)

@@ -95,12 +95,13 @@ TrainFn = Callable[..., "RunInfo"]
 
 
 def training_task(
-    train_fn: TrainFn | None, dataset: Dataset, config: TrainConfig, on_event, cancel
+    train_fn: TrainFn | None, dataset: Dataset, config: TrainConfig, owner: str, on_event, cancel
 ):
-    """Train in the worker (with `train.train` unless told otherwise); return the run's id."""
+    """Train in the worker (with `train.train` unless told otherwise) for `owner`; return the
+    run's id."""
     if train_fn is None:
         from flower_model.workflows.train import train as train_fn  # TensorFlow: the worker's alone
-    return train_fn(dataset, config, on_event=on_event, cancel=cancel).run_id
+    return train_fn(dataset, config, on_event=on_event, cancel=cancel, owner=owner).run_id
 
 
 def features_task(dataset: Dataset, weights: str, on_event, cancel) -> None:
@@ -365,13 +366,15 @@ class JobBoard:
         config: TrainConfig,
         train_fn: TrainFn | None = None,
         trained_on: Dataset | None = None,
+        owner: str = "",
     ) -> Job:
         """Start training in the worker (or line it up); refuse if a job already runs or waits
         on this dataset, except a features job (started in the background when the dataset was
         chosen, say): the training waits for it and finds the features it computed.
         `train_fn` must be importable by the worker (a module-level function).
         `trained_on` is the dataset as decided when Train was clicked (photos left out or
-        relabelled); the job is the folder's all the same.
+        relabelled); the job is the folder's all the same. `owner` is who asked for it (the
+        run records it).
 
         The weights are resolved and the split tried first, so a missing weights file or a
         class that cannot be held out is refused here, at once.
@@ -386,8 +389,8 @@ class JobBoard:
             dataset.fingerprint,
             "training",
             weights,
-            lambda n: Task(n, training_task, (train_fn, photos, config)),
-            {"config": config.to_json(), "weights": weights.kind},
+            lambda n: Task(n, training_task, (train_fn, photos, config, owner)),
+            {"config": config.to_json(), "weights": weights.kind, "owner": owner},
             follows=("features",),
         )
 
@@ -498,7 +501,8 @@ class JobBoard:
             raise FlowerLensError("choose the dataset the job was on to start it again")
         if asked.kind == "training":
             config = TrainConfig.from_json(settings["config"])
-            return self.start_training(dataset, config, train_fn, trained_on)
+            owner = str(settings.get("owner") or "")
+            return self.start_training(dataset, config, train_fn, trained_on, owner)
         if asked.kind == "tune":
             return self.start_tune(
                 trained_on or dataset,

@@ -98,8 +98,8 @@ def load_before_tensorflow() -> None:
     does it, and the other order works). Loading it first costs 15 ms; where it is not
     installed, or TensorFlow is loaded already (a test process: too late), nothing is done.
     """
-    if "tensorflow" in sys.modules:
-        return
+    if any(name.partition(".")[0] == "tensorflow" for name in list(sys.modules)):
+        return  # any of its modules: its libraries are loaded
     with contextlib.suppress(ImportError):
         import pylibsrtp  # noqa: F401
 

@@ -312,6 +312,35 @@ def visitor() -> str:
     return st.session_state.setdefault(VISITOR_KEY, f"session:{secrets.token_hex(8)}")
 
 
+def sign_in_offered() -> bool:
+    """Return whether the host set up sign-in (an `[auth]` section in the server's secrets)."""
+    return st.secrets.load_if_toml_exists() and "auth" in st.secrets
+
+
+def account_ui() -> None:
+    """Offer sign-in in the sidebar where the host set it up: a visitor's uploads and
+    decisions then follow their account, in any browser; show who is signed in."""
+    if not sign_in_offered():
+        return
+    with st.sidebar:
+        if st.user.get("is_logged_in"):
+            st.caption(f"Signed in as **{st.user.get('email') or st.user.get('name')}**")
+            st.button("Sign out", on_click=st.logout, icon=":material/logout:")
+        else:
+            st.caption("Sign in to keep your uploads and decisions in any browser.")
+            st.button("Sign in", on_click=st.login, icon=":material/login:")
+
+
+def trained_by(owner: str) -> str:
+    """Return who trained a run, as this visitor reads it: you, an account's name, another
+    visitor, or the command line."""
+    if owner == visitor():
+        return "you"
+    if owner.startswith("account:"):
+        return owner.removeprefix("account:")
+    return "another visitor" if owner else "the command line"
+
+
 def unwritten_caches_ui(slot) -> None:
     """Say in one line, in `slot`, when this server's caches cannot be written (a full disk):
     the pages keep working, computing again what they would have kept."""

@@ -85,8 +85,10 @@ def train(
     on_event: OnEvent | None = None,
     cancel: CancelToken | None = None,
     runs_root: Path | None = None,
+    owner: str = "",
 ) -> RunInfo:
-    """Train the seed's model on a dataset and save it as a run; return the saved run.
+    """Train the seed's model on a dataset and save it as a run (`owner`: who asked for it,
+    on a shared server); return the saved run.
 
     Raises TrainingCancelled if stopped before the first epoch completed (nothing is saved).
     """
@@ -119,17 +121,20 @@ def train(
             model = networks.classifier
 
         # Measured on the held-out photos, then saved (the head alone unless fine-tuned).
-        metadata = _measured(
-            writer.run_id,
-            started,
-            photos,
-            split,
-            resolved,
-            computed,
-            fit,
-            val_probabilities,
-            head_only=model is head,
-            cross_validated=cross_validated,
+        metadata = replace(
+            _measured(
+                writer.run_id,
+                started,
+                photos,
+                split,
+                resolved,
+                computed,
+                fit,
+                val_probabilities,
+                head_only=model is head,
+                cross_validated=cross_validated,
+            ),
+            owner=owner,
         )
         report("phase", message="saving the run")
         info = writer.finish(model, metadata)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -47,9 +47,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free localhost port; yield its address once healthy."""
-    port = free_port()
+def serve(
+    env: dict[str, str], log: Path, port: int | None = None, options: Sequence[str] = ()
+) -> Iterator[str]:
+    """Run `streamlit run app.py` on a localhost port (a free one unless given), with more
+    Streamlit `options` if any; yield its address once healthy."""
+    port = port or free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
             [
@@ -66,6 +69,7 @@ def serve(env: dict[str, str], log: Path) -> Iterator[str]:
                 "true",
                 "--browser.gatherUsageStats",
                 "false",
+                *options,
             ],
             cwd=REPO,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},

@@ -432,6 +432,15 @@ def test_train_click_draws_curves_and_saves_a_run(with_cached_sample) -> None:
     loss = next(c for c in charts(app) if title(c) == "Loss")
     assert [len(values(trace["y"])) for trace in loss["data"]] == [3, 3]  # train and validation
     assert runs[0].metadata.epochs_completed == 3
+    # The run is the visitor's: recorded, and said on Evaluate ("by you"), to others too.
+    assert runs[0].owner == app.session_state["visitor"] == runs[0].metadata.owner
+    app.switch_page("pages/evaluate.py")
+    app.run()
+    (picker,) = [s for s in app.selectbox if s.label == "Run"]
+    assert picker.options[0].endswith("· by you")  # the one run
+    other = open_page("pages/evaluate.py")
+    (picker,) = [s for s in other.selectbox if s.label == "Run"]
+    assert picker.options[0].endswith("· by another visitor")
 
 
 # A server that took a training and was killed before it ended (its worker never ran it).

@@ -26,7 +26,7 @@ class FakeRun:
     run_id = "cluster-run"
 
 
-def fake_train(dataset, config, on_event, cancel):
+def fake_train(dataset, config, on_event, cancel, owner=""):
     """Train nothing, on the cluster: report an epoch, then wait for the release file (its
     path in the settings passed with the job) or a Stop."""
     release = Path(os.environ[RELEASE_ENV])

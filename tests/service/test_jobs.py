@@ -36,7 +36,7 @@ class FakeRun:
     run_id = "run-1"
 
 
-def fake_train(dataset, config, on_event, cancel):
+def fake_train(dataset, config, on_event, cancel, owner=""):
     """Train nothing, in the worker: report one epoch, note when it ran, then wait for the
     test's release file (or a Stop); the seed says how to end."""
     release = Path(os.environ[RELEASE_ENV])

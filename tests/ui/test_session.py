@@ -40,6 +40,7 @@ def test_tensorflows_objects_are_frozen_only_once_a_page_has_loaded_it(
 ) -> None:
     settled: list[tuple[str, ...]] = []
     monkeypatch.setattr(session, "settle_imports", settled.append)
+    monkeypatch.setattr(session.runtime, "load_before_tensorflow", lambda: None)
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     session.settle_server()
     assert settled == [session.PAGE_MODULES]
