@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from flower_model.core.errors import RunError
 from flower_model.model.head import DROPOUT_RATE
-from flower_model.runs.store import BrokenRun, RunInfo, scan_runs
+from flower_model.runs.store import BrokenRun, RunInfo, delete_run, scan_runs
 from flower_model.ui import figures, session
 
 # Photos of a confusion-matrix cell drawn at most.
@@ -337,6 +338,25 @@ def this_run_ui(info: RunInfo) -> None:
     curves_ui(info)
     calibration_ui(info)
     mistakes_ui(info)
+    delete_ui(info)
+
+
+def delete_ui(info: RunInfo) -> None:
+    """Offer the visitor who trained a run to delete it (no one else may)."""
+    if not info.owner or info.owner != session.visitor():
+        return
+    with st.popover("Delete this run", icon=":material/delete:"):
+        st.caption("It goes for good, with its exports; other visitors' runs are not touched.")
+        if st.button("Delete it", type="primary", key=f"delete-{info.run_id}"):
+            try:
+                delete_run(info.run_id, owner=session.visitor())
+            except RunError as exc:
+                session.show_error(exc)
+                return
+            from flower_model.export.exporter import forget_app_exports
+
+            forget_app_exports(info.run_id)
+            st.rerun()
 
 
 def broken_ui(broken: list[BrokenRun]) -> None:
@@ -355,13 +375,8 @@ if not runs:
     session.no_run_hint()
     st.stop()
 by_id = {r.run_id: r for r in runs}
-info = by_id[
-    st.selectbox(
-        "Run",
-        list(by_id),
-        format_func=lambda i: f"{by_id[i].describe()} · by {session.trained_by(by_id[i].owner)}",
-    )
-]
+labels = {i: f"{r.describe()} · by {session.trained_by(r.owner)}" for i, r in by_id.items()}
+info = by_id[st.selectbox("Run", list(by_id), format_func=labels.__getitem__)]
 # Only the open tab is drawn (a plain st.tabs draws every tab's charts on every rerun).
 views = {
     "This run": lambda: this_run_ui(info),

@@ -530,6 +530,13 @@ def cmd_workspace(args: argparse.Namespace) -> int:
             raise FlowerLensError(f"no uploaded dataset is named {args.delete} (see `workspace`)")
         uploads.delete_dataset(matches[0])
         print(f"deleted the uploaded dataset {args.delete}")
+    if args.delete_run:
+        from flower_model.export.exporter import forget_app_exports
+        from flower_model.runs.store import delete_run
+
+        delete_run(args.delete_run)
+        forget_app_exports(args.delete_run)
+        print(f"deleted the run {args.delete_run}")
     if args.prune_days is not None:
         gone = uploads.expire_uploads(days=args.prune_days)
         print(f"deleted {len(gone)} upload(s) unused for {args.prune_days:g} days")

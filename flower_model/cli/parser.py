@@ -218,5 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the uploads nobody opened or added to for DAYS days",
     )
     p.add_argument("--delete", metavar="DATASET", help="delete one uploaded dataset (its name)")
+    p.add_argument("--delete-run", metavar="RUN", help="delete one saved run (its whole id)")
     p.set_defaults(func=cmd_workspace)
     return parser

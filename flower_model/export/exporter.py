@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from flower_model.core import workspace
 from flower_model.core.errors import FlowerLensError
-from flower_model.export.formats import ExportError, ExportFormat, format_of
+from flower_model.export.formats import FORMATS, ExportError, ExportFormat, format_of
 from flower_model.export.manifest import ExportManifest, ExportResult
 from flower_model.export.parity import (
     PARITY_TOLERANCE,
@@ -58,6 +58,12 @@ def default_destination(run_id: str, fmt: str, folder: Path | None = None) -> Pa
 def app_export_path(run_id: str, fmt: str) -> Path:
     """Return the .zip the app offers for download (kept, so the second download is instant)."""
     return workspace.home_dir() / "exports" / f"flower-lens-{run_id}-{fmt}.zip"
+
+
+def forget_app_exports(run_id: str) -> None:
+    """Delete the app's kept exports of a run (the run was deleted)."""
+    for fmt in FORMATS:
+        app_export_path(run_id, fmt).unlink(missing_ok=True)
 
 
 def offered_size(info: RunInfo, fmt: str) -> tuple[int, bool]:

@@ -316,6 +316,28 @@ def scan_runs(root: Path | None = None) -> tuple[list[RunInfo], list[BrokenRun]]
     return runs, broken
 
 
+def delete_run(run_id: str, owner: str | None = None, root: Path | None = None) -> None:
+    """Delete a saved run (its whole id): with an `owner` (a visitor), only if they trained
+    it (None: the host, who may delete any); raise RunError saying why not. The folder is
+    renamed out of the listing first, so no one sees half a run."""
+    root = root or workspace.runs_dir()
+    folder = root / run_id
+    if Path(run_id).name != run_id or run_id.startswith(".") or not folder.is_dir():
+        raise RunError(f"no run is named {run_id!r}")
+    if owner is not None:
+        found = _read(folder)
+        trained_by = found.owner if isinstance(found, RunInfo) else ""
+        if trained_by != owner:
+            raise RunError(f"only whoever trained run {run_id} may delete it")
+    doomed = root / f".deleted-{run_id}-{secrets.token_hex(3)}"
+    try:
+        os.replace(folder, doomed)
+    except OSError as exc:
+        why = workspace.describe_failure(exc)
+        raise RunError(f"run {run_id} could not be deleted: {why}") from exc
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def list_runs(root: Path | None = None) -> list[RunInfo]:
     """Return the completely saved, usable runs, newest first."""
     return scan_runs(root)[0]

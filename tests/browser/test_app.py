@@ -441,6 +441,9 @@ def test_train_click_draws_curves_and_saves_a_run(with_cached_sample) -> None:
     other = open_page("pages/evaluate.py")
     (picker,) = [s for s in other.selectbox if s.label == "Run"]
     assert picker.options[0].endswith("· by another visitor")
+    assert not [b for b in other.button if b.label == "Delete it"]  # his to look at, not delete
+    next(b for b in app.button if b.label == "Delete it").click().run()
+    assert list_runs() == [] and "No trained model yet" in texts(app)
 
 
 # A server that took a training and was killed before it ended (its worker never ran it).

@@ -428,3 +428,25 @@ def test_a_head_is_loaded_only_under_the_resnet50_it_was_trained_on(
     fake_model(whole / MODEL_FILE, classes=5)
     reasons = {b.run_id[-4:]: b.reason for b in scan_runs(root)[1]}
     assert reasons == {"whol": "model.keras is not a Flower Lens head of 5 classes"}
+
+
+def test_a_run_is_deleted_by_whoever_trained_it_or_the_host_alone(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from flower_model.runs.store import delete_run
+
+    hers = fake_run(tmp_path, "20260101-000000-aaaa")
+    owned = replace(metadata(hers.name), owner="account:ana@example.org")
+    (hers / METADATA_FILE).write_text(json.dumps(owned.to_json()))
+    cli = fake_run(tmp_path, "20260101-000000-bbbb")  # the command line's: no owner
+    assert get_run(hers.name, tmp_path).owner == "account:ana@example.org"
+    for who, run in (("session:ben", hers), ("session:ben", cli)):
+        with pytest.raises(RunError, match="only whoever trained run"):
+            delete_run(run.name, owner=who, root=tmp_path)
+    for bad in ("../x", ".index.json", "nothing"):
+        with pytest.raises(RunError, match="no run is named"):
+            delete_run(bad, root=tmp_path)
+    delete_run(hers.name, owner="account:ana@example.org", root=tmp_path)
+    delete_run(cli.name, root=tmp_path)  # the host
+    assert list_runs(tmp_path) == []
+    assert not [p for p in tmp_path.iterdir() if p.name != ".index.json"]  # nothing half gone
