@@ -518,6 +518,30 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
+def _run_time(run_id: str) -> float:
+    """Return when a run was trained, from its id (YYYYMMDD-HHMMSS-xxxx)."""
+    try:
+        return time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return time.time()
+
+
+def _list_runs(owner: str | None, now: float) -> None:
+    """Print the saved runs by who trained them, their size and age."""
+    from flower_model.runs.store import list_runs
+
+    runs = [(info, info.owner or "(the host)") for info in list_runs()]
+    runs = [(info, who) for info, who in runs if owner in (None, who)]
+    print(f"\n{'run':<32}{'trained by':<34}{'MB':>8}{'age':>12}")
+    for info, who in sorted(runs, key=lambda item: (item[1], item[0].run_id)):
+        days = (now - _run_time(info.run_id)) / 86400
+        print(
+            f"{info.run_id:<32}{who:<34}{_folder_bytes(info.path) / 2**20:>8.1f}{days:>8.1f} days"
+        )
+    if not runs:
+        print("(none)")
+
+
 def cmd_workspace(args: argparse.Namespace) -> int:
     """List the uploads by owner, size and last use, and the workspace's folders; prune or
     delete uploads (the host's tool: it may delete any visitor's)."""
@@ -542,6 +566,20 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         print(f"deleted {len(gone)} upload(s) unused for {args.prune_days:g} days")
         for folder in gone:
             print(f"  {folder.name}")
+    if args.prune_runs_days is not None:
+        from flower_model.export.exporter import forget_app_exports
+        from flower_model.runs.store import delete_run, list_runs
+
+        cutoff = time.time() - args.prune_runs_days * 86400
+        pruned = [
+            info.run_id
+            for info in list_runs()
+            if _run_time(info.run_id) < cutoff and args.owner in (None, info.owner or "(the host)")
+        ]
+        for run_id in pruned:
+            delete_run(run_id)
+            forget_app_exports(run_id)
+        print(f"deleted {len(pruned)} run(s) trained more than {args.prune_runs_days:g} days ago")
     now = time.time()
     listed = [
         (folder, owners.ownership_of(folder).owner or "(the host)")
@@ -556,6 +594,7 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         print(f"{folder.name:<32}{owner:<34}{size:>8.1f}{days:>8.1f} days")
     if not listed:
         print("(none)")
+    _list_runs(args.owner, now)
     print(f"\nworkspace {workspace.home_dir()}:")
     for name in ("datasets", "runs", "features", "scans", "exports", "audits", "journal"):
         print(f"  {name:<10}{_folder_bytes(workspace.home_dir() / name) / 2**20:>10.1f} MB")

@@ -219,5 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--delete", metavar="DATASET", help="delete one uploaded dataset (its name)")
     p.add_argument("--delete-run", metavar="RUN", help="delete one saved run (its whole id)")
+    p.add_argument(
+        "--prune-runs-days",
+        type=float,
+        metavar="DAYS",
+        help="delete the runs trained more than DAYS days ago (with --owner: theirs alone)",
+    )
     p.set_defaults(func=cmd_workspace)
     return parser

@@ -329,6 +329,27 @@ def test_workspace_lists_uploads_by_owner_and_prunes_or_deletes_them(
     assert not his.exists() and hers.is_dir()
     deleted = run_cli(capfd, "workspace", "--delete", hers.name, home=tmp_path)
     assert deleted.returncode == 0 and not hers.exists()
+    # Runs by who trained them; the old ones pruned, theirs alone with --owner.
+    from dataclasses import replace
+
+    from tests.runs.test_store import METADATA_FILE, fake_run, metadata
+
+    for run_id, owner in (
+        ("20200101-000000-aaaa", "session:ben"),
+        ("20200101-000000-bbbb", ""),
+        (time.strftime("%Y%m%d-%H%M%S-cccc"), "session:ben"),
+    ):
+        folder = fake_run(tmp_path / "runs", run_id)
+        meta = replace(metadata(run_id), owner=owner)
+        (folder / METADATA_FILE).write_text(json.dumps(meta.to_json()))
+    listed = run_cli(capfd, "workspace", home=tmp_path)
+    assert "20200101-000000-bbbb" in listed.stdout and "(the host)" in listed.stdout
+    pruned = run_cli(
+        capfd, "workspace", "--prune-runs-days", "30", "--owner", "session:ben", home=tmp_path
+    )
+    assert "deleted 1 run(s) trained more than 30 days ago" in pruned.stdout
+    left = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    assert left[0] == "20200101-000000-bbbb" and left[1].endswith("-cccc") and len(left) == 2
     missing = run_cli(capfd, "workspace", "--delete", "nothing", home=tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: no uploaded dataset is named nothing (see `workspace`)"
