@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from flower_model.core.errors import DatasetError, RunError, WeightsError
 from flower_model.data.dataset import Dataset
-from flower_model.data.decisions import decided, load_decisions
+from flower_model.data.decisions import decided, published_decisions
 from flower_model.model.backbone import NO_TRANSFER_LABEL, WEIGHTS_FILE, WEIGHTS_URL, weights_status
 from flower_model.model.config import MODES, TrainConfig, default_of, help_of
 from flower_model.model.head import DROPOUT_RATE
@@ -364,7 +364,7 @@ def decisions_ui(dataset: Dataset) -> Dataset:
     choose, the folder's published ones); return the dataset to train on."""
     owner = session.visitor()
     try:
-        published = load_decisions(dataset.root).items
+        published = published_decisions(dataset.root, owner).items
         mine = decided(dataset, owner)
         applied = decided(dataset, owner, published=True) if published else mine
     except DatasetError as exc:
@@ -372,8 +372,8 @@ def decisions_ui(dataset: Dataset) -> Dataset:
         return dataset
     if published:
         with_published = st.toggle(
-            f"Also use the folder's published decisions ({len(published)}, made with the "
-            "command line's `audit --apply`)",
+            f"Also use the decisions published for this folder ({len(published)}: its "
+            "uploader's, or the command line's `audit --apply`)",
             value=False,
             key="train-with-published",
             help="Yours replace them photo by photo. Other visitors' decisions are never used.",

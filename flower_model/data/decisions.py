@@ -4,8 +4,9 @@ is never touched), and applied to a scanned dataset before training.
 
 Decisions belong to whoever made them (`owner`: an account, or a browser session): a training
 uses its own person's, never silently someone else's, and nobody undoes another's. The
-folder's own decisions (owner "": the command line's, the host's) are *published*: a visitor
-may choose to train with them too.
+dataset owner's decisions are *published*: an uploaded dataset's uploader's, any other
+folder's own (owner "": the command line's, the host's). A visitor may choose to train with
+them too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from flower_model.core import workspace
 from flower_model.core.errors import DatasetError
+from flower_model.data import owners
 from flower_model.data.dataset import Dataset, content_fingerprint
 
 ACTIONS = ("exclude", "relabel")
@@ -213,14 +215,29 @@ def forget_under(folder: Path) -> int:
     return gone
 
 
+def publisher(root: Path) -> str:
+    """Return whose decisions about a folder are published: an uploaded dataset's uploader,
+    else the folder's own ("")."""
+    return owners.ownership_of(root).owner if owners.is_upload(root) else ""
+
+
+def published_decisions(root: Path, owner: str) -> Decisions:
+    """Return the decisions published about a folder that are not `owner`'s own."""
+    by = publisher(root)
+    return (
+        Decisions(str(Path(root).resolve()), owner=by) if by == owner else load_decisions(root, by)
+    )
+
+
 def decided(dataset: Dataset, owner: str = "", published: bool = False) -> Dataset:
     """Return a scanned dataset with `owner`'s decisions about its folder applied; with
-    `published`, the folder's own decisions too, `owner`'s replacing them photo by photo."""
+    `published`, the dataset owner's published ones too, `owner`'s replacing them photo by
+    photo."""
     mine = load_decisions(dataset.root, owner)
-    if published and owner:
+    if published:
         paths = {d.path for d in mine.items}
-        folder = [d for d in load_decisions(dataset.root).items if d.path not in paths]
-        mine = replace(mine, items=(*folder, *mine.items))
+        others = published_decisions(dataset.root, owner).items
+        mine = replace(mine, items=(*(d for d in others if d.path not in paths), *mine.items))
     return apply_decisions(dataset, mine)
 
 

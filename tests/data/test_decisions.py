@@ -152,3 +152,19 @@ def test_the_folders_published_decisions_are_used_only_when_chosen(folder: Path)
     assert decided(dataset, "session:ben").excluded == ()
     both = decided(dataset, "session:ben", published=True)
     assert both.excluded == (second,) and both.relabelled == ((first, other),)
+
+
+def test_an_uploads_published_decisions_are_its_uploaders(fresh_home: Path) -> None:
+    from flower_model.data.uploads import add_photos, create_dataset
+    from tests.data.test_uploads import jpeg
+
+    folder = create_dataset("garden", owner="account:ana@example.org")
+    for name, colour in (("rose", (200, 0, 0)), ("tulip", (0, 0, 200))):
+        photos = [(f"{i}.jpg", jpeg((colour[0] + i, 9, colour[2]))) for i in range(2)]
+        add_photos(folder, name, photos)
+    dataset = scan_dataset(folder)
+    first = dataset.records[0].path
+    decide(dataset, first, "exclude", owner="account:ana@example.org")
+    assert decided(dataset, "session:ben").excluded == ()  # not his unless he chooses
+    assert decided(dataset, "session:ben", published=True).excluded == (first,)
+    assert decided(dataset, "account:ana@example.org", published=True).excluded == (first,)
