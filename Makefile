@@ -6,6 +6,11 @@ PORT   ?= 8501
 # Test processes: on 2 cores two workers finish the suite in 570 s where one takes 924 s
 # (the browser and server tests wait on other processes as much as they compute).
 TEST_WORKERS ?= 2
+# Each test file on one worker, so that a module's costly fixture (a server, a trained run,
+# exports) is built once. Not `loadgroup`: with pytest 9.2, xdist 3.8's group marks have no
+# effect (it renames `item._nodeid`, which pytest no longer reads) and one module's tests
+# were split over both workers, each building the fixture (measured: test_jobs.py on gw0 and gw1).
+DIST ?= loadfile
 # Only this machine can reach the app unless told otherwise (make run ADDRESS=0.0.0.0).
 ADDRESS ?= localhost
 # The shared sample photos, when this checkout has them beside it: the app opens on them.
@@ -45,11 +50,11 @@ run: $(STAMP)
 # The whole suite, as CI runs it: the layers first, then every test (browser ones included).
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(DIST) --durations=25
 
 # The edit-test loop: lint, then the tests that need no browser, server or ResNet50.
 check: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not browser and not resnet"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(DIST) -m "not slow and not browser and not resnet"
 
 # Benchmarks, not tests: every figure printed beside its target, then bench/README.md
 # written from the two runs' JSON.
