@@ -518,6 +518,41 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
+# The workspace's caches: whatever they hold is computed again when next needed.
+CACHE_FOLDERS = ("features", "scans", "audits", "near-duplicates", "exports")
+
+
+def _newest(path: Path) -> float:
+    """Return the latest modification time of a file, or of anything inside a folder."""
+    stamps = [path.stat().st_mtime]
+    if path.is_dir():
+        stamps += [p.stat().st_mtime for p in path.rglob("*")]
+    return max(stamps)
+
+
+def _prune_caches(cutoff: float) -> tuple[int, int]:
+    """Delete each cache entry (a file or folder in a cache folder) nothing wrote since
+    `cutoff`; return the bytes freed and how many entries went."""
+    import shutil
+
+    from flower_model.core import workspace
+
+    freed = count = 0
+    for name in CACHE_FOLDERS:
+        folder = workspace.home_dir() / name
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
+            with contextlib.suppress(OSError):  # another process removed it meanwhile
+                if _newest(entry) >= cutoff:
+                    continue
+                size = _folder_bytes(entry) if entry.is_dir() else entry.stat().st_size
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                freed, count = freed + size, count + 1
+    return freed, count
+
+
 def _run_time(run_id: str) -> float:
     """Return when a run was trained, from its id (YYYYMMDD-HHMMSS-xxxx)."""
     try:
@@ -580,6 +615,12 @@ def cmd_workspace(args: argparse.Namespace) -> int:
             delete_run(run_id)
             forget_app_exports(run_id)
         print(f"deleted {len(pruned)} run(s) trained more than {args.prune_runs_days:g} days ago")
+    if args.prune_caches_days is not None:
+        freed, count = _prune_caches(time.time() - args.prune_caches_days * 86400)
+        print(
+            f"deleted {count} cache entries nothing wrote for {args.prune_caches_days:g} days "
+            f"({freed / 2**20:,.1f} MB)"
+        )
     now = time.time()
     listed = [
         (folder, owners.ownership_of(folder).owner or "(the host)")

@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", metavar="DATASET", help="delete one uploaded dataset (its name)")
     p.add_argument("--delete-run", metavar="RUN", help="delete one saved run (its whole id)")
     p.add_argument(
+        "--prune-caches-days",
+        type=float,
+        metavar="DAYS",
+        help="delete the caches (features, scans, audits, near-duplicates, exports) nothing "
+        "wrote for DAYS days: they are computed again when next needed",
+    )
+    p.add_argument(
         "--prune-runs-days",
         type=float,
         metavar="DAYS",

@@ -350,6 +350,18 @@ def test_workspace_lists_uploads_by_owner_and_prunes_or_deletes_them(
     assert "deleted 1 run(s) trained more than 30 days ago" in pruned.stdout
     left = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
     assert left[0] == "20200101-000000-bbbb" and left[1].endswith("-cccc") and len(left) == 2
+    # Caches nothing wrote for the days given go; recent ones stay.
+    stale = tmp_path / "features" / "old-namespace"
+    stale.mkdir(parents=True)
+    (stale / "rows.bin").write_bytes(bytes(2**20))
+    for path in (stale, stale / "rows.bin"):
+        os.utime(path, (old, old))
+    fresh = tmp_path / "scans" / "recent.json"
+    fresh.parent.mkdir(parents=True)
+    fresh.write_text("{}")
+    cleaned = run_cli(capfd, "workspace", "--prune-caches-days", "30", home=tmp_path)
+    assert "deleted 1 cache entries nothing wrote for 30 days (1.0 MB)" in cleaned.stdout
+    assert not stale.exists() and fresh.exists()
     missing = run_cli(capfd, "workspace", "--delete", "nothing", home=tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: no uploaded dataset is named nothing (see `workspace`)"
