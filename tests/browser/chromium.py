@@ -40,6 +40,10 @@ def require_browser():
     return api
 
 
+# How long a test waits for a server it started to answer its health check.
+SERVER_START_SECONDS = 240
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,16 +82,23 @@ def serve(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
+        # Generous: on a busy 2-core machine (a Ray cluster and TensorFlow in the other test
+        # worker) a server took over 60 s to answer its first health check.
+        deadline = time.time() + SERVER_START_SECONDS
+        answer: object = "no answer yet"
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read() == b"ok":
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=10) as response:
+                    answer = response.read()
+                    if answer == b"ok":
                         break
-            except OSError:
-                pass
+            except OSError as exc:  # refused, timed out, or an HTTP error such as 503
+                answer = exc
             assert process.poll() is None, log.read_text()
-            assert time.time() < deadline, f"the server did not come up:\n{log.read_text()}"
+            assert time.time() < deadline, (
+                f"the server did not come up (its health check's last answer: {answer!r}):\n"
+                f"{log.read_text()}"
+            )
             time.sleep(0.5)
         yield url
     finally:
