@@ -3,8 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
-# Test processes: on 2 cores two workers finish the suite in 694 s of pytest, and three in 693 s
-# (measured one after the other on a clean clone, 2026-12-06): two.
+# Test processes: on 2 cores, with --dist loadfile, two workers ran the suite in 694 s of pytest
+# and three in 693 s (one after the other on a clean clone, 2026-12-06): two.
 TEST_WORKERS ?= 2
 # How tests are spread over the workers. `loadfile` (each file on one worker, its costly
 # fixtures built once) took 694 s where this takes 787 s, but in 2 of 4 clean runs the hosting
