@@ -7,8 +7,8 @@ PORT   ?= 8501
 # and three in 693 s (one after the other on a clean clone, 2026-12-06): two.
 TEST_WORKERS ?= 2
 # How tests are spread over the workers. `loadfile` (each file on one worker, its costly
-# fixtures built once) took 694 s where this takes 787 s, but in 2 of 4 clean runs the hosting
-# tests' server then refused every connection: kept at `loadgroup` until that is understood.
+# fixtures built once) took 694 s; this took 787 s and 691 s in two clean runs; with loadfile
+# the hosting tests' server refused every connection in 2 of 4 runs: kept at `loadgroup`.
 # (With pytest 9.2, xdist 3.8's group marks have no effect: this is plain `load`.)
 DIST ?= loadgroup
 # Only this machine can reach the app unless told otherwise (make run ADDRESS=0.0.0.0).
