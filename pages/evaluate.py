@@ -8,8 +8,9 @@ import streamlit as st
 
 from flower_model.core.errors import RunError
 from flower_model.model.head import DROPOUT_RATE
-from flower_model.runs.store import BrokenRun, RunInfo, delete_run, scan_runs
+from flower_model.runs.store import BrokenRun, RunInfo, scan_runs
 from flower_model.ui import figures, session
+from flower_model.workflows.cleanup import remove_run
 
 # Photos of a confusion-matrix cell drawn at most.
 CELL_PHOTOS = 12
@@ -349,13 +350,10 @@ def delete_ui(info: RunInfo) -> None:
         st.caption("It goes for good, with its exports; other visitors' runs are not touched.")
         if st.button("Delete it", type="primary", key=f"delete-{info.run_id}"):
             try:
-                delete_run(info.run_id, owner=session.visitor())
+                remove_run(info.run_id, owner=session.visitor())
             except RunError as exc:
                 session.show_error(exc)
                 return
-            from flower_model.export.exporter import forget_app_exports
-
-            forget_app_exports(info.run_id)
             st.rerun()
 
 

@@ -590,11 +590,9 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         uploads.delete_dataset(matches[0])
         print(f"deleted the uploaded dataset {args.delete}")
     if args.delete_run:
-        from flower_model.export.exporter import forget_app_exports
-        from flower_model.runs.store import delete_run
+        from flower_model.workflows.cleanup import remove_run
 
-        delete_run(args.delete_run)
-        forget_app_exports(args.delete_run)
+        remove_run(args.delete_run)
         print(f"deleted the run {args.delete_run}")
     if args.prune_days is not None:
         gone = uploads.expire_uploads(days=args.prune_days)
@@ -602,8 +600,8 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         for folder in gone:
             print(f"  {folder.name}")
     if args.prune_runs_days is not None:
-        from flower_model.export.exporter import forget_app_exports
-        from flower_model.runs.store import delete_run, list_runs
+        from flower_model.runs.store import list_runs
+        from flower_model.workflows.cleanup import remove_run
 
         cutoff = time.time() - args.prune_runs_days * 86400
         pruned = [
@@ -612,8 +610,7 @@ def cmd_workspace(args: argparse.Namespace) -> int:
             if _run_time(info.run_id) < cutoff and args.owner in (None, info.owner or "(the host)")
         ]
         for run_id in pruned:
-            delete_run(run_id)
-            forget_app_exports(run_id)
+            remove_run(run_id)
         print(f"deleted {len(pruned)} run(s) trained more than {args.prune_runs_days:g} days ago")
     if args.prune_caches_days is not None:
         freed, count = _prune_caches(time.time() - args.prune_caches_days * 86400)

@@ -43,6 +43,17 @@ def require_browser():
 # How long a test waits for a server it started to answer its health check.
 SERVER_START_SECONDS = 240
 
+# The servers a test starts listen on 127.0.0.1: asked directly, never through a proxy that
+# the environment names (urlopen's own opener takes the proxies of the first call in the
+# process, which may be a test's refusing one).
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def ask(url: str, timeout: float) -> bytes:
+    """Return the body of a GET of `url` on this machine, asked directly."""
+    with DIRECT.open(url, timeout=timeout) as response:
+        return response.read()
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -88,10 +99,9 @@ def serve(
         answer: object = "no answer yet"
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=10) as response:
-                    answer = response.read()
-                    if answer == b"ok":
-                        break
+                answer = ask(f"{url}/_stcore/health", timeout=10)
+                if answer == b"ok":
+                    break
             except OSError as exc:  # refused, timed out, or an HTTP error such as 503
                 answer = exc
             assert process.poll() is None, log.read_text()

@@ -11,12 +11,11 @@ import json
 import re
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.browser.chromium import serve, settle, visit
+from tests.browser.chromium import ask, serve, settle, visit
 from tests.conftest import SHARED_SAMPLE, build_sample
 
 # A training long enough to be watched: 100 epochs of the head on these photos end within the
@@ -88,8 +87,7 @@ class HealthProbe:
         self.asked += 1
         start = time.perf_counter()
         try:
-            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
-                body = response.read()
+            body = ask(self.url, timeout=self.timeout)
         except OSError as exc:  # refused, reset, timed out, an HTTP error status
             self.failures.append(f"{type(exc).__name__}: {exc}")
             return

@@ -469,8 +469,7 @@ def test_a_training_cut_by_a_server_restart_is_said_and_starts_again(with_cached
     from flower_model.data.dataset import scan_dataset
     from flower_model.ui import session
 
-    session.job_board().close()  # no board in this process until the page starts one
-    session.job_board.clear()
+    session.job_board.clear()  # closed: no board in this process until the page starts one
     command = [sys.executable, "-c", KILLED_SERVER, str(with_cached_sample)]
     assert subprocess.run(command, cwd=REPO, timeout=300).returncode == 9
     app = open_page("pages/train.py")  # the next server's first page run

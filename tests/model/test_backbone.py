@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,20 @@ def test_missing_weights_file_says_where_it_goes(tmp_path: Path, keras_home: Pat
 
 
 @pytest.mark.resnet
-def test_offline_imagenet_download_fails_with_directions(keras_home: Path, monkeypatch) -> None:
+def test_offline_imagenet_download_fails_with_directions(
+    keras_home: Path, monkeypatch, request: pytest.FixtureRequest
+) -> None:
     # Offline as a user's machine can be: every download goes to a proxy that refuses it.
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    # urlopen (under Keras' download) reads the proxies once, when it first builds its opener,
+    # and keeps that opener for the process: a fresh one here, sees this proxy; and a fresh one
+    # afterwards, or every later urlopen in this test process would go to the refusing proxy
+    # (the hosting tests' health checks did: "Connection refused" for 240 s).
+    urllib.request.install_opener(None)
+    request.addfinalizer(lambda: urllib.request.install_opener(None))
     status = weights_status()
     assert not status.available and str(keras_home) in status.message
     with pytest.raises(WeightsError) as caught:

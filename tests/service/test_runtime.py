@@ -31,13 +31,26 @@ def test_settled_objects_are_frozen_and_garbage_is_collected_first() -> None:
         gc.unfreeze()
 
 
+def python_says(code: str, *args: str) -> str:
+    """Run `code` in a fresh Python with `args`, which must exit cleanly; return the last line
+    it printed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_a_command_line_process_freezes_what_tensorflow_leaves() -> None:
     code = (
         "import gc; from flower_model.service.runtime import start_tensorflow; start_tensorflow(); "
         "print(gc.get_freeze_count())"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(done.stdout.strip()) > 100_000  # TensorFlow's modules, classes and functions
+    assert int(python_says(code)) > 100_000  # TensorFlow's modules, classes and functions
 
 
 def test_tensorflows_python_warnings_are_off_unless_asked_for() -> None:
@@ -46,12 +59,7 @@ def test_tensorflows_python_warnings_are_off_unless_asked_for() -> None:
         "start_tensorflow(quiet=sys.argv[1] == 'quiet'); import tensorflow as tf; "
         "print(logging.getLevelName(tf.get_logger().getEffectiveLevel()))"
     )
-    levels = {
-        how: subprocess.run(
-            [sys.executable, "-c", code, how], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        for how in ("quiet", "debug")
-    }
+    levels = {how: python_says(code, how) for how in ("quiet", "debug")}
     assert levels == {"quiet": "ERROR", "debug": "WARNING"}
 
 
@@ -78,11 +86,7 @@ def test_the_live_cameras_libraries_load_after_tensorflow_in_a_server() -> None:
         "import streamlit_webrtc\n"
         "print('both loaded')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == "both loaded"
+    assert python_says(code) == "both loaded"
 
 
 def test_a_process_with_tensorflow_loaded_first_is_left_as_it_is() -> None:
@@ -95,8 +99,4 @@ def test_a_process_with_tensorflow_loaded_first_is_left_as_it_is() -> None:
         "import sys\n"
         "print('pylibsrtp' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == "False"
+    assert python_says(code) == "False"
