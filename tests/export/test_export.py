@@ -22,7 +22,7 @@ from flower_model.data.images import load_rgb
 from flower_model.export.parity import PARITY_TOLERANCE as TOLERANCE
 from tests.conftest import SHARED_SAMPLE, built_once, copy_home
 
-pytestmark = [pytest.mark.xdist_group("export"), pytest.mark.slow, pytest.mark.resnet]
+pytestmark = [pytest.mark.slow, pytest.mark.resnet]
 FLOAT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 
 

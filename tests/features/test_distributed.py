@@ -19,7 +19,7 @@ from tests.conftest import REPO, build_sample, built_once
 
 ray = pytest.importorskip("ray", reason="Ray is not installed")
 
-pytestmark = [pytest.mark.slow, pytest.mark.resnet, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.slow, pytest.mark.resnet]
 
 # Small chunks, so that a few dozen photos make several tasks for the two nodes.
 CHUNK = 6

@@ -14,9 +14,6 @@ from flower_model.data.images import load_rgb
 from flower_model.inference.predict import Classifier, Failure, Prediction
 from flower_model.model.backbone import INPUT_SIZE, preprocess
 
-# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
-pytestmark = pytest.mark.xdist_group("predict")
-
 
 @pytest.fixture(scope="module")
 def classifier(sample, warm_template, resnet, tmp_path_factory):

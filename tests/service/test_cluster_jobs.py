@@ -17,7 +17,7 @@ from flower_model.core.events import TrainEvent
 from flower_model.model.config import TrainConfig
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = pytest.mark.slow
 
 RELEASE_ENV = "FLOWER_LENS_TEST_RELEASE"
 

@@ -26,9 +26,6 @@ from flower_model.service.journal import Asked, Journal, left_behind
 from flower_model.service.worker import Worker
 from tests.conftest import REPO
 
-# Its tests on one worker: its module's fixtures (a server, a trained run) are built once.
-pytestmark = pytest.mark.xdist_group("jobs")
-
 RELEASE_ENV = "FLOWER_LENS_TEST_RELEASE"
 
 
