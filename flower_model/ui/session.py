@@ -82,13 +82,12 @@ def through_app_navigation() -> None:
         st.rerun()
 
 
-@st.cache_resource(on_release=lambda board: board.close())
+@st.cache_resource
 def job_board() -> JobBoard | ClusterJobBoard:
     """Return this server's job board: every session sees the same training jobs. With
     $FLOWER_LENS_CLUSTER set, the cluster's board, which every replica on it shares.
 
-    Made once per server, which is when what killed trainings left behind is removed;
-    `job_board.clear()` closes it (its worker ends once its job is done).
+    Made once per server, which is when what killed trainings left behind is removed.
     """
     from flower_model.data.uploads import expire_uploads
     from flower_model.runs.store import remove_abandoned
