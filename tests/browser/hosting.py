@@ -47,11 +47,17 @@ class Site:
     env: dict[str, str]  # what the server was started with beyond the environment
 
 
+# Photos per class the benchmark serves: the whole shared sample (else as many generated).
+BENCH_PER_CLASS = 100
+
+
 @contextlib.contextmanager
-def hosted(folder: Path) -> Iterator[Site]:
-    """Serve the app from `folder` on the shared 500-photo sample (else 200 generated photos),
-    with an empty workspace; yield it once healthy, stop it afterwards."""
-    per_class = 100 if (SHARED_SAMPLE / "flowers").is_dir() else 40
+def hosted(folder: Path, per_class: int = BENCH_PER_CLASS) -> Iterator[Site]:
+    """Serve the app from `folder` on `per_class` photos of each class of the shared sample
+    (else generated ones, at most 40 a class), with an empty workspace; yield it once
+    healthy, stop it afterwards."""
+    if not (SHARED_SAMPLE / "flowers").is_dir():
+        per_class = min(per_class, 40)
     data = build_sample(folder / "data", per_class=per_class)
     env = {"FLOWER_LENS_HOME": str(folder / "home"), "FLOWER_LENS_DATA": str(data)}
     with serve(env, folder / "streamlit.log") as url:
