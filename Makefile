@@ -49,11 +49,11 @@ run: $(STAMP)
 # The whole suite, as CI runs it: the layers first, then every test (browser ones included).
 test: $(STAMP) browser
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(DIST) --durations=25
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(DIST) --no-loadscope-reorder --durations=25
 
 # The edit-test loop: lint, then the tests that need no browser, server or ResNet50.
 check: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(DIST) -m "not slow and not browser and not resnet"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist $(DIST) --no-loadscope-reorder -m "not slow and not browser and not resnet"
 
 # Benchmarks, not tests: every figure printed beside its target, then bench/README.md
 # written from the two runs' JSON.

@@ -33,6 +33,25 @@ BROWSER_MODULES = ("tests/browser/test_pages.py", "tests/browser/test_hosting.py
 # Fixtures that build ResNet50 (or need one built): a test that uses them is marked resnet.
 RESNET_FIXTURES = {"resnet", "reference", "warm_template", "warm_home", "known_weights_home"}
 
+# The files that take longest (seconds of one worker, clean clone, 2026-12-06), run first:
+# `make test` hands each file whole to the next free worker in this order
+# (--no-loadscope-reorder), so the last files to start are short ones and the workers end
+# together; xdist's own order (the most tests first) left the 125 s benchmark run last.
+LONGEST_FIRST = (
+    "tests/export/test_export.py",  # 209-226 s
+    "tests/test_bench.py",  # 125 s
+    "tests/browser/test_hosting.py",  # 125-176 s
+    "tests/browser/test_pages.py",  # 93-107 s
+    "tests/features/test_distributed.py",  # 67-76 s
+    "tests/browser/test_app.py",  # 66-69 s
+    "tests/cli/test_cli.py",  # 67-70 s
+    "tests/browser/test_cluster.py",  # 55-68 s
+    "tests/browser/test_live.py",  # 47 s
+    "tests/workflows/test_learning.py",  # 41 s
+    "tests/browser/test_accounts.py",  # 34-38 s
+    "tests/runs/test_store.py",  # 35 s
+)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in MARKERS.items():
@@ -40,9 +59,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def where(item: pytest.Item) -> str:
+        return Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+
+    # The longest files first, each file's tests in their own order (a stable sort).
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(where(item), len(rank)))
     for item in items:
-        where = Path(str(item.path)).resolve().relative_to(REPO).as_posix()
-        if where in BROWSER_MODULES:
+        if where(item) in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.resnet)  # its servers train and classify
         if RESNET_FIXTURES & set(getattr(item, "fixturenames", ())):

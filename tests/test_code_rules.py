@@ -58,3 +58,11 @@ def test_every_sub_package_says_in_one_line_what_it_holds() -> None:
     for init in packages:
         doc = ast.get_docstring(ast.parse(init.read_text())) or ""
         assert doc and len(doc.splitlines()) == 1, init.parent.name
+
+
+def test_the_files_run_first_exist() -> None:
+    # tests/conftest.py hands the longest files out first: a renamed one would silently be
+    # handed out last again.
+    from tests.conftest import LONGEST_FIRST
+
+    assert [name for name in LONGEST_FIRST if not (REPO / name).is_file()] == []
