@@ -7,8 +7,8 @@ PORT   ?= 8501
 # 693 s (--dist loadfile, one after the other on a clean clone, 2026-12-06): two.
 TEST_WORKERS ?= 2
 # How tests are spread: each file on one worker, so a module's costly fixtures (a server, a
-# Ray cluster, a trained run, exports) are built once; the files are handed out as workers
-# free up, which kept both busy to within 2 % of the ideal (653 s for 1,280 s of tests).
+# Ray cluster, a trained run, exports) are built once; the files go to the next free worker,
+# the longest first (tests/conftest.py's LONGEST_FIRST, kept by --no-loadscope-reorder).
 DIST ?= loadfile
 # Only this machine can reach the app unless told otherwise (make run ADDRESS=0.0.0.0).
 ADDRESS ?= localhost
