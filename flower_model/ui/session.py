@@ -6,6 +6,7 @@ import contextlib
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,13 +83,26 @@ def through_app_navigation() -> None:
         st.rerun()
 
 
-@st.cache_resource
+# This server's job board, made on first use. Kept here rather than in st.cache_resource:
+# Streamlit clears that cache for every visitor when any browser sends "clear cache", which
+# would drop the board that knows the running jobs (they would go on, unseen).
+_boards: list[JobBoard | ClusterJobBoard] = []
+_boards_lock = threading.Lock()
+
+
 def job_board() -> JobBoard | ClusterJobBoard:
     """Return this server's job board: every session sees the same training jobs. With
     $FLOWER_LENS_CLUSTER set, the cluster's board, which every replica on it shares.
 
     Made once per server, which is when what killed trainings left behind is removed.
     """
+    with _boards_lock:
+        if not _boards:
+            _boards.append(_new_board())
+        return _boards[0]
+
+
+def _new_board() -> JobBoard | ClusterJobBoard:
     from flower_model.data.uploads import expire_uploads
     from flower_model.runs.store import remove_abandoned
 
@@ -101,6 +115,15 @@ def job_board() -> JobBoard | ClusterJobBoard:
 
         return ClusterJobBoard()
     return JobBoard()
+
+
+def forget_job_board() -> None:
+    """Close this process's job board and forget it, as a server's restart does (for tests
+    and tools): the next `job_board()` makes a new one."""
+    with _boards_lock:
+        boards, _boards[:] = list(_boards), []
+    for board in boards:
+        board.close()
 
 
 def settle_server() -> None:

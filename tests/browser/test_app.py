@@ -465,21 +465,11 @@ os._exit(9)
 """
 
 
-def restart_job_board() -> None:
-    """Close this process's job board and forget it, as a server's restart does: the next page
-    run starts a new board, which adopts what dead processes left in the journal. (Not by
-    the cache's on_release: a visitor's "Clear cache" would then end every running job.)"""
-    from flower_model.ui import session
-
-    session.job_board().close()
-    session.job_board.clear()
-
-
 def test_a_training_cut_by_a_server_restart_is_said_and_starts_again(with_cached_sample) -> None:
     from flower_model.data.dataset import scan_dataset
     from flower_model.ui import session
 
-    restart_job_board()
+    session.forget_job_board()  # as a restart: the page's run starts a new board
     command = [sys.executable, "-c", KILLED_SERVER, str(with_cached_sample)]
     assert subprocess.run(command, cwd=REPO, timeout=300).returncode == 9
     app = open_page("pages/train.py")  # the next server's first page run

@@ -72,3 +72,27 @@ def test_uploaded_videos_are_kept_by_content_and_only_the_latest_few(fresh_home)
     for i in range(session.VIDEOS_KEPT + 3):
         session.kept_upload(f"{i}.webm", f"video {i}".encode())
     assert len(list(first.parent.iterdir())) == session.VIDEOS_KEPT
+
+
+def test_the_job_board_outlives_a_visitors_clear_cache_and_a_restart_closes_it(
+    monkeypatch,
+) -> None:
+    """Any browser may ask Streamlit to clear its caches (st.cache_resource included): the
+    board that knows the running jobs is not in them."""
+    import streamlit as st
+
+    class Board:
+        closed = 0
+
+        def close(self) -> None:
+            Board.closed += 1
+
+    session.forget_job_board()  # whatever an earlier test in this process made
+    monkeypatch.setattr(session, "JobBoard", Board)
+    monkeypatch.delenv("FLOWER_LENS_CLUSTER", raising=False)
+    board = session.job_board()
+    st.cache_resource.clear()  # what a browser's "clear cache" does on the server
+    assert session.job_board() is board and Board.closed == 0
+    session.forget_job_board()
+    assert Board.closed == 1 and session.job_board() is not board
+    session.forget_job_board()
