@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.photos import PhotoSet
 from bench.subprocesses import REPO
+from flower_model.core import workspace
 from flower_model.core.workspace import HOME_ENV
 
 
@@ -51,10 +52,6 @@ def link_photos(photos: PhotoSet, count: int, folder: Path) -> Path:
     return folder
 
 
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 def cli_training(data: Path, home: Path, epochs: int) -> CliTraining:
     """Return one `python -m flower_model train` on random weights, every epoch run."""
     command = [
@@ -77,7 +74,7 @@ def cli_training(data: Path, home: Path, epochs: int) -> CliTraining:
         tail = "\n".join(line for _, line in lines[-10:])
         raise RuntimeError(f"train failed (exit {code}):\n{tail}")
     (saved,) = set(runs.iterdir()) - before
-    return CliTraining(seconds, tuple(lines), _folder_bytes(saved))
+    return CliTraining(seconds, tuple(lines), workspace.bytes_under(saved))
 
 
 def in_process_training(data: Path, home: Path, epochs: int) -> float:

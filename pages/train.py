@@ -365,21 +365,21 @@ def decisions_ui(dataset: Dataset) -> Dataset:
     owner = session.visitor()
     try:
         published = published_decisions(dataset.root, owner).items
-        mine = decided(dataset, owner)
-        applied = decided(dataset, owner, published=True) if published else mine
     except DatasetError as exc:
         session.show_error(exc)
         return dataset
-    if published:
-        with_published = st.toggle(
-            f"Also use the decisions published for this folder ({len(published)}: its "
-            "uploader's, or the command line's `audit --apply`)",
-            value=False,
-            key="train-with-published",
-            help="Yours replace them photo by photo. Other visitors' decisions are never used.",
-        )
-        if not with_published:
-            applied = mine
+    with_published = bool(published) and st.toggle(
+        f"Also use the decisions published for this folder ({len(published)}: its "
+        "uploader's, or the command line's `audit --apply`)",
+        value=False,
+        key="train-with-published",
+        help="Yours replace them photo by photo. Other visitors' decisions are never used.",
+    )
+    try:
+        applied = decided(dataset, owner, published=with_published)
+    except DatasetError as exc:
+        session.show_error(exc)
+        return dataset
     if applied is dataset:
         return dataset
     use = st.toggle(

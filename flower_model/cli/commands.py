@@ -5,7 +5,6 @@ exit code."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from flower_model.cli.progress import Progress, scan_with_progress
+from flower_model.core import workspace
 from flower_model.core.errors import FlowerLensError
 from flower_model.core.workspace import DATA_ENV, remove_stale_temporaries
 from flower_model.model.config import TrainConfig
@@ -508,59 +508,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _folder_bytes(folder: Path) -> int:
-    """Return the bytes of the files under a folder (0 if it does not exist)."""
-    total = 0
-    for path in folder.rglob("*") if folder.is_dir() else ():
-        with contextlib.suppress(OSError):
-            if path.is_file():
-                total += path.stat().st_size
-    return total
-
-
-# The workspace's caches: whatever they hold is computed again when next needed.
-CACHE_FOLDERS = ("features", "scans", "audits", "near-duplicates", "exports")
-
-
-def _newest(path: Path) -> float:
-    """Return the latest modification time of a file, or of anything inside a folder."""
-    stamps = [path.stat().st_mtime]
-    if path.is_dir():
-        stamps += [p.stat().st_mtime for p in path.rglob("*")]
-    return max(stamps)
-
-
-def _prune_caches(cutoff: float) -> tuple[int, int]:
-    """Delete each cache entry (a file or folder in a cache folder) nothing wrote since
-    `cutoff`; return the bytes freed and how many entries went."""
-    import shutil
-
-    from flower_model.core import workspace
-
-    freed = count = 0
-    for name in CACHE_FOLDERS:
-        folder = workspace.home_dir() / name
-        for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
-            with contextlib.suppress(OSError):  # another process removed it meanwhile
-                if _newest(entry) >= cutoff:
-                    continue
-                size = _folder_bytes(entry) if entry.is_dir() else entry.stat().st_size
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-                freed, count = freed + size, count + 1
-    return freed, count
-
-
-def _run_time(run_id: str) -> float:
-    """Return when a run was trained, from its id (YYYYMMDD-HHMMSS-xxxx)."""
-    try:
-        return time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S"))
-    except ValueError:
-        return time.time()
-
-
 def _list_runs(owner: str | None, now: float) -> None:
     """Print the saved runs by who trained them, their size and age."""
     from flower_model.runs.store import list_runs
@@ -569,10 +516,9 @@ def _list_runs(owner: str | None, now: float) -> None:
     runs = [(info, who) for info, who in runs if owner in (None, who)]
     print(f"\n{'run':<32}{'trained by':<34}{'MB':>8}{'age':>12}")
     for info, who in sorted(runs, key=lambda item: (item[1], item[0].run_id)):
-        days = (now - _run_time(info.run_id)) / 86400
-        print(
-            f"{info.run_id:<32}{who:<34}{_folder_bytes(info.path) / 2**20:>8.1f}{days:>8.1f} days"
-        )
+        days = (now - info.trained_at) / 86400
+        size = workspace.bytes_under(info.path) / 2**20
+        print(f"{info.run_id:<32}{who:<34}{size:>8.1f}{days:>8.1f} days")
     if not runs:
         print("(none)")
 
@@ -580,7 +526,6 @@ def _list_runs(owner: str | None, now: float) -> None:
 def cmd_workspace(args: argparse.Namespace) -> int:
     """List the uploads by owner, size and last use, and the workspace's folders; prune or
     delete uploads (the host's tool: it may delete any visitor's)."""
-    from flower_model.core import workspace
     from flower_model.data import owners, uploads
 
     if args.delete:
@@ -600,20 +545,14 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         for folder in gone:
             print(f"  {folder.name}")
     if args.prune_runs_days is not None:
-        from flower_model.runs.store import list_runs
-        from flower_model.workflows.cleanup import remove_run
+        from flower_model.workflows.cleanup import prune_runs
 
-        cutoff = time.time() - args.prune_runs_days * 86400
-        pruned = [
-            info.run_id
-            for info in list_runs()
-            if _run_time(info.run_id) < cutoff and args.owner in (None, info.owner or "(the host)")
-        ]
-        for run_id in pruned:
-            remove_run(run_id)
+        pruned = prune_runs(args.prune_runs_days, args.owner)
         print(f"deleted {len(pruned)} run(s) trained more than {args.prune_runs_days:g} days ago")
     if args.prune_caches_days is not None:
-        freed, count = _prune_caches(time.time() - args.prune_caches_days * 86400)
+        from flower_model.workflows.cleanup import prune_caches
+
+        freed, count = prune_caches(args.prune_caches_days)
         print(
             f"deleted {count} cache entries nothing wrote for {args.prune_caches_days:g} days "
             f"({freed / 2**20:,.1f} MB)"
@@ -628,12 +567,12 @@ def cmd_workspace(args: argparse.Namespace) -> int:
     print(f"{'uploaded dataset':<32}{'owner':<34}{'MB':>8}{'last used':>12}")
     for folder, owner in sorted(listed, key=lambda item: (item[1], item[0].name)):
         days = (now - uploads.last_used(folder)) / 86400
-        size = _folder_bytes(folder) / 2**20
+        size = workspace.bytes_under(folder) / 2**20
         print(f"{folder.name:<32}{owner:<34}{size:>8.1f}{days:>8.1f} days")
     if not listed:
         print("(none)")
     _list_runs(args.owner, now)
     print(f"\nworkspace {workspace.home_dir()}:")
     for name in ("datasets", "runs", "features", "scans", "exports", "audits", "journal"):
-        print(f"  {name:<10}{_folder_bytes(workspace.home_dir() / name) / 2**20:>10.1f} MB")
+        print(f"  {name:<10}{workspace.bytes_under(workspace.home_dir() / name) / 2**20:>10.1f} MB")
     return 0

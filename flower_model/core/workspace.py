@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -114,6 +115,16 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def bytes_under(folder: Path) -> int:
+    """Return the size of the files under a folder (0 while it does not exist)."""
+    total = 0
+    for path in folder.rglob("*") if folder.is_dir() else []:
+        with contextlib.suppress(OSError):  # a file renamed or removed meanwhile
+            if path.is_file():
+                total += path.stat().st_size
+    return total
 
 
 class _Unwritten:

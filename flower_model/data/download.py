@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
+from flower_model.core import workspace
 from flower_model.core.errors import DatasetError
 
 # Kaggle "Flowers Recognition": daisy, dandelion, rose, sunflower, tulip (4,317 photos).
@@ -49,16 +49,6 @@ def _cache_folder_of(kagglehub: ModuleType, handle: str) -> Path:
     return Path(kagglehub.config.get_cache_folder()) / "datasets" / owner / name
 
 
-def _bytes_under(folder: Path) -> int:
-    """Return the size of the files under a folder (0 while it does not exist)."""
-    total = 0
-    for path in folder.rglob("*") if folder.is_dir() else []:
-        with contextlib.suppress(OSError):  # a file renamed or removed meanwhile
-            if path.is_file():
-                total += path.stat().st_size
-    return total
-
-
 @contextmanager
 def _watching(folder: Path, progress: Progress | None) -> Iterator[None]:
     """Tell `progress` how many bytes the folder gains while the block runs, from a thread
@@ -66,12 +56,12 @@ def _watching(folder: Path, progress: Progress | None) -> Iterator[None]:
     if progress is None:
         yield
         return
-    before = _bytes_under(folder)
+    before = workspace.bytes_under(folder)
     done = threading.Event()
 
     def watch() -> None:
         while not done.wait(PROGRESS_SECONDS):
-            progress(max(0, _bytes_under(folder) - before), 0)
+            progress(max(0, workspace.bytes_under(folder) - before), 0)
 
     watcher = threading.Thread(target=watch, name="flower-lens-download", daemon=True)
     watcher.start()
@@ -80,7 +70,7 @@ def _watching(folder: Path, progress: Progress | None) -> Iterator[None]:
     finally:
         done.set()
         watcher.join()
-    progress(max(0, _bytes_under(folder) - before), 0)
+    progress(max(0, workspace.bytes_under(folder) - before), 0)
 
 
 def _download_failure(exc: Exception) -> str:

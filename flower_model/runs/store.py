@@ -17,6 +17,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,15 @@ class RunInfo:
     def owner(self) -> str:
         """Return who trained the run ("": the command line, or the host)."""
         return self.summary.owner
+
+    @property
+    def trained_at(self) -> float:
+        """Return when the run was trained (a time.time()), from its record, else from its
+        folder's time."""
+        try:
+            return datetime.fromisoformat(self.summary.created).timestamp()
+        except ValueError:
+            return self.path.stat().st_mtime
 
     @property
     def weights_label(self) -> str:

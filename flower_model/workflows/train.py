@@ -121,19 +121,17 @@ def train(
             model = networks.classifier
 
         # Measured on the held-out photos, then saved (the head alone unless fine-tuned).
-        metadata = replace(
-            _measured(
-                writer.run_id,
-                started,
-                photos,
-                split,
-                resolved,
-                computed,
-                fit,
-                val_probabilities,
-                head_only=model is head,
-                cross_validated=cross_validated,
-            ),
+        metadata = _measured(
+            writer.run_id,
+            started,
+            photos,
+            split,
+            resolved,
+            computed,
+            fit,
+            val_probabilities,
+            head_only=model is head,
+            cross_validated=cross_validated,
             owner=owner,
         )
         report("phase", message="saving the run")
@@ -153,6 +151,7 @@ def _measured(
     val_probabilities: np.ndarray,
     head_only: bool,
     cross_validated: Scores | None = None,
+    owner: str = "",
 ) -> RunMetadata:
     """Return the run's metadata: what was trained on which photos, how, and how well it
     does on the held-out photos (its metrics and calibration)."""
@@ -180,6 +179,7 @@ def _measured(
         calibration=calibrate(labels, val_probabilities),
         head_only=head_only,
         cross_validation=cross_validated,
+        owner=owner,
     )
 
 

@@ -26,6 +26,18 @@ from flower_model.runs.store import (
 from tests.conftest import copy_home
 
 
+def created_of(run_id: str) -> str:
+    """Return the time a run id (YYYYMMDD-HHMMSS-xxxx, local time) names, as a run records it;
+    a fixed one for an id that names none."""
+    from datetime import datetime
+
+    try:
+        named = datetime.strptime(run_id[:15], "%Y%m%d-%H%M%S").astimezone()
+    except ValueError:
+        return "2026-01-01T00:00:00+0000"
+    return named.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def metadata(run_id: str, accuracy: float = 0.5) -> RunMetadata:
     """Return the metadata of a two-class run whose held-out accuracy is `accuracy` (of 10)."""
     right = round(accuracy * 10)
@@ -34,7 +46,7 @@ def metadata(run_id: str, accuracy: float = 0.5) -> RunMetadata:
     paths = [f"a/{i}.jpg" for i in range(10)]
     return RunMetadata(
         run_id=run_id,
-        created="2026-01-01T00:00:00+0000",
+        created=created_of(run_id),
         seconds=1.5,
         class_names=("a", "b"),
         input_size=(224, 224, 3),

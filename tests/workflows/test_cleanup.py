@@ -36,3 +36,17 @@ def test_a_removed_run_takes_its_exports_and_a_refused_one_keeps_everything(
     remove_run(hers.name, owner="account:ana@example.org")
     assert [info.run_id for info in list_runs()] == [other.name]
     assert [path for path in exports if path.exists()] == exports[len(FORMATS) :]
+
+
+def test_a_runs_age_is_the_time_it_recorded(tmp_path: Path) -> None:
+    from flower_model.runs.store import get_run
+
+    old = fake_run(tmp_path, "20200101-120000-aaaa")
+    meta = replace(metadata(old.name), created="2020-01-01T12:00:00+0000")
+    (old / METADATA_FILE).write_text(json.dumps(meta.to_json()))
+    assert get_run(old.name, tmp_path).trained_at == 1577880000.0
+    # A record whose time cannot be read: the folder's time.
+    unreadable = fake_run(tmp_path, "20200102-120000-bbbb")
+    meta = replace(metadata(unreadable.name), created="")
+    (unreadable / METADATA_FILE).write_text(json.dumps(meta.to_json()))
+    assert get_run(unreadable.name, tmp_path).trained_at == unreadable.stat().st_mtime
