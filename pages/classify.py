@@ -301,6 +301,7 @@ def live_ui(info: RunInfo, shown: Shown, source: str) -> None:
         if context.state.playing:
             live_bars_ui(info, stream, shown)
         else:
+            stream.reset()  # a next START shows its own frames, never this stream's last
             st.caption(
                 "Click **START** (and allow the camera): the bars follow the flower in view."
                 if player is None

@@ -105,6 +105,14 @@ class LiveClassifier:
         for _ in range(frames):
             self.classifier.probabilities(blank[np.newaxis], self.precision)
 
+    def reset(self) -> None:
+        """Forget the last stream's frames (it stopped): the next stream's bars wait for its
+        own first frame instead of showing the last one of the stream before."""
+        with self._lock:
+            self._latest = None
+            self._times.clear()
+            self._heat = None
+
     def latest(self) -> FrameResult | None:
         """Return the latest classified frame, if any."""
         with self._lock:

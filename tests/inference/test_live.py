@@ -51,6 +51,17 @@ def test_the_latest_frame_wins_and_the_rate_is_counted() -> None:
     assert stream.rate() > 0
 
 
+def test_a_stopped_streams_frames_are_forgotten_before_the_next() -> None:
+    stream = LiveClassifier(Counting())
+    for colour in ((250, 0, 0), (0, 250, 0)):
+        stream.frame(frame(colour))
+    stream.reset()
+    assert stream.latest() is None and stream.rate() == 0.0
+    stream.frame(frame((0, 0, 250)))
+    latest = stream.latest()
+    assert latest is not None and latest.number == 1 and np.argmax(latest.probabilities) == 2
+
+
 def test_grad_cam_is_redone_at_most_once_a_second(monkeypatch) -> None:
     clock = [100.0]
     monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
